@@ -1,0 +1,591 @@
+/*
+ * backprop.h - the public API of libbackprop.
+ *
+ * libbackprop trains feed-forward neural networks by backpropagation:
+ * forward pass, loss, backward pass by the chain rule, gradient-descent
+ * update. This is the only public header; everything in it starts with
+ * bp_ / BP_.
+ *
+ * Conventions (see DESIGN.md):
+ *   - tensors are row-major, batch first: x is [n, features];
+ *   - a dense layer holds weight [out, in] and bias [out], like torch.nn.Linear;
+ *   - losses reduce like PyTorch (mean), optimizers update like torch.optim.
+ *
+ * Errors: every fallible function returns a bp_status and takes, as its
+ * last argument, an optional `bp_error *err` (may be NULL) that receives a
+ * readable one-line message. The library never prints, never exits and
+ * never aborts on bad input.
+ *
+ * Ownership: a function that returns an object through `T **out` gives the
+ * caller ownership; free it with the matching bp_*_free (which accepts NULL).
+ * Input arrays are borrowed for the duration of the call only, unless a
+ * function says otherwise.
+ *
+ * Precision: bp_real is float. A build compiled with -DBP_DOUBLE makes it
+ * double everywhere (used by the gradient-check tests); model files are
+ * float32 in both builds.
+ */
+#ifndef BACKPROP_H
+#define BACKPROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BP_VERSION_MAJOR 0
+#define BP_VERSION_MINOR 1
+#define BP_VERSION_PATCH 0
+#define BP_VERSION_STRING "0.1.0"
+
+#ifdef BP_DOUBLE
+typedef double bp_real;
+#else
+typedef float bp_real;
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status and errors                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef enum bp_status {
+    BP_OK = 0,
+    BP_ENOMEM,       /* an allocation failed */
+    BP_EINVAL,       /* an argument is invalid (NULL, out of range, NaN data) */
+    BP_ESHAPE,       /* sizes do not agree (data width vs network inputs...) */
+    BP_ESPEC,        /* the architecture spec string does not parse */
+    BP_EIO,          /* a file could not be opened, read or written */
+    BP_EFORMAT,      /* a file is malformed (model, CSV, IDX) */
+    BP_ENONFINITE,   /* training produced a NaN/Inf loss or gradient */
+    BP_ESTOPPED,     /* a callback asked training to stop (not a failure of data) */
+    BP_EUNSUPPORTED  /* valid request this build or version does not support */
+} bp_status;
+
+/* Message buffer filled by a failing call. `code` repeats the returned status. */
+typedef struct bp_error {
+    bp_status code;
+    char message[512];
+} bp_error;
+
+/* Short constant name of a status ("BP_ESHAPE"); never NULL. */
+const char *bp_status_name(bp_status s);
+
+/* Library version string, e.g. "0.1.0". */
+const char *bp_version(void);
+
+/* Process-wide number of threads used by the GEMM library (OpenMP).
+ * n <= 0 restores the default (all cores). */
+void bp_set_threads(int n);
+
+/* ------------------------------------------------------------------------ */
+/* Networks                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bp_net bp_net;
+
+/* Layer kinds, the words of the architecture spec. */
+typedef enum bp_layer_kind {
+    BP_DENSE = 0,    /* dense(N): y = x W^T + b, W [N, in], b [N] */
+    BP_IDENTITY,     /* identity: y = x */
+    BP_SIGMOID,      /* sigmoid: y = 1 / (1 + exp(-x)) */
+    BP_TANH,         /* tanh: y = tanh(x) */
+    BP_RELU,         /* relu: y = max(0, x) */
+    BP_LEAKY_RELU,   /* leaky_relu(a): y = x > 0 ? x : a x */
+    BP_SOFTMAX,      /* softmax: y_i = exp(x_i) / sum_j exp(x_j), per row */
+    BP_DROPOUT       /* dropout(p): training only, y = x * mask / (1-p) */
+} bp_layer_kind;
+
+/* One layer description: `units` is used by BP_DENSE, `param` by
+ * BP_LEAKY_RELU (negative slope) and BP_DROPOUT (drop probability). */
+typedef struct bp_layer_desc {
+    bp_layer_kind kind;
+    int units;
+    double param;
+} bp_layer_desc;
+
+/* Weight initialization schemes. Biases start at zero.
+ * BP_INIT_DEFAULT picks He (uniform) for a dense layer followed by relu or
+ * leaky_relu, and Xavier (uniform) otherwise. */
+typedef enum bp_init {
+    BP_INIT_DEFAULT = 0,
+    BP_INIT_XAVIER_UNIFORM,  /* U(-a, a), a = sqrt(6 / (in + out)) */
+    BP_INIT_XAVIER_NORMAL,   /* N(0, 2 / (in + out)) */
+    BP_INIT_HE_UNIFORM,      /* U(-a, a), a = sqrt(6 / in) */
+    BP_INIT_HE_NORMAL        /* N(0, 2 / in) */
+} bp_init;
+
+/* Build a network for `n_inputs` input features from an architecture spec,
+ * e.g. "dense(64) relu dropout(0.2) dense(10)" (see DESIGN.md). The spec is
+ * the full network: nothing is appended. Parameters are allocated and
+ * initialized with BP_INIT_DEFAULT from `seed`.
+ * Returns BP_ESPEC with "spec:1:COL: ..." on a malformed spec, BP_EINVAL if
+ * n_inputs < 1, BP_ENOMEM. On failure *out is NULL. */
+bp_status bp_net_create(bp_net **out, int n_inputs, const char *spec,
+                        uint64_t seed, bp_error *err);
+
+/* Build a network layer by layer from `n_layers` descriptions; same rules
+ * and statuses as bp_net_create. */
+bp_status bp_net_create_layers(bp_net **out, int n_inputs,
+                               const bp_layer_desc *layers, int n_layers,
+                               uint64_t seed, bp_error *err);
+
+/* Free a network and everything it owns. Accepts NULL. */
+void bp_net_free(bp_net *net);
+
+/* Deep copy (parameters, metadata; not workspaces). */
+bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err);
+
+/* Re-initialize every dense layer with `scheme`, drawing from `seed`. */
+bp_status bp_net_init(bp_net *net, bp_init scheme, uint64_t seed, bp_error *err);
+
+int bp_net_inputs(const bp_net *net);      /* input features */
+int bp_net_outputs(const bp_net *net);     /* width of the last layer */
+int bp_net_layers(const bp_net *net);      /* layers in the spec */
+size_t bp_net_param_count(const bp_net *net);
+/* Description of layer i (0 <= i < bp_net_layers); units is the layer's
+ * output width for every kind. */
+bp_layer_desc bp_net_layer(const bp_net *net, int i);
+
+/* Canonical spec of the network, e.g. "dense(64) relu dense(10)".
+ * The string is owned by the network and valid until it is freed. */
+const char *bp_net_spec(const bp_net *net);
+
+/* Parameter tensor access for layer i (a dense layer): weight is
+ * [units, in] row-major, bias [units]. Returns NULL for a layer without
+ * parameters. The pointers stay valid for the network's lifetime. */
+bp_real *bp_net_weight(bp_net *net, int i);
+bp_real *bp_net_bias(bp_net *net, int i);
+
+/* Inference on a batch: x [n, inputs] -> y [n, outputs] (caller-owned).
+ * Dropout is the identity. Grows internal workspaces if n exceeds what was
+ * reserved (the only allocation, made once). BP_ESHAPE if n < 1. */
+bp_status bp_forward(bp_net *net, const bp_real *x, int n, bp_real *y,
+                     bp_error *err);
+
+/* Reserve workspaces for batches of up to `max_batch` samples so that
+ * forward and training steps never allocate. */
+bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err);
+
+/* Metadata: string key/value pairs saved in the model file's __metadata__.
+ * The library itself sets "format", "spec" and "inputs" on save. Values
+ * are copied. bp_net_get_meta returns NULL when the key is absent; the
+ * string stays valid until the key is set again or the net is freed. */
+bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value,
+                          bp_error *err);
+const char *bp_net_get_meta(const bp_net *net, const char *key);
+int bp_net_meta_count(const bp_net *net);
+/* i-th pair (0 <= i < count) in insertion order; returns 0 when out of range. */
+int bp_net_meta_at(const bp_net *net, int i, const char **key, const char **value);
+
+/* ------------------------------------------------------------------------ */
+/* Model files (safetensors, see DESIGN.md)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Save parameters as float32 safetensors with torch.nn.Sequential key names
+ * ("0.weight", "0.bias", "2.weight", ...) and the metadata in __metadata__.
+ * Written atomically: a temporary file in the same directory, fsync,
+ * rename; on failure the destination is untouched. BP_EIO on failure. */
+bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err);
+
+/* Load a model written by bp_net_save (needs the "spec" and "inputs"
+ * metadata). Every length, offset, dtype and shape is validated:
+ * BP_EIO (cannot read), BP_EFORMAT (malformed, with the reason),
+ * BP_ESHAPE (a tensor shape disagrees with the spec), BP_ENOMEM. */
+bp_status bp_net_load(bp_net **out, const char *path, bp_error *err);
+
+/* Load parameters only into an existing network (e.g. a state dict saved
+ * by PyTorch for the same nn.Sequential): every parameter of the network
+ * must be present with the same name, shape and dtype F32; extra tensors
+ * are an error (strict, like load_state_dict(strict=True)). */
+bp_status bp_net_load_weights(bp_net *net, const char *path, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Data sets                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A data set in memory: x [n, n_inputs], y [n, n_targets].
+ * For classification (n_classes > 0) n_targets is 1 and y holds class
+ * indices 0..n_classes-1 as exact integral values. For regression
+ * n_classes == 0. A user may fill this struct to view their own arrays
+ * (then `owned` is 0 and bp_data_free frees nothing but the names);
+ * readers return owned data. class_names is optional (NULL or n_classes
+ * strings). */
+typedef struct bp_data {
+    int n;
+    int n_inputs;
+    int n_targets;
+    int n_classes;
+    bp_real *x;
+    bp_real *y;
+    char **class_names;
+    int owned;
+} bp_data;
+
+/* Release what a reader allocated and zero the struct. Accepts NULL. */
+void bp_data_free(bp_data *d);
+
+/* What a CSV target column means. */
+typedef enum bp_task {
+    BP_TASK_AUTO = 0,   /* integer or string targets: classify; else regress */
+    BP_TASK_CLASSIFY,
+    BP_TASK_REGRESS
+} bp_task;
+
+/* Options of bp_read_csv; zero-initialize, then set what you need. */
+typedef struct bp_csv_options {
+    /* Target column(s): a header name, a 0-based index ("3"), or a
+     * comma-separated list of names/indices for multi-output regression.
+     * NULL: the last column. */
+    const char *target;
+    bp_task task;
+    /* No target column in the file (predict): every column is a feature.
+     * With target_optional, the target is used if the file has it. */
+    int no_target;
+    int target_optional;
+    /* Fixed class list (e.g. a model's classes, for eval): labels are
+     * mapped to these indices and an unknown label is an error. NULL: the
+     * classes are found in the data (integers 0..K-1 keep their value;
+     * other labels are sorted). */
+    const char *const *class_names;
+    int n_class_names;
+} bp_csv_options;
+
+/* Read a CSV file (RFC 4180: quoted fields, "" escapes, quoted commas and
+ * line breaks, CRLF or LF, a last line without a line break, a header row;
+ * empty or blank lines are skipped, a UTF-8 byte order mark is ignored,
+ * spaces around a field are trimmed). Every column that is not a target is
+ * a feature and must hold decimal numbers (ints, decimals, exponents,
+ * leading +/-; "nan"/"inf" are rejected); they are parsed exactly to
+ * bp_real rounding.
+ *
+ * Targets (opt->target): a header name, else a 0-based index; a whole
+ * string that names no column is split at commas into several (each a
+ * name or an index; several targets mean regression). With BP_TASK_AUTO a
+ * single target column whose values are all integer literals ("3", "-1")
+ * or that holds any non-numeric text is classification; otherwise
+ * (decimals or exponents in a numeric column, or several targets) it is
+ * regression. Class labels without opt->class_names: when every label is
+ * a number with a non-negative integral value <= 65535 the value is the
+ * class index, n_classes = max + 1 (at least 2) and class_names is NULL;
+ * otherwise the distinct labels (numbers ordered by value first, then
+ * strings in byte order; "1" and "1.0" are one class) get indices 0..K-1
+ * in that order and class_names holds them. With opt->class_names, a
+ * label maps to the name equal to its text (or, failing that, to a name
+ * with the same numeric value), n_classes = n_class_names, class_names is
+ * a copy; an unknown label is an error.
+ * no_target: every column is a feature, n_targets = 0, y = NULL.
+ * target_optional with a named target: when none of the named columns is
+ * in the header the file is read as with no_target (a NULL target still
+ * means the last column).
+ *
+ * On error: BP_EIO (cannot open/read: "PATH: cannot open: REASON"),
+ * BP_EFORMAT with "PATH:LINE:COL: reason" where LINE is the 1-based line
+ * where the field starts and COL the 1-based field (column) number: empty
+ * file, no data rows (header only), a row with a different field count
+ * than the header ("row has 3 fields, expected 4"), a non-numeric, empty
+ * or non-finite feature (the text is quoted), an unterminated quote, a
+ * character after a closing quote, a bad target value, an unknown class
+ * label, no feature column left; BP_EINVAL (bad option: unknown target
+ * column, a target named twice, several targets with
+ * BP_TASK_CLASSIFY), BP_ENOMEM.
+ * `out` receives owned data; it is zeroed on failure. `feature_names`
+ * (may be NULL) receives the n_inputs header names (free with
+ * bp_strings_free); it is set to NULL on failure. */
+bp_status bp_read_csv(bp_data *out, const char *path,
+                      const bp_csv_options *opt, char ***feature_names,
+                      bp_error *err);
+
+/* Same as bp_read_csv on `size` bytes in memory (copied; the caller keeps
+ * `data`). `name` (may be NULL: "<csv>") replaces PATH in messages. */
+bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size,
+                          const char *name, const bp_csv_options *opt,
+                          char ***feature_names, bp_error *err);
+
+/* Read an IDX file (the MNIST format: 00 00 TYPE NDIMS, NDIMS big-endian
+ * 32-bit sizes, then the data; gzip-compressed if it starts with the gzip
+ * magic 1f 8b). Images (type 0x08 unsigned byte, any rank >= 2) become
+ * x [n, product of the other dimensions] scaled to [0, 1] (byte / 255);
+ * with `labels_path` (an idx1 ubyte file) y [n, 1] holds the labels,
+ * n_targets = 1 and n_classes = max label + 1 (at least 2).
+ * `labels_path` may be NULL (then n_targets = 0, n_classes = 0, y = NULL).
+ * BP_EIO: cannot open/read. BP_EFORMAT "PATH: reason": bad magic, unknown
+ * or unsupported type ("unsupported IDX type 0x0D (float32)"), wrong rank,
+ * a zero size, data shorter than the sizes say (truncated) or longer
+ * (trailing bytes), corrupt or truncated gzip data, more than 2^31 bytes
+ * of data, a label count different from the image count (naming both
+ * files and counts). BP_ENOMEM. `out` is zeroed on failure. */
+bp_status bp_read_idx(bp_data *out, const char *images_path,
+                      const char *labels_path, bp_error *err);
+
+/* Same as bp_read_idx on buffers in memory (plain or gzip); `labels` may be
+ * NULL. Messages name the buffers "images" and "labels". */
+bp_status bp_read_idx_mem(bp_data *out, const void *images, size_t images_size,
+                          const void *labels, size_t labels_size,
+                          bp_error *err);
+
+/* Free an array of `n` strings and the array. Accepts NULL. */
+void bp_strings_free(char **s, int n);
+
+/* Input normalization, fitted on training data and stored in the model:
+ * x' = (x - shift) * scale, per feature. */
+typedef enum bp_norm_kind {
+    BP_NORM_NONE = 0,
+    BP_NORM_STANDARD,   /* shift = mean, scale = 1 / std (1 if std == 0) */
+    BP_NORM_MINMAX      /* shift = min, scale = 1 / (max - min) (1 if equal) */
+} bp_norm_kind;
+
+typedef struct bp_norm {
+    bp_norm_kind kind;
+    int n;            /* features */
+    bp_real *shift;   /* [n], owned */
+    bp_real *scale;   /* [n], owned */
+} bp_norm;
+
+const char *bp_norm_name(bp_norm_kind k);   /* "none", "standard", "minmax" */
+bp_status bp_norm_parse(const char *name, bp_norm_kind *out, bp_error *err);
+/* Compute the normalization of d's features. */
+bp_status bp_norm_fit(bp_norm *out, const bp_data *d, bp_norm_kind kind,
+                      bp_error *err);
+/* Apply in place; BP_ESHAPE if widths differ. */
+bp_status bp_norm_apply(const bp_norm *nm, bp_data *d, bp_error *err);
+void bp_norm_free(bp_norm *nm);
+/* Store in / read from a network's metadata (keys "normalize",
+ * "norm_shift", "norm_scale"). Reading a net without the keys gives
+ * BP_NORM_NONE. BP_EFORMAT if the stored values do not parse. */
+bp_status bp_norm_to_meta(const bp_norm *nm, bp_net *net, bp_error *err);
+bp_status bp_norm_from_meta(bp_norm *out, const bp_net *net, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum bp_loss {
+    BP_LOSS_MSE = 0,       /* mean over all elements of (y - t)^2 */
+    BP_LOSS_CROSS_ENTROPY, /* mean over rows of -log softmax(z)[label]; t = class index */
+    BP_LOSS_BCE            /* mean over elements of the logistic loss on logits z */
+} bp_loss;
+/* A final softmax layer with BP_LOSS_CROSS_ENTROPY (or a final sigmoid with
+ * BP_LOSS_BCE) is fused into the loss: the loss is computed on the logits
+ * before it, in a numerically stable way, and bp_forward still returns
+ * probabilities. */
+
+typedef enum bp_optimizer {
+    BP_SGD = 0,     /* p -= lr g */
+    BP_MOMENTUM,    /* torch.optim.SGD(momentum, dampening) */
+    BP_NESTEROV,    /* torch.optim.SGD(momentum, nesterov=True) */
+    BP_ADAM,        /* torch.optim.Adam */
+    BP_ADAMW,       /* torch.optim.AdamW (decoupled weight decay) */
+    BP_RMSPROP,     /* torch.optim.RMSprop (not centered) */
+    BP_ADAGRAD      /* torch.optim.Adagrad */
+} bp_optimizer;
+
+/* Learning-rate schedule, evaluated per optimizer step t = 0, 1, 2, ...:
+ *   warm-up (t < warmup):   factor = (t + 1) / warmup
+ *   then with s = t - warmup:
+ *   BP_SCHED_CONSTANT       factor = 1
+ *   BP_SCHED_STEP           factor = gamma ^ floor(s / step_size)
+ *   BP_SCHED_EXP            factor = gamma ^ s
+ *   BP_SCHED_COSINE         factor = m + (1 - m) (1 + cos(pi min(s, T) / T)) / 2,
+ *                           m = min_lr / lr, T = max(1, total_steps - warmup)
+ * and lr(t) = lr * factor. */
+typedef enum bp_schedule {
+    BP_SCHED_CONSTANT = 0,
+    BP_SCHED_STEP,
+    BP_SCHED_EXP,
+    BP_SCHED_COSINE
+} bp_schedule;
+
+struct bp_epoch_info;
+struct bp_step_info;
+
+/* Everything that configures training. Fill with bp_train_config_default,
+ * then change fields. Fields marked [fit] are only used by bp_fit. */
+typedef struct bp_train_config {
+    bp_loss loss;
+    bp_optimizer optimizer;
+    double lr;            /* learning rate */
+    double momentum;      /* BP_MOMENTUM/BP_NESTEROV (default 0.9), BP_RMSPROP (default 0) */
+    double dampening;     /* BP_MOMENTUM (default 0; must be 0 for Nesterov) */
+    double beta1, beta2;  /* Adam/AdamW (0.9, 0.999) */
+    double eps;           /* Adam/AdamW/RMSprop 1e-8, Adagrad 1e-10 */
+    double alpha;         /* RMSprop smoothing constant (0.99) */
+    double lr_decay;      /* Adagrad lr_decay (0) */
+    double weight_decay;  /* torch's weight_decay on every parameter: coupled
+                             (g += wd p) for all but AdamW, decoupled for AdamW
+                             (default 0, AdamW 0.01) */
+    double l1;            /* adds l1 * sum|W| over dense weights to the loss */
+    double l2;            /* adds l2 / 2 * sum W^2 over dense weights to the loss */
+    double clip_value;    /* > 0: clamp each gradient to [-v, v] (first) */
+    double clip_norm;     /* > 0: rescale gradients to global L2 norm <= c (then) */
+    bp_schedule schedule;
+    int warmup;           /* linear warm-up steps (0: none) */
+    int step_size;        /* BP_SCHED_STEP period in steps */
+    double gamma;         /* BP_SCHED_STEP / BP_SCHED_EXP factor */
+    double min_lr;        /* BP_SCHED_COSINE floor */
+    long total_steps;     /* BP_SCHED_COSINE length; 0 in bp_fit = epochs * steps per epoch */
+    int freeze;           /* keep the first `freeze` dense layers fixed */
+
+    int batch_size;       /* [fit] 0 = full batch, 1 = stochastic, default 32 */
+    int epochs;           /* [fit] default 10 */
+    int shuffle;          /* [fit] reshuffle every epoch (default 1) */
+    uint64_t seed;        /* shuffling and dropout randomness */
+    int patience;         /* [fit] early stopping: stop after `patience`
+                             epochs without improvement of the validation loss
+                             (training loss without validation data) and
+                             restore the best weights; 0 = off */
+    double min_delta;     /* [fit] improvement smaller than this does not count */
+    /* [fit] called after every epoch; return non-zero to stop (bp_fit then
+     * returns BP_OK with stopped_early set). May be NULL. */
+    int (*on_epoch)(const struct bp_epoch_info *info, void *user);
+    /* [fit] called after every step (for progress displays). May be NULL. */
+    int (*on_step)(const struct bp_step_info *info, void *user);
+    void *user;           /* passed to the callbacks */
+} bp_train_config;
+
+/* Fill `cfg` with PyTorch's defaults for `opt` (lr: SGD family 0.01, Adam
+ * and AdamW 0.001, RMSprop 0.01, Adagrad 0.01) and cross-entropy loss. */
+void bp_train_config_default(bp_train_config *cfg, bp_optimizer opt);
+
+/* Per-step progress, for on_step. */
+typedef struct bp_step_info {
+    int epoch, epochs;        /* 1-based epoch */
+    int batch, batches;       /* 1-based batch within the epoch */
+    long step;                /* optimizer steps done so far (1-based) */
+    long samples;             /* samples seen in this epoch */
+    double loss;              /* running mean loss over this epoch */
+    double lr;                /* learning rate of this step */
+    double seconds;           /* since the epoch started */
+} bp_step_info;
+
+/* Per-epoch summary and diagnostics, for on_epoch. Arrays are indexed by
+ * layer (0 .. n_layers-1) and owned by the trainer (valid in the callback). */
+typedef struct bp_epoch_info {
+    int epoch, epochs;        /* 1-based */
+    long step;                /* optimizer steps done so far */
+    double train_loss;        /* mean training loss over the epoch's steps */
+    double train_accuracy;    /* classification only, else NaN */
+    double val_loss;          /* NaN without validation data */
+    double val_accuracy;      /* NaN without validation data or for regression */
+    double lr;                /* learning rate of the epoch's last step */
+    double seconds;           /* wall time of the epoch */
+    int best_epoch;           /* epoch with the best monitored loss so far */
+    int n_layers;
+    /* RMS over the epoch's steps of each layer's gradient L2 norm (weights
+     * and bias together); 0 for layers without parameters. */
+    const double *grad_norm;
+    /* For relu layers: fraction of units that output 0 for every training
+     * sample of the epoch ("dead" units); -1 for other layers. */
+    const double *dead_fraction;
+} bp_epoch_info;
+
+/* The trainer owns the optimizer state, the schedule position, the
+ * gradients and the workspaces of one network (which it borrows: the net
+ * must outlive the trainer). */
+typedef struct bp_trainer bp_trainer;
+
+/* Validate `cfg` against `net` and allocate everything a step needs for
+ * batches of up to `max_batch` samples (>= 1). BP_EINVAL names the bad
+ * field; BP_ESHAPE if the loss does not fit the output layer. */
+bp_status bp_trainer_create(bp_trainer **out, bp_net *net,
+                            const bp_train_config *cfg, int max_batch,
+                            bp_error *err);
+void bp_trainer_free(bp_trainer *tr);
+
+/* One training step on a batch x [n, inputs], y [n, targets] (targets are
+ * class indices [n] for cross-entropy): forward in training mode, loss,
+ * backward, penalties, clipping, optimizer update, schedule advance.
+ * Never allocates. *loss_out (may be NULL) receives the data loss of the
+ * batch, before the update. BP_ENONFINITE if the loss or a gradient is not
+ * finite (parameters are left unchanged; the message names the step and
+ * the first layer where it appeared). BP_ESHAPE if n is out of range. */
+bp_status bp_train_step(bp_trainer *tr, const bp_real *x, const bp_real *y,
+                        int n, double *loss_out, bp_error *err);
+
+/* Compute loss and gradients of a batch without updating (training mode,
+ * so dropout is active). The gradients are readable with bp_trainer_grad. */
+bp_status bp_trainer_backward(bp_trainer *tr, const bp_real *x, const bp_real *y,
+                              int n, double *loss_out, bp_error *err);
+
+/* Gradient of layer i's weight / bias from the last step (NULL if the layer
+ * has no parameters). Same shapes as bp_net_weight / bp_net_bias. */
+const bp_real *bp_trainer_weight_grad(const bp_trainer *tr, int i);
+const bp_real *bp_trainer_bias_grad(const bp_trainer *tr, int i);
+
+/* Optimizer steps taken and the learning rate the next step will use. */
+long bp_trainer_steps(const bp_trainer *tr);
+double bp_trainer_lr(const bp_trainer *tr);
+
+/* Outcome of bp_fit. */
+typedef struct bp_fit_result {
+    int epochs_run;
+    int best_epoch;           /* 1-based; the weights left in the net are this epoch's
+                                 when early stopping is on, else the last epoch's */
+    int stopped_early;        /* patience ran out or a callback asked to stop */
+    double best_loss;         /* monitored loss at best_epoch */
+    double final_train_loss;
+    double final_val_loss;    /* NaN without validation data */
+    long steps;
+} bp_fit_result;
+
+/* Train for cfg->epochs over `train` in mini-batches of cfg->batch_size
+ * (0 = all samples), reshuffled every epoch with a seeded RNG, evaluating
+ * `val` (may be NULL) after each epoch, with early stopping when
+ * cfg->patience > 0. The data are checked first: BP_ESHAPE if widths do
+ * not match the network, BP_EINVAL for an empty set, a NaN/Inf value or a
+ * class index out of range (the message gives the row and column).
+ * `res` may be NULL. */
+bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val,
+                 bp_fit_result *res, bp_error *err);
+
+/* Mean loss (and accuracy for cross-entropy/bce, else NaN) of `net` on a
+ * data set, in inference mode, in batches. Either output may be NULL. */
+bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data,
+                      double *loss_out, double *accuracy_out, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Gradient check                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bp_gradcheck_result {
+    double max_rel_error;     /* worst |analytic - numeric| / max(|a|, |n|, floor) */
+    int worst_layer;          /* layer index of the worst parameter */
+    size_t worst_index;       /* index in that layer's [weight..., bias...] */
+    double analytic, numeric; /* the two gradients at the worst parameter */
+    size_t checked;           /* parameters compared */
+} bp_gradcheck_result;
+
+/* Compare backprop's gradient of `loss` on the batch x [n, inputs], y with
+ * central finite differences for every parameter of the network:
+ *   numeric = [8 (L(p+h) - L(p-h)) - (L(p+2h) - L(p-2h))] / (12 h), h = eps
+ * (fourth-order accurate). Dropout masks are drawn once and reused for every
+ * evaluation. eps <= 0 and floor <= 0 pick defaults for the build's
+ * precision (double: 1e-3 and 1e-9; float: 1e-2 and 1e-3). Parameters are
+ * restored afterwards. */
+bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x,
+                       const bp_real *y, int n, double eps, double floor,
+                       bp_gradcheck_result *res, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Parse an architecture spec without building a network: fills up to
+ * `max` descriptions and the count. Errors as bp_net_create. */
+bp_status bp_spec_parse(const char *spec, bp_layer_desc *layers, int max,
+                        int *n_layers, bp_error *err);
+
+/* Names used by the CLI and in metadata ("adam", "cross-entropy", ...).
+ * The parsers return BP_EINVAL for an unknown name. */
+const char *bp_optimizer_name(bp_optimizer o);
+const char *bp_loss_name(bp_loss l);
+const char *bp_schedule_name(bp_schedule s);
+bp_status bp_optimizer_parse(const char *name, bp_optimizer *out, bp_error *err);
+bp_status bp_loss_parse(const char *name, bp_loss *out, bp_error *err);
+bp_status bp_schedule_parse(const char *name, bp_schedule *out, bp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BACKPROP_H */

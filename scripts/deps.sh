@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages backprop needs that are missing.
+# Usage: scripts/deps.sh [build|test|bench]   (each level includes the previous)
+set -euo pipefail
+level=${1:-build}
+pkgs=(build-essential cmake pkg-config libdnnl-dev libcjson-dev zlib1g-dev dataset-fashion-mnist)
+if [ "$level" = test ] || [ "$level" = bench ]; then
+  # sklearn ships the iris/wine CSVs of the end-to-end tests; torch checks
+  # that saved models load in PyTorch; clang builds the fuzz targets.
+  pkgs+=(python3-sklearn python3-torch python3-numpy clang libclang-rt-14-dev)
+fi
+if [ "$level" = bench ]; then
+  pkgs+=(libfann-dev libopenblas-dev time)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "deps: missing packages (${missing[*]}) and not root; install them and retry" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

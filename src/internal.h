@@ -1,0 +1,127 @@
+/*
+ * internal.h - definitions shared by the library's source files (not
+ * installed). The public contract is include/backprop.h.
+ */
+#ifndef BP_INTERNAL_H
+#define BP_INTERNAL_H
+
+#include "backprop.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fill *err (if non-NULL) with a printf-style message and return `code`.
+ * The one way every library function reports a failure. */
+bp_status bp_fail(bp_error *err, bp_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Allocation helpers: NULL on failure or on size overflow. The 64-byte
+ * aligned variant is freed with free(). */
+void *bp_alloc_array(size_t count, size_t size);    /* zeroed */
+void *bp_alloc_aligned(size_t count, size_t size);  /* zeroed, 64-byte aligned */
+char *bp_strdup(const char *s);
+
+/* ---- random numbers: xoshiro256**, seeded with splitmix64 ---- */
+typedef struct bp_rng {
+    uint64_t s[4];
+} bp_rng;
+void bp_rng_seed(bp_rng *r, uint64_t seed);
+uint64_t bp_rng_next(bp_rng *r);
+double bp_rng_uniform(bp_rng *r);            /* [0, 1) */
+double bp_rng_normal(bp_rng *r);             /* N(0, 1), Box-Muller */
+uint64_t bp_rng_below(bp_rng *r, uint64_t n); /* uniform in [0, n), n > 0 */
+
+/* ---- GEMM: C = alpha op(A) op(B) + beta C, row-major ----
+ * op(A) is [M, K], op(B) is [K, N], C is [M, N]; lda/ldb/ldc are row
+ * strides of the stored matrices. bp_gemm uses the GEMM library (oneDNN in
+ * the float build); bp_gemm_ref is the plain triple loop kept for tests. */
+void bp_gemm(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
+             const bp_real *A, int lda, const bp_real *B, int ldb,
+             bp_real beta, bp_real *C, int ldc);
+void bp_gemm_ref(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
+                 const bp_real *A, int lda, const bp_real *B, int ldb,
+                 bp_real beta, bp_real *C, int ldc);
+
+/* ---- the network ---- */
+typedef struct bp_layer {
+    bp_layer_kind kind;
+    int in, out;       /* input and output width */
+    double param;      /* leaky_relu slope, dropout probability */
+    bp_real *w;        /* dense: weight [out, in], inside net->params */
+    bp_real *b;        /* dense: bias [out], inside net->params */
+    size_t offset;     /* dense: index of w in net->params (b follows w) */
+    size_t n_params;   /* dense: out * in + out; else 0 */
+} bp_layer;
+
+struct bp_net {
+    int n_inputs;
+    int n_layers;
+    bp_layer *layers;      /* [n_layers] */
+    size_t n_params;
+    bp_real *params;       /* every parameter, in layer order: w then b */
+    char *spec;            /* canonical spec string */
+    int n_meta, cap_meta;
+    char **meta_key, **meta_val;
+
+    /* Workspaces, sized for max_batch samples (bp_net_reserve). */
+    int max_batch;
+    bp_real **act;         /* act[i]: output of layer i [max_batch, out_i] */
+    bp_real *mask;         /* dropout masks, one region per dropout layer */
+    size_t *mask_off;      /* [n_layers] offset of layer i's mask in `mask` */
+    bp_rng rng;            /* dropout randomness */
+};
+
+/* Forward pass over a batch; training != 0 enables dropout (drawing new
+ * masks from net->rng). Outputs land in net->act[i]; returns the last
+ * one. `net` must have reserved n samples. */
+const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n,
+                                 int training);
+
+/* Index of the last layer whose output is the "logits" the loss sees:
+ * n_layers-1, or n_layers-2 when a final softmax (cross-entropy) or sigmoid
+ * (bce) is fused into the loss. */
+int bp_loss_input_layer(const bp_net *net, bp_loss loss);
+
+/* Spec word of a layer kind ("dense", "relu", ...). */
+const char *bp_layer_name(bp_layer_kind k);
+
+/* ---- losses (src/loss.c) ----
+ * Loss of logits z [n, d] against targets t ([n] class indices for
+ * cross-entropy, else [n, d]), reduced like PyTorch (mean). If dz is not
+ * NULL it receives dL/dz [n, d]. If correct is not NULL it receives the
+ * number of correctly classified samples (cross-entropy: argmax == label;
+ * bce: (z > 0) == (t > 0.5) per element; mse: 0). The sum is in double. */
+double bp_loss_eval(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
+                    bp_real *dz, long *correct);
+
+/* ---- optimizers (src/optim.c) ----
+ * One update of `n` parameters p with gradients g (already including
+ * penalties and clipping). s1, s2 are state arrays of n values (zero at
+ * start; which ones are used depends on the optimizer), `t` is the 1-based
+ * step count and `lr` this step's learning rate. Exactly torch.optim's rule. */
+void bp_optim_update(const bp_train_config *cfg, bp_real *p, const bp_real *g,
+                     bp_real *s1, bp_real *s2, size_t n, long t, double lr);
+/* Number of state arrays (0, 1 or 2) `cfg->optimizer` needs. */
+int bp_optim_state_count(const bp_train_config *cfg);
+/* Learning rate of step t (0-based) under cfg's schedule. */
+double bp_schedule_lr(const bp_train_config *cfg, long t);
+
+/* ---- model files (src/safetensors.c) ----
+ * In-memory twins of bp_net_load / bp_net_load_weights / bp_net_save, for
+ * the fuzzer and tests. `data` [size] is a whole safetensors image; `name`
+ * (may be NULL) prefixes error messages in place of a path. The buffer
+ * loaders validate exactly like the file ones. bp_net_save_buffer returns a
+ * malloc'ed image in *out (free with free()) of *out_size bytes; it fails
+ * with BP_EINVAL when a parameter is not finite in float32. */
+bp_status bp_net_load_buffer(bp_net **out, const uint8_t *data, size_t size,
+                             const char *name, bp_error *err);
+bp_status bp_net_load_weights_buffer(bp_net *net, const uint8_t *data, size_t size,
+                                     const char *name, bp_error *err);
+bp_status bp_net_save_buffer(const bp_net *net, uint8_t **out, size_t *out_size,
+                             bp_error *err);
+
+#endif /* BP_INTERNAL_H */

@@ -1,0 +1,81 @@
+/*
+ * loss.c - losses with their gradients, reduced like PyTorch.
+ *
+ *   mse:           L = 1/(n d) sum (z - t)^2              dL/dz = 2 (z - t) / (n d)
+ *   cross-entropy: L = 1/n sum_r [lse(z_r) - z_r[t_r]]    dL/dz = (softmax(z) - onehot(t)) / n
+ *                  lse(z) = m + log sum exp(z - m), m = max z (stable)
+ *   bce (logits):  L = 1/(n d) sum [max(z,0) - z t + log(1 + exp(-|z|))]
+ *                                                          dL/dz = (sigmoid(z) - t) / (n d)
+ */
+#include "internal.h"
+
+#include <math.h>
+
+static double loss_mse(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz)
+{
+    size_t m = (size_t)n * d;
+    double sum = 0, scale = 2.0 / (double)m;
+    for (size_t k = 0; k < m; k++) {
+        double e = (double)z[k] - (double)t[k];
+        sum += e * e;
+        if (dz) dz[k] = (bp_real)(scale * e);
+    }
+    return sum / (double)m;
+}
+
+static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
+                                 long *correct)
+{
+    double sum = 0, inv_n = 1.0 / n;
+    long hits = 0;
+    for (int r = 0; r < n; r++) {
+        const bp_real *zr = z + (size_t)r * d;
+        int label = (int)t[r];
+        int arg = 0;
+        for (int j = 1; j < d; j++)
+            if (zr[j] > zr[arg]) arg = j;
+        double m = zr[arg], s = 0;
+        for (int j = 0; j < d; j++) s += exp((double)zr[j] - m);
+        sum += m + log(s) - (double)zr[label];
+        hits += arg == label;
+        if (dz) {
+            bp_real *g = dz + (size_t)r * d;
+            double inv_s = 1.0 / s;
+            for (int j = 0; j < d; j++)
+                g[j] = (bp_real)((exp((double)zr[j] - m) * inv_s - (j == label)) * inv_n);
+        }
+    }
+    if (correct) *correct = hits;
+    return sum * inv_n;
+}
+
+static double loss_bce(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
+                       long *correct)
+{
+    size_t m = (size_t)n * d;
+    double sum = 0, inv = 1.0 / (double)m;
+    long hits = 0;
+    for (size_t k = 0; k < m; k++) {
+        double x = z[k], y = t[k];
+        sum += (x > 0 ? x : 0) - x * y + log1p(exp(-fabs(x)));
+        hits += (x > 0) == (y > 0.5);
+        if (dz) {
+            double s = x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+            dz[k] = (bp_real)((s - y) * inv);
+        }
+    }
+    if (correct) *correct = hits;
+    return sum * inv;
+}
+
+double bp_loss_eval(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
+                    bp_real *dz, long *correct)
+{
+    if (correct) *correct = 0;
+    switch (loss) {
+    case BP_LOSS_MSE: return loss_mse(z, t, n, d, dz);
+    case BP_LOSS_CROSS_ENTROPY: return loss_cross_entropy(z, t, n, d, dz, correct);
+    case BP_LOSS_BCE: return loss_bce(z, t, n, d, dz, correct);
+    }
+    return NAN;
+}

@@ -1,0 +1,676 @@
+/*
+ * train.c - the trainer: backward pass, penalties, clipping, the optimizer
+ * step, and bp_fit's epoch loop with shuffling, validation, early stopping
+ * and diagnostics.
+ *
+ * A training step, in order (the order the PyTorch fixtures follow):
+ *   1. forward in training mode (dropout masks drawn), loss on the logits;
+ *   2. backward: dL/dparam for every trainable dense layer;
+ *   3. per-layer gradient norms (diagnostics; a NaN/Inf stops here with the
+ *      parameters untouched);
+ *   4. penalties: + l1 sign(W) + l2 W on dense weights;
+ *   5. clip by value, then by global norm (torch's clip_grad_norm_ rule);
+ *   6. the optimizer update with this step's scheduled learning rate.
+ * Everything it touches is allocated by bp_trainer_create.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct bp_trainer {
+    bp_net *net;
+    bp_train_config cfg;
+    int max_batch;
+    int logits_layer;      /* layer whose output the loss sees */
+    int first_trainable;   /* lowest trainable dense layer index */
+    size_t train_off;      /* params[train_off..] are trainable */
+    bp_real *grad;         /* [n_params], same layout as net->params */
+    bp_real *s1, *s2;      /* optimizer state */
+    bp_real *d0, *d1;      /* backward ping-pong [max_batch * max width] */
+    long t;                /* optimizer steps done */
+    bp_rng rng;            /* shuffling */
+
+    /* Diagnostics over the current epoch. */
+    double *norm2;         /* [n_layers] last step's squared gradient norm */
+    double *norm2_acc;     /* [n_layers] sum over the epoch's steps */
+    long norm_steps;
+    unsigned char *active; /* relu units that fired this epoch, per relu layer */
+    size_t *active_off;    /* [n_layers] */
+    double *grad_norm_out, *dead_out;
+    long last_correct;     /* correct predictions of the last step */
+};
+
+static int is_trainable_dense(const bp_trainer *tr, int i)
+{
+    return tr->net->layers[i].kind == BP_DENSE && i >= tr->first_trainable;
+}
+
+static size_t max_width(const bp_net *net)
+{
+    size_t w = (size_t)net->n_inputs;
+    for (int i = 0; i < net->n_layers; i++)
+        if ((size_t)net->layers[i].out > w) w = (size_t)net->layers[i].out;
+    return w;
+}
+
+static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_error *err)
+{
+#define BAD(...) return bp_fail(err, BP_EINVAL, __VA_ARGS__)
+    if ((int)c->loss < BP_LOSS_MSE || c->loss > BP_LOSS_BCE) BAD("unknown loss %d", (int)c->loss);
+    if ((int)c->optimizer < BP_SGD || c->optimizer > BP_ADAGRAD)
+        BAD("unknown optimizer %d", (int)c->optimizer);
+    if (!(c->lr > 0) || !isfinite(c->lr)) BAD("learning rate must be > 0, got %g", c->lr);
+    if (!(c->momentum >= 0) || !isfinite(c->momentum)) BAD("momentum must be >= 0, got %g", c->momentum);
+    if (!(c->dampening >= 0 && c->dampening <= 1)) BAD("dampening must be in [0, 1], got %g", c->dampening);
+    if (c->optimizer == BP_NESTEROV && (!(c->momentum > 0) || c->dampening != 0))
+        BAD("nesterov needs momentum > 0 and dampening 0");
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        BAD("betas must be in [0, 1), got %g, %g", c->beta1, c->beta2);
+    if (!(c->eps >= 0) || !isfinite(c->eps)) BAD("eps must be >= 0, got %g", c->eps);
+    if (!(c->alpha >= 0 && c->alpha <= 1)) BAD("rmsprop alpha must be in [0, 1], got %g", c->alpha);
+    if (!(c->lr_decay >= 0) || !isfinite(c->lr_decay)) BAD("lr_decay must be >= 0, got %g", c->lr_decay);
+    if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+        BAD("weight decay must be >= 0, got %g", c->weight_decay);
+    if (!(c->l1 >= 0) || !isfinite(c->l1)) BAD("l1 must be >= 0, got %g", c->l1);
+    if (!(c->l2 >= 0) || !isfinite(c->l2)) BAD("l2 must be >= 0, got %g", c->l2);
+    if (!(c->clip_value >= 0) || !isfinite(c->clip_value)) BAD("clip value must be >= 0, got %g", c->clip_value);
+    if (!(c->clip_norm >= 0) || !isfinite(c->clip_norm)) BAD("clip norm must be >= 0, got %g", c->clip_norm);
+    if ((int)c->schedule < BP_SCHED_CONSTANT || c->schedule > BP_SCHED_COSINE)
+        BAD("unknown schedule %d", (int)c->schedule);
+    if (c->warmup < 0) BAD("warmup must be >= 0, got %d", c->warmup);
+    if (c->schedule == BP_SCHED_STEP && c->step_size < 1) BAD("step schedule needs step_size >= 1, got %d", c->step_size);
+    if ((c->schedule == BP_SCHED_STEP || c->schedule == BP_SCHED_EXP) && !(c->gamma > 0 && isfinite(c->gamma)))
+        BAD("schedule gamma must be > 0, got %g", c->gamma);
+    if (!(c->min_lr >= 0) || !isfinite(c->min_lr)) BAD("min_lr must be >= 0, got %g", c->min_lr);
+    if (c->total_steps < 0) BAD("total_steps must be >= 0, got %ld", c->total_steps);
+    if (c->batch_size < 0) BAD("batch size must be >= 0 (0 = full batch), got %d", c->batch_size);
+    if (c->epochs < 1) BAD("epochs must be >= 1, got %d", c->epochs);
+    if (c->patience < 0) BAD("patience must be >= 0, got %d", c->patience);
+    int dense = 0;
+    for (int i = 0; i < net->n_layers; i++) dense += net->layers[i].kind == BP_DENSE;
+    if (dense == 0) BAD("the network has no dense layer: nothing to train");
+    if (c->freeze < 0 || c->freeze >= dense)
+        BAD("freeze must be in 0..%d (the network has %d dense layers), got %d", dense - 1, dense,
+            c->freeze);
+#undef BAD
+    int outs = net->layers[bp_loss_input_layer(net, c->loss)].out;
+    if (c->loss == BP_LOSS_CROSS_ENTROPY && outs < 2)
+        return bp_fail(err, BP_ESHAPE, "cross-entropy needs at least 2 outputs, the network has %d",
+                       outs);
+    return BP_OK;
+}
+
+void bp_trainer_free(bp_trainer *tr)
+{
+    if (!tr) return;
+    free(tr->grad);
+    free(tr->s1);
+    free(tr->s2);
+    free(tr->d0);
+    free(tr->d1);
+    free(tr->norm2);
+    free(tr->norm2_acc);
+    free(tr->active);
+    free(tr->active_off);
+    free(tr->grad_norm_out);
+    free(tr->dead_out);
+    free(tr);
+}
+
+/* (Re)allocate the batch-sized buffers for up to max_batch samples. */
+static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
+{
+    if (max_batch <= tr->max_batch) return BP_OK;
+    bp_status s = bp_net_reserve(tr->net, max_batch, err);
+    if (s) return s;
+    size_t w = max_width(tr->net);
+    bp_real *d0 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
+    bp_real *d1 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
+    if (!d0 || !d1) {
+        free(d0);
+        free(d1);
+        return bp_fail(err, BP_ENOMEM, "out of memory for batch %d", max_batch);
+    }
+    free(tr->d0);
+    free(tr->d1);
+    tr->d0 = d0;
+    tr->d1 = d1;
+    tr->max_batch = max_batch;
+    return BP_OK;
+}
+
+bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config *cfg,
+                            int max_batch, bp_error *err)
+{
+    if (!out || !net || !cfg) return bp_fail(err, BP_EINVAL, "bp_trainer_create: NULL argument");
+    *out = NULL;
+    if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
+    bp_status s = check_config(cfg, net, err);
+    if (s) return s;
+    bp_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
+    tr->net = net;
+    tr->cfg = *cfg;
+    tr->logits_layer = bp_loss_input_layer(net, cfg->loss);
+    int dense = 0;
+    tr->first_trainable = net->n_layers;
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->layers[i].kind != BP_DENSE) continue;
+        if (dense++ == cfg->freeze) {
+            tr->first_trainable = i;
+            tr->train_off = net->layers[i].offset;
+        }
+    }
+    size_t np = net->n_params;
+    int L = net->n_layers;
+    tr->grad = bp_alloc_aligned(np, sizeof(bp_real));
+    int ns = bp_optim_state_count(cfg);
+    if (ns >= 1) tr->s1 = bp_alloc_aligned(np, sizeof(bp_real));
+    if (ns >= 2) tr->s2 = bp_alloc_aligned(np, sizeof(bp_real));
+    tr->norm2 = bp_alloc_array((size_t)L, sizeof(double));
+    tr->norm2_acc = bp_alloc_array((size_t)L, sizeof(double));
+    tr->grad_norm_out = bp_alloc_array((size_t)L, sizeof(double));
+    tr->dead_out = bp_alloc_array((size_t)L, sizeof(double));
+    tr->active_off = bp_alloc_array((size_t)L, sizeof(size_t));
+    size_t relu_units = 0;
+    for (int i = 0; i < L; i++)
+        if (net->layers[i].kind == BP_RELU) {
+            tr->active_off[i] = relu_units;
+            relu_units += (size_t)net->layers[i].out;
+        }
+    tr->active = bp_alloc_array(relu_units, 1);
+    if (!tr->grad || (ns >= 1 && !tr->s1) || (ns >= 2 && !tr->s2) || !tr->norm2 ||
+        !tr->norm2_acc || !tr->grad_norm_out || !tr->dead_out || !tr->active_off || !tr->active) {
+        bp_trainer_free(tr);
+        return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
+    }
+    bp_rng_seed(&tr->rng, cfg->seed);
+    bp_rng_seed(&net->rng, cfg->seed ^ 0xd1b54a32d192ed03ULL);
+    s = trainer_reserve(tr, max_batch, err);
+    if (s) {
+        bp_trainer_free(tr);
+        return s;
+    }
+    *out = tr;
+    return BP_OK;
+}
+
+long bp_trainer_steps(const bp_trainer *tr) { return tr ? tr->t : 0; }
+double bp_trainer_lr(const bp_trainer *tr) { return tr ? bp_schedule_lr(&tr->cfg, tr->t) : 0; }
+
+const bp_real *bp_trainer_weight_grad(const bp_trainer *tr, int i)
+{
+    if (!tr || i < 0 || i >= tr->net->n_layers || tr->net->layers[i].kind != BP_DENSE) return NULL;
+    return tr->grad + tr->net->layers[i].offset;
+}
+
+const bp_real *bp_trainer_bias_grad(const bp_trainer *tr, int i)
+{
+    const bp_real *w = bp_trainer_weight_grad(tr, i);
+    return w ? w + (size_t)tr->net->layers[i].out * tr->net->layers[i].in : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backward                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* dW [out, in] = dy^T x; db [out] = column sums of dy; dx [n, in] = dy W
+ * (skipped when dx is NULL). Differentiates y = x W^T + b. */
+static void dense_backward(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *dy,
+                           const bp_real *x, const bp_real *w, int n, int in, int out)
+{
+    if (dw) {
+        bp_gemm(1, 0, out, in, n, 1, dy, out, x, in, 0, dw, in);
+        for (int j = 0; j < out; j++) db[j] = 0;
+        for (int r = 0; r < n; r++) {
+            const bp_real *dyr = dy + (size_t)r * out;
+            for (int j = 0; j < out; j++) db[j] += dyr[j];
+        }
+    }
+    if (dx) bp_gemm(0, 0, n, in, out, 1, dy, out, w, in, 0, dx, in);
+}
+
+/* Index of the first layer (forward order) with a non-finite output, or -1. */
+static int first_nonfinite_layer(const bp_net *net, int n)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        size_t m = (size_t)n * net->layers[i].out;
+        for (size_t k = 0; k < m; k++)
+            if (!isfinite(net->act[i][k])) return i;
+    }
+    return -1;
+}
+
+/* Forward, loss and backward on one batch; fills tr->grad for trainable
+ * layers and tr->norm2. Returns BP_ENONFINITE (parameters untouched) if the
+ * loss or a gradient is not finite. */
+static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_real *y, int n,
+                                  double *loss_out, bp_error *err)
+{
+    bp_net *net = tr->net;
+    long step = tr->t + 1;
+    bp_net_forward_ws(net, x, n, 1);
+    int k = tr->logits_layer;
+    int d = net->layers[k].out;
+    if (tr->cfg.loss == BP_LOSS_CROSS_ENTROPY) {
+        for (int r = 0; r < n; r++) {
+            bp_real v = y[r];
+            if (!(v >= 0 && v < d) || v != (bp_real)(int)v)
+                return bp_fail(err, BP_EINVAL, "step %ld: target of sample %d is %g, not a class index in 0..%d",
+                               step, r + 1, (double)v, d - 1);
+        }
+    }
+    bp_real *delta = tr->d0, *other = tr->d1;
+    double loss = bp_loss_eval(tr->cfg.loss, net->act[k], y, n, d, delta, &tr->last_correct);
+    if (loss_out) *loss_out = loss;
+    if (!isfinite(loss)) {
+        int bad = first_nonfinite_layer(net, n);
+        if (bad >= 0)
+            return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss; first non-finite values in the output of layer %d (%s)",
+                           step, bad, bp_layer_name(net->layers[bad].kind));
+        return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss %g with finite outputs (check the targets)",
+                       step, loss);
+    }
+    /* Relu diagnostics: which units fired in this batch. */
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->layers[i].kind != BP_RELU) continue;
+        int u = net->layers[i].out;
+        unsigned char *act = tr->active + tr->active_off[i];
+        const bp_real *a = net->act[i];
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < u; j++) act[j] |= a[(size_t)r * u + j] > 0;
+    }
+    for (int i = k; i >= tr->first_trainable; i--) {
+        const bp_layer *L = &net->layers[i];
+        const bp_real *in = i ? net->act[i - 1] : x;
+        const bp_real *out = net->act[i];
+        int need_dx = i > tr->first_trainable;
+        size_t m = (size_t)n * L->out;
+        bp_real *dx = other;
+        switch (L->kind) {
+        case BP_DENSE: {
+            bp_real *dw = tr->grad + L->offset;
+            dense_backward(need_dx ? dx : NULL, dw, dw + (size_t)L->out * L->in, delta, in, L->w, n,
+                           L->in, L->out);
+            break;
+        }
+        case BP_IDENTITY: /* y = x */
+            memcpy(dx, delta, m * sizeof(bp_real));
+            break;
+        case BP_SIGMOID: /* y = s(x): dx = dy y (1 - y) */
+            for (size_t q = 0; q < m; q++) dx[q] = delta[q] * out[q] * (1 - out[q]);
+            break;
+        case BP_TANH: /* y = tanh(x): dx = dy (1 - y^2) */
+            for (size_t q = 0; q < m; q++) dx[q] = delta[q] * (1 - out[q] * out[q]);
+            break;
+        case BP_RELU: /* y = max(0, x): dx = dy [x > 0] */
+            for (size_t q = 0; q < m; q++) dx[q] = in[q] > 0 ? delta[q] : 0;
+            break;
+        case BP_LEAKY_RELU: { /* y = x > 0 ? x : a x */
+            bp_real a = (bp_real)L->param;
+            for (size_t q = 0; q < m; q++) dx[q] = in[q] > 0 ? delta[q] : a * delta[q];
+            break;
+        }
+        case BP_SOFTMAX: /* y = softmax(x): dx = y (dy - sum_j dy_j y_j) */
+            for (int r = 0; r < n; r++) {
+                const bp_real *yr = out + (size_t)r * L->out, *gr = delta + (size_t)r * L->out;
+                double dot = 0;
+                for (int j = 0; j < L->out; j++) dot += (double)gr[j] * yr[j];
+                bp_real *xr = dx + (size_t)r * L->out;
+                for (int j = 0; j < L->out; j++) xr[j] = (bp_real)(yr[j] * (gr[j] - dot));
+            }
+            break;
+        case BP_DROPOUT: /* y = x mask: dx = dy mask */
+            if (L->param > 0) {
+                const bp_real *mask = net->mask + net->mask_off[i];
+                for (size_t q = 0; q < m; q++) dx[q] = delta[q] * mask[q];
+            } else {
+                memcpy(dx, delta, m * sizeof(bp_real));
+            }
+            break;
+        }
+        if (L->kind != BP_DENSE || need_dx) {
+            bp_real *t = delta;
+            delta = dx;
+            other = t;
+        }
+    }
+    /* Per-layer squared norms; a non-finite one stops the step. The first
+     * layer where it appears is the first the backward pass reached. */
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        tr->norm2[i] = 0;
+        if (!is_trainable_dense(tr, i)) continue;
+        const bp_real *g = tr->grad + net->layers[i].offset;
+        double s2 = 0;
+        for (size_t q = 0; q < net->layers[i].n_params; q++) s2 += (double)g[q] * g[q];
+        if (!isfinite(s2))
+            return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite gradient in layer %d (dense)", step, i);
+        tr->norm2[i] = s2;
+    }
+    return BP_OK;
+}
+
+bp_status bp_trainer_backward(bp_trainer *tr, const bp_real *x, const bp_real *y, int n,
+                              double *loss_out, bp_error *err)
+{
+    if (!tr || !x || !y) return bp_fail(err, BP_EINVAL, "bp_trainer_backward: NULL argument");
+    if (n < 1 || n > tr->max_batch)
+        return bp_fail(err, BP_ESHAPE, "batch of %d samples outside 1..%d (the trainer's max batch)", n,
+                       tr->max_batch);
+    return forward_backward(tr, x, y, n, loss_out, err);
+}
+
+/* Penalties and clipping on the trainable gradients (steps 4-5 above). */
+static void regularize_and_clip(bp_trainer *tr)
+{
+    const bp_train_config *c = &tr->cfg;
+    bp_net *net = tr->net;
+    int touched = c->l1 > 0 || c->l2 > 0 || c->clip_value > 0;
+    double total2 = 0;
+    for (int i = tr->first_trainable; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) continue;
+        bp_real *g = tr->grad + L->offset;
+        if (!touched) {
+            total2 += tr->norm2[i];
+            continue;
+        }
+        size_t nw = (size_t)L->out * L->in;
+        bp_real l1 = (bp_real)c->l1, l2 = (bp_real)c->l2;
+        if (c->l1 > 0)
+            for (size_t q = 0; q < nw; q++) g[q] += l1 * (bp_real)((L->w[q] > 0) - (L->w[q] < 0));
+        if (c->l2 > 0)
+            for (size_t q = 0; q < nw; q++) g[q] += l2 * L->w[q];
+        if (c->clip_value > 0) {
+            bp_real v = (bp_real)c->clip_value;
+            for (size_t q = 0; q < L->n_params; q++) g[q] = g[q] > v ? v : (g[q] < -v ? -v : g[q]);
+        }
+        if (c->clip_norm > 0)
+            for (size_t q = 0; q < L->n_params; q++) total2 += (double)g[q] * g[q];
+    }
+    if (c->clip_norm > 0) {
+        double coef = c->clip_norm / (sqrt(total2) + 1e-6);
+        if (coef < 1) {
+            bp_real f = (bp_real)coef;
+            bp_real *g = tr->grad + tr->train_off;
+            size_t m = net->n_params - tr->train_off;
+            for (size_t q = 0; q < m; q++) g[q] *= f;
+        }
+    }
+}
+
+static bp_status train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, int n,
+                            double *loss_out, bp_error *err)
+{
+    bp_status s = forward_backward(tr, x, y, n, loss_out, err);
+    if (s) return s;
+    for (int i = 0; i < tr->net->n_layers; i++) tr->norm2_acc[i] += tr->norm2[i];
+    tr->norm_steps++;
+    regularize_and_clip(tr);
+    double lr = bp_schedule_lr(&tr->cfg, tr->t);
+    size_t off = tr->train_off, m = tr->net->n_params - off;
+    bp_optim_update(&tr->cfg, tr->net->params + off, tr->grad + off, tr->s1 ? tr->s1 + off : NULL,
+                    tr->s2 ? tr->s2 + off : NULL, m, tr->t + 1, lr);
+    tr->t++;
+    return BP_OK;
+}
+
+bp_status bp_train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, int n,
+                        double *loss_out, bp_error *err)
+{
+    if (!tr || !x || !y) return bp_fail(err, BP_EINVAL, "bp_train_step: NULL argument");
+    if (n < 1 || n > tr->max_batch)
+        return bp_fail(err, BP_ESHAPE, "batch of %d samples outside 1..%d (the trainer's max batch)", n,
+                       tr->max_batch);
+    return train_step(tr, x, y, n, loss_out, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Data checks, evaluation                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int targets_width(const bp_net *net, bp_loss loss)
+{
+    return loss == BP_LOSS_CROSS_ENTROPY ? 1 : net->layers[bp_loss_input_layer(net, loss)].out;
+}
+
+static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, const char *what,
+                            bp_error *err)
+{
+    if (!d->x || (!d->y && d->n > 0))
+        return bp_fail(err, BP_EINVAL, "%s data: missing inputs or targets", what);
+    if (d->n < 1) return bp_fail(err, BP_EINVAL, "%s data is empty", what);
+    if (d->n_inputs != net->n_inputs)
+        return bp_fail(err, BP_ESHAPE, "%s data has %d features, the network takes %d inputs", what,
+                       d->n_inputs, net->n_inputs);
+    int tw = targets_width(net, loss);
+    if (d->n_targets != tw)
+        return bp_fail(err, BP_ESHAPE, "%s data has %d target columns, the %s loss needs %d", what,
+                       d->n_targets, bp_loss_name(loss), tw);
+    int outs = net->layers[bp_loss_input_layer(net, loss)].out;
+    for (int r = 0; r < d->n; r++) {
+        const bp_real *xr = d->x + (size_t)r * d->n_inputs;
+        for (int j = 0; j < d->n_inputs; j++)
+            if (!isfinite(xr[j]))
+                return bp_fail(err, BP_EINVAL, "%s data: row %d, feature %d is %g", what, r + 1, j + 1,
+                               (double)xr[j]);
+        const bp_real *yr = d->y + (size_t)r * tw;
+        for (int j = 0; j < tw; j++) {
+            if (!isfinite(yr[j]))
+                return bp_fail(err, BP_EINVAL, "%s data: row %d, target %d is %g", what, r + 1, j + 1,
+                               (double)yr[j]);
+            if (loss == BP_LOSS_CROSS_ENTROPY && (yr[j] < 0 || yr[j] >= outs || yr[j] != (int)yr[j]))
+                return bp_fail(err, BP_EINVAL,
+                               "%s data: row %d has label %g, the network has classes 0..%d", what,
+                               r + 1, (double)yr[j], outs - 1);
+            if (loss == BP_LOSS_BCE && (yr[j] < 0 || yr[j] > 1))
+                return bp_fail(err, BP_EINVAL, "%s data: row %d, target %d is %g, bce needs [0, 1]",
+                               what, r + 1, j + 1, (double)yr[j]);
+        }
+    }
+    return BP_OK;
+}
+
+/* Loss and accuracy in inference mode, in chunks of the reserved batch. */
+static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, double *loss_out,
+                          double *acc_out, bp_error *err)
+{
+    if (net->max_batch < 1) {
+        bp_status s = bp_net_reserve(net, d->n < 256 ? d->n : 256, err);
+        if (s) return s;
+    }
+    int k = bp_loss_input_layer(net, loss);
+    int dz = net->layers[k].out, tw = targets_width(net, loss);
+    double sum = 0;
+    long hits = 0;
+    for (int start = 0; start < d->n; start += net->max_batch) {
+        int m = d->n - start < net->max_batch ? d->n - start : net->max_batch;
+        bp_net_forward_ws(net, d->x + (size_t)start * d->n_inputs, m, 0);
+        long c = 0;
+        sum += m * bp_loss_eval(loss, net->act[k], d->y + (size_t)start * tw, m, dz, NULL, &c);
+        hits += c;
+    }
+    if (loss_out) *loss_out = sum / d->n;
+    if (acc_out)
+        *acc_out = loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / d->n
+                 : loss == BP_LOSS_BCE            ? (double)hits / ((double)d->n * dz)
+                                                  : NAN;
+    return BP_OK;
+}
+
+bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data, double *loss_out,
+                      double *accuracy_out, bp_error *err)
+{
+    if (!net || !data) return bp_fail(err, BP_EINVAL, "bp_evaluate: NULL argument");
+    if ((int)loss < BP_LOSS_MSE || loss > BP_LOSS_BCE) return bp_fail(err, BP_EINVAL, "unknown loss %d", (int)loss);
+    bp_status s = check_data(net, loss, data, "evaluation", err);
+    if (s) return s;
+    return evaluate(net, loss, data, loss_out, accuracy_out, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* fit                                                                       */
+/* ------------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fit_result *res,
+                 bp_error *err)
+{
+    if (!tr || !train) return bp_fail(err, BP_EINVAL, "bp_fit: NULL argument");
+    bp_net *net = tr->net;
+    bp_train_config *c = &tr->cfg;
+    bp_status s = check_data(net, c->loss, train, "training", err);
+    if (!s && val) s = check_data(net, c->loss, val, "validation", err);
+    if (s) return s;
+
+    int n = train->n, in = train->n_inputs, tw = train->n_targets;
+    int batch = c->batch_size == 0 || c->batch_size > n ? n : c->batch_size;
+    s = trainer_reserve(tr, batch, err);
+    if (s) return s;
+    int batches = (n + batch - 1) / batch;
+    if (c->schedule == BP_SCHED_COSINE && c->total_steps == 0)
+        c->total_steps = tr->t + (long)c->epochs * batches;
+
+    int *perm = bp_alloc_array((size_t)n, sizeof *perm);
+    bp_real *xb = bp_alloc_aligned((size_t)batch * in, sizeof(bp_real));
+    bp_real *yb = bp_alloc_aligned((size_t)batch * tw, sizeof(bp_real));
+    bp_real *best = c->patience > 0 ? bp_alloc_aligned(net->n_params, sizeof(bp_real)) : NULL;
+    if (!perm || !xb || !yb || (c->patience > 0 && !best)) {
+        s = bp_fail(err, BP_ENOMEM, "out of memory preparing training");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) perm[i] = i;
+
+    bp_fit_result r = {0};
+    r.best_loss = INFINITY;
+    r.final_val_loss = NAN;
+    int wait = 0;
+    int relu_units = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].kind == BP_RELU) relu_units += net->layers[i].out;
+
+    for (int epoch = 1; epoch <= c->epochs; epoch++) {
+        double t0 = now_seconds();
+        if (c->shuffle)
+            for (int i = n - 1; i > 0; i--) {
+                int j = (int)bp_rng_below(&tr->rng, (uint64_t)i + 1);
+                int t = perm[i];
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+        memset(tr->norm2_acc, 0, (size_t)net->n_layers * sizeof(double));
+        tr->norm_steps = 0;
+        memset(tr->active, 0, (size_t)relu_units);
+        double loss_sum = 0;
+        long hits = 0, seen = 0;
+        for (int b = 0; b < batches; b++) {
+            int start = b * batch, m = n - start < batch ? n - start : batch;
+            const bp_real *xs, *ys;
+            if (c->shuffle) {
+                for (int q = 0; q < m; q++) {
+                    int row = perm[start + q];
+                    memcpy(xb + (size_t)q * in, train->x + (size_t)row * in, (size_t)in * sizeof(bp_real));
+                    memcpy(yb + (size_t)q * tw, train->y + (size_t)row * tw, (size_t)tw * sizeof(bp_real));
+                }
+                xs = xb;
+                ys = yb;
+            } else { /* file order: the batch is a contiguous slice, no copy */
+                xs = train->x + (size_t)start * in;
+                ys = train->y + (size_t)start * tw;
+            }
+            double loss;
+            s = train_step(tr, xs, ys, m, &loss, err);
+            if (s) {
+                /* Prefix the epoch to the step's message. */
+                if (err) {
+                    char msg[sizeof err->message];
+                    snprintf(msg, sizeof msg, "epoch %d, %.480s", epoch, err->message);
+                    memcpy(err->message, msg, sizeof msg);
+                }
+                goto done;
+            }
+            loss_sum += loss * m;
+            hits += tr->last_correct;
+            seen += m;
+            if (c->on_step) {
+                bp_step_info si = {epoch, c->epochs, b + 1, batches, tr->t, seen, loss_sum / seen,
+                                   bp_schedule_lr(c, tr->t - 1), now_seconds() - t0};
+                if (c->on_step(&si, c->user)) {
+                    r.stopped_early = 1;
+                    break;
+                }
+            }
+        }
+        if (seen == 0) break;
+        bp_epoch_info ei;
+        memset(&ei, 0, sizeof ei);
+        ei.epoch = epoch;
+        ei.epochs = c->epochs;
+        ei.step = tr->t;
+        ei.train_loss = loss_sum / seen;
+        int dz = net->layers[tr->logits_layer].out;
+        ei.train_accuracy = c->loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / seen
+                          : c->loss == BP_LOSS_BCE           ? (double)hits / ((double)seen * dz)
+                                                             : NAN;
+        ei.val_loss = ei.val_accuracy = NAN;
+        if (val) {
+            s = evaluate(net, c->loss, val, &ei.val_loss, &ei.val_accuracy, err);
+            if (s) goto done;
+        }
+        ei.lr = bp_schedule_lr(c, tr->t - 1);
+        ei.n_layers = net->n_layers;
+        for (int i = 0; i < net->n_layers; i++) {
+            tr->grad_norm_out[i] = tr->norm_steps ? sqrt(tr->norm2_acc[i] / tr->norm_steps) : 0;
+            tr->dead_out[i] = -1;
+            if (net->layers[i].kind == BP_RELU) {
+                int u = net->layers[i].out, dead = 0;
+                const unsigned char *a = tr->active + tr->active_off[i];
+                for (int j = 0; j < u; j++) dead += !a[j];
+                tr->dead_out[i] = (double)dead / u;
+            }
+        }
+        ei.grad_norm = tr->grad_norm_out;
+        ei.dead_fraction = tr->dead_out;
+        double monitored = val ? ei.val_loss : ei.train_loss;
+        r.epochs_run = epoch;
+        r.steps = tr->t;
+        r.final_train_loss = ei.train_loss;
+        r.final_val_loss = ei.val_loss;
+        if (monitored < r.best_loss - c->min_delta || r.best_epoch == 0) {
+            if (monitored < r.best_loss) r.best_loss = monitored;
+            r.best_epoch = epoch;
+            wait = 0;
+            if (best) memcpy(best, net->params, net->n_params * sizeof(bp_real));
+        } else {
+            wait++;
+        }
+        ei.best_epoch = r.best_epoch;
+        ei.seconds = now_seconds() - t0;
+        int stop = r.stopped_early;
+        if (c->on_epoch && c->on_epoch(&ei, c->user)) stop = 1;
+        if (c->patience > 0 && wait >= c->patience) stop = 1;
+        if (stop) {
+            r.stopped_early = 1;
+            break;
+        }
+    }
+    if (!r.best_epoch) r.best_epoch = r.epochs_run;
+    if (best && r.best_epoch > 0) memcpy(net->params, best, net->n_params * sizeof(bp_real));
+    if (res) *res = r;
+done:
+    free(perm);
+    free(xb);
+    free(yb);
+    free(best);
+    return s;
+}
