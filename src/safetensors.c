@@ -1,0 +1,911 @@
+/*
+ * safetensors.c - model files: bp_net_save, bp_net_load, bp_net_load_weights.
+ *
+ * A model is one Hugging Face safetensors file:
+ *
+ *   [0, 8)          u64 little-endian N, the length of the JSON header
+ *   [8, 8 + N)      JSON object, padded with spaces to a multiple of 8 bytes:
+ *                     "__metadata__": {"format": "backprop/1", "spec": ...,
+ *                                      "inputs": "784", ...}   (strings only)
+ *                     "0.weight": {"dtype": "F32", "shape": [256, 784],
+ *                                  "data_offsets": [0, 802816]}
+ *                     "0.bias":   {"dtype": "F32", "shape": [256],
+ *                                  "data_offsets": [802816, 803840]}
+ *                     ...
+ *   [8 + N, end)    raw little-endian tensor data; data_offsets [begin, end)
+ *                   are relative to byte 8 + N.
+ *
+ * Keys follow torch.nn.Sequential's state_dict: dense layer i of the spec
+ * (counting every layer, activations and dropout included) owns "{i}.weight"
+ * [out, in] and "{i}.bias" [out]. Values are float32 in both builds.
+ *
+ * Loading never trusts the file: every length, offset, dtype and shape is
+ * checked before a byte of tensor data is read, the spec's parameter count
+ * is checked against the data size before the network is allocated, and
+ * every parameter must be finite. Errors name the file and the tensor.
+ */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define ST_FORMAT "backprop/1"
+#define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the HF reader */
+#define ST_MAX_RANK 8
+#define ST_MAX_META 65536
+#define ST_MAX_JSON_INT 9007199254740992.0    /* 2^53: exact in a double */
+
+/* ------------------------------------------------------------------------ */
+/* Little-endian helpers                                                     */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static float get_f32le(const uint8_t *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void put_f32le(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    p[0] = (uint8_t)u;
+    p[1] = (uint8_t)(u >> 8);
+    p[2] = (uint8_t)(u >> 16);
+    p[3] = (uint8_t)(u >> 24);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parsed header                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct st_tensor {
+    const char *name;            /* owned by the cJSON tree */
+    int rank;
+    uint64_t shape[ST_MAX_RANK];
+    uint64_t numel;
+    uint64_t begin, end;         /* relative to the data section */
+    int order;                   /* position in the header */
+    int used;                    /* matched to a network parameter */
+} st_tensor;
+
+typedef struct st_file {
+    const char *name;            /* file name for messages */
+    cJSON *root;
+    const cJSON *meta;           /* the __metadata__ object, or NULL */
+    st_tensor *t;                /* [n_t], sorted by name */
+    int n_t;
+    const uint8_t *data;         /* data section */
+    uint64_t data_size;
+} st_file;
+
+static void st_release(st_file *f)
+{
+    cJSON_Delete(f->root);
+    free(f->t);
+    f->root = NULL;
+    f->t = NULL;
+    f->n_t = 0;
+}
+
+/* A JSON number that is an exact non-negative integer <= 2^53. */
+static int json_uint(const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= 0.0) || d > ST_MAX_JSON_INT || d != floor(d)) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+/* "[8, 4]" into buf. */
+static const char *shape_str(char *buf, size_t cap, const uint64_t *shape, int rank)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? ", " : "",
+                              (unsigned long long)shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+static int cmp_tensor_name(const void *a, const void *b)
+{
+    return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+typedef struct { uint64_t begin, end; const char *name; } st_span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const st_span *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* Validate one tensor entry of the header into *t. */
+static bp_status st_parse_tensor(const st_file *f, const cJSON *item, st_tensor *t,
+                                 bp_error *err)
+{
+    const char *nm = item->string;
+    if (!cJSON_IsObject(item))
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: entry is not a JSON object",
+                       f->name, nm);
+
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    if (!cJSON_IsString(dtype))
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: missing or non-string \"dtype\"",
+                       f->name, nm);
+    if (strcmp(dtype->valuestring, "F32") != 0) {
+        static const char *const known[] = {
+            "F64", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32",
+            "U16", "U8", "BOOL", "F8_E4M3", "F8_E5M2", NULL};
+        for (int i = 0; known[i]; i++)
+            if (strcmp(dtype->valuestring, known[i]) == 0)
+                return bp_fail(err, BP_EFORMAT,
+                               "%s: tensor %s: dtype %s not supported (need F32)",
+                               f->name, nm, known[i]);
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: unknown dtype \"%.32s\"",
+                       f->name, nm, dtype->valuestring);
+    }
+
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    if (!cJSON_IsArray(shape))
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: missing or non-array \"shape\"",
+                       f->name, nm);
+    int rank = cJSON_GetArraySize(shape);
+    if (rank > ST_MAX_RANK)
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: rank %d exceeds %d",
+                       f->name, nm, rank, ST_MAX_RANK);
+    t->rank = rank;
+    int zero = 0, k = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, shape) {
+        if (!json_uint(d, &t->shape[k]))
+            return bp_fail(err, BP_EFORMAT,
+                           "%s: tensor %s: shape[%d] is not a non-negative integer",
+                           f->name, nm, k);
+        if (t->shape[k] == 0) zero = 1;
+        k++;
+    }
+    /* numel, with the product bounded by the data size (so no overflow). */
+    t->numel = 1;
+    if (zero) {
+        t->numel = 0;
+    } else {
+        for (k = 0; k < rank; k++) {
+            if (t->shape[k] > f->data_size / 4 / t->numel) {
+                char sb[160];
+                return bp_fail(err, BP_EFORMAT,
+                               "%s: tensor %s: shape %s needs more data than the file "
+                               "holds (%llu bytes)", f->name, nm,
+                               shape_str(sb, sizeof sb, t->shape, rank),
+                               (unsigned long long)f->data_size);
+            }
+            t->numel *= t->shape[k];
+        }
+    }
+
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+        !json_uint(cJSON_GetArrayItem(offs, 0), &t->begin) ||
+        !json_uint(cJSON_GetArrayItem(offs, 1), &t->end))
+        return bp_fail(err, BP_EFORMAT,
+                       "%s: tensor %s: \"data_offsets\" must be two non-negative integers",
+                       f->name, nm);
+    if (t->begin > t->end || t->end > f->data_size)
+        return bp_fail(err, BP_EFORMAT,
+                       "%s: tensor %s: data_offsets [%llu, %llu] out of range (data "
+                       "section is %llu bytes)", f->name, nm,
+                       (unsigned long long)t->begin, (unsigned long long)t->end,
+                       (unsigned long long)f->data_size);
+    if (t->end - t->begin != t->numel * 4) {
+        char sb[160];
+        return bp_fail(err, BP_EFORMAT,
+                       "%s: tensor %s: data_offsets [%llu, %llu] hold %llu bytes but "
+                       "shape %s of F32 needs %llu", f->name, nm,
+                       (unsigned long long)t->begin, (unsigned long long)t->end,
+                       (unsigned long long)(t->end - t->begin),
+                       shape_str(sb, sizeof sb, t->shape, rank),
+                       (unsigned long long)(t->numel * 4));
+    }
+    t->name = nm;
+    return BP_OK;
+}
+
+static bp_status st_parse_meta(st_file *f, const cJSON *meta, bp_error *err)
+{
+    if (cJSON_IsNull(meta)) return BP_OK;
+    if (!cJSON_IsObject(meta))
+        return bp_fail(err, BP_EFORMAT, "%s: __metadata__ is not a JSON object", f->name);
+    int n = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, meta) {
+        if (!cJSON_IsString(v))
+            return bp_fail(err, BP_EFORMAT, "%s: metadata \"%.64s\" is not a string",
+                           f->name, v->string);
+        if (++n > ST_MAX_META)
+            return bp_fail(err, BP_EFORMAT, "%s: more than %d metadata entries",
+                           f->name, ST_MAX_META);
+    }
+    if (n > 1) {
+        const char **keys = malloc((size_t)n * sizeof *keys);
+        if (!keys) return bp_fail(err, BP_ENOMEM, "%s: out of memory", f->name);
+        int i = 0;
+        cJSON_ArrayForEach(v, meta) keys[i++] = v->string;
+        qsort(keys, (size_t)n, sizeof *keys, cmp_str_ptr);
+        for (i = 1; i < n; i++)
+            if (strcmp(keys[i - 1], keys[i]) == 0) {
+                bp_status s = bp_fail(err, BP_EFORMAT,
+                                      "%s: duplicate metadata key \"%.64s\"", f->name,
+                                      keys[i]);
+                free(keys);
+                return s;
+            }
+        free(keys);
+    }
+    f->meta = meta;
+    return BP_OK;
+}
+
+/* Parse and validate the header of a safetensors image buf[0, size). On
+ * success f holds the tensor table (sorted by name) and the metadata; the
+ * caller releases it with st_release. */
+static bp_status st_parse(st_file *f, const uint8_t *buf, size_t size,
+                          const char *name, bp_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->name = name;
+    if (size < 8)
+        return bp_fail(err, BP_EFORMAT,
+                       "%s: truncated file (%zu bytes, the header length alone is 8)",
+                       name, size);
+    uint64_t hlen = get_u64le(buf);
+    if (hlen > ST_MAX_HEADER)
+        return bp_fail(err, BP_EFORMAT, "%s: oversized header (%llu bytes, limit %llu)",
+                       name, (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
+    if (hlen > size - 8)
+        return bp_fail(err, BP_EFORMAT,
+                       "%s: truncated file: header length %llu exceeds the %zu bytes "
+                       "after it", name, (unsigned long long)hlen, size - 8);
+    if (hlen < 2)
+        return bp_fail(err, BP_EFORMAT, "%s: header too short (%llu bytes)", name,
+                       (unsigned long long)hlen);
+    const char *hdr = (const char *)buf + 8;
+    if (hdr[0] != '{')
+        return bp_fail(err, BP_EFORMAT, "%s: header does not start with '{'", name);
+    if (memchr(hdr, '\0', (size_t)hlen))
+        return bp_fail(err, BP_EFORMAT, "%s: header contains a NUL byte", name);
+    f->data = buf + 8 + hlen;
+    f->data_size = size - 8 - hlen;
+
+    /* A NUL-terminated copy: cJSON never reads past it. */
+    char *text = malloc((size_t)hlen + 1);
+    if (!text) return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+    memcpy(text, hdr, (size_t)hlen);
+    text[hlen] = '\0';
+    const char *end = NULL;
+    f->root = cJSON_ParseWithLengthOpts(text, (size_t)hlen + 1, &end, 0);
+    if (!f->root) {
+        size_t at = end && end >= text && end <= text + hlen ? (size_t)(end - text) : 0;
+        free(text);
+        return bp_fail(err, BP_EFORMAT, "%s: header is not valid JSON (near byte %zu)",
+                       name, at + 8);
+    }
+    /* Only padding may follow the object. */
+    for (const char *p = end; p && *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            size_t at = (size_t)(p - text);
+            free(text);
+            st_release(f);
+            return bp_fail(err, BP_EFORMAT, "%s: trailing bytes after the JSON header "
+                           "(byte %zu)", name, at + 8);
+        }
+    free(text);
+    if (!cJSON_IsObject(f->root)) {
+        st_release(f);
+        return bp_fail(err, BP_EFORMAT, "%s: header is not a JSON object", name);
+    }
+
+    int n = 0, n_meta_obj = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, f->root) {
+        if (strcmp(item->string, "__metadata__") == 0) n_meta_obj++;
+        else n++;
+    }
+    if (n_meta_obj > 1) {
+        st_release(f);
+        return bp_fail(err, BP_EFORMAT, "%s: duplicate __metadata__", name);
+    }
+    f->t = bp_alloc_array((size_t)n, sizeof *f->t);
+    if (!f->t) {
+        st_release(f);
+        return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+    }
+    bp_status s = BP_OK;
+    int i = 0;
+    cJSON_ArrayForEach(item, f->root) {
+        if (strcmp(item->string, "__metadata__") == 0) {
+            s = st_parse_meta(f, item, err);
+        } else {
+            s = st_parse_tensor(f, item, &f->t[i], err);
+            f->t[i].order = i;
+            i++;
+        }
+        if (s != BP_OK) {
+            st_release(f);
+            return s;
+        }
+    }
+    f->n_t = n;
+
+    if (n > 1) {
+        qsort(f->t, (size_t)n, sizeof *f->t, cmp_tensor_name);
+        for (i = 1; i < n; i++)
+            if (strcmp(f->t[i - 1].name, f->t[i].name) == 0) {
+                s = bp_fail(err, BP_EFORMAT, "%s: duplicate tensor %s", name,
+                            f->t[i].name);
+                st_release(f);
+                return s;
+            }
+        /* No two non-empty tensors may share bytes. */
+        st_span *sp = malloc((size_t)n * sizeof *sp);
+        if (!sp) {
+            st_release(f);
+            return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+        }
+        int m = 0;
+        for (i = 0; i < n; i++)
+            if (f->t[i].end > f->t[i].begin)
+                sp[m++] = (st_span){f->t[i].begin, f->t[i].end, f->t[i].name};
+        if (m > 1) qsort(sp, (size_t)m, sizeof *sp, cmp_span);
+        for (i = 1; i < m; i++)
+            if (sp[i].begin < sp[i - 1].end) {
+                s = bp_fail(err, BP_EFORMAT, "%s: tensors %s and %s overlap in the data",
+                            name, sp[i - 1].name, sp[i].name);
+                break;
+            }
+        free(sp);
+        if (s != BP_OK) {
+            st_release(f);
+            return s;
+        }
+    }
+    return BP_OK;
+}
+
+static st_tensor *st_find(st_file *f, const char *name)
+{
+    st_tensor key;
+    key.name = name;
+    return f->n_t ? bsearch(&key, f->t, (size_t)f->n_t, sizeof *f->t, cmp_tensor_name)
+                  : NULL;
+}
+
+static const char *st_meta(const st_file *f, const char *key)
+{
+    if (!f->meta) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Decode one expected parameter tensor into dst [numel]. */
+static bp_status st_take(st_file *f, const char *key, const uint64_t *shape, int rank,
+                         bp_real *dst, bp_error *err)
+{
+    st_tensor *t = st_find(f, key);
+    if (!t)
+        return bp_fail(err, BP_EFORMAT, "%s: missing tensor %s", f->name, key);
+    int same = t->rank == rank;
+    for (int k = 0; same && k < rank; k++) same = t->shape[k] == shape[k];
+    if (!same) {
+        char a[160], b[160];
+        return bp_fail(err, BP_ESHAPE, "%s: tensor %s: shape %s does not match the "
+                       "network (expected %s)", f->name, key,
+                       shape_str(a, sizeof a, t->shape, t->rank),
+                       shape_str(b, sizeof b, shape, rank));
+    }
+    const uint8_t *p = f->data + t->begin;
+    for (uint64_t i = 0; i < t->numel; i++) {
+        float v = get_f32le(p + 4 * i);
+        if (!isfinite(v))
+            return bp_fail(err, BP_EFORMAT, "%s: tensor %s: element %llu is %s",
+                           f->name, key, (unsigned long long)i,
+                           isnan(v) ? "NaN" : "infinite");
+        dst[i] = (bp_real)v;
+    }
+    t->used = 1;
+    return BP_OK;
+}
+
+/* Fill params [net->n_params] (laid out like net->params) from the file:
+ * every dense layer's weight and bias must be present with the right shape;
+ * any other tensor is an error. */
+static bp_status st_fill_params(st_file *f, const bp_net *net, bp_real *params,
+                                bp_error *err)
+{
+    char key[64];
+    for (int i = 0; i < f->n_t; i++) f->t[i].used = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) {
+            if (L->n_params)
+                return bp_fail(err, BP_EUNSUPPORTED,
+                               "%s: layer %d has parameters of a kind model files do "
+                               "not support yet", f->name, i);
+            continue;
+        }
+        uint64_t ws[2] = {(uint64_t)L->out, (uint64_t)L->in};
+        uint64_t bs[1] = {(uint64_t)L->out};
+        snprintf(key, sizeof key, "%d.weight", i);
+        bp_status s = st_take(f, key, ws, 2, params + (L->w - net->params), err);
+        if (s != BP_OK) return s;
+        snprintf(key, sizeof key, "%d.bias", i);
+        s = st_take(f, key, bs, 1, params + (L->b - net->params), err);
+        if (s != BP_OK) return s;
+    }
+    /* The first unexpected tensor in header order. */
+    const st_tensor *extra = NULL;
+    for (int i = 0; i < f->n_t; i++)
+        if (!f->t[i].used && (!extra || f->t[i].order < extra->order)) extra = &f->t[i];
+    if (extra)
+        return bp_fail(err, BP_EFORMAT, "%s: unexpected tensor %s (the network has no "
+                       "such parameter)", f->name, extra->name);
+    return BP_OK;
+}
+
+/* Parameters the spec needs, computed without building the network, so a
+ * tiny file cannot make the loader allocate gigabytes. Sets *count to
+ * UINT64_MAX on overflow. Returns BP_ESPEC (message set) on a bad spec. */
+static bp_status spec_param_count(const char *spec, int inputs, uint64_t *count,
+                                  bp_error *err)
+{
+    int n = 0;
+    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);   /* count only */
+    if (s != BP_OK) return s;
+    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
+    if (!d) return bp_fail(err, BP_ENOMEM, "out of memory");
+    s = bp_spec_parse(spec, d, n, &n, err);
+    if (s != BP_OK) {
+        free(d);
+        return s;
+    }
+    uint64_t total = 0, in = (uint64_t)inputs;
+    for (int i = 0; i < n; i++) {
+        if (d[i].kind != BP_DENSE) continue;
+        uint64_t out = d[i].units > 0 ? (uint64_t)d[i].units : 0;
+        /* out * (in + 1); in and out are < 2^31, so this cannot overflow. */
+        uint64_t p = out * (in + 1);
+        if (total > UINT64_MAX - p) {
+            total = UINT64_MAX;
+            break;
+        }
+        total += p;
+        in = out;
+    }
+    free(d);
+    *count = total;
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
+{
+    const char *spec = st_meta(f, "spec");
+    const char *inputs_s = st_meta(f, "inputs");
+    const char *format = st_meta(f, "format");
+    if (format && strncmp(format, "backprop/", 9) == 0 && strcmp(format, ST_FORMAT) != 0)
+        return bp_fail(err, BP_EFORMAT, "%s: model format \"%.64s\" is not supported "
+                       "(this library reads %s)", f->name, format, ST_FORMAT);
+    if (!spec)
+        return bp_fail(err, BP_EFORMAT, "%s: no \"spec\" in __metadata__ (not a backprop "
+                       "model; load a plain state dict with bp_net_load_weights)",
+                       f->name);
+    if (!inputs_s)
+        return bp_fail(err, BP_EFORMAT, "%s: no \"inputs\" in __metadata__", f->name);
+    char *endp = NULL;
+    errno = 0;
+    long inputs = inputs_s[0] >= '0' && inputs_s[0] <= '9' ? strtol(inputs_s, &endp, 10) : 0;
+    if (!endp || *endp || errno || inputs < 1 || inputs > 0x7fffffffL)
+        return bp_fail(err, BP_EFORMAT, "%s: metadata inputs \"%.64s\" is not a positive "
+                       "integer", f->name, inputs_s);
+
+    uint64_t need = 0;
+    bp_error sub = {BP_OK, ""};
+    bp_status s = spec_param_count(spec, (int)inputs, &need, &sub);
+    if (s == BP_ENOMEM) return bp_fail(err, s, "%s: out of memory", f->name);
+    if (s != BP_OK)
+        return bp_fail(err, BP_EFORMAT, "%s: metadata spec: %s", f->name, sub.message);
+    if (need > f->data_size / 4)
+        return bp_fail(err, BP_EFORMAT, "%s: spec \"%.128s\" with %ld inputs needs %llu "
+                       "parameters but the file holds %llu bytes of data", f->name, spec,
+                       inputs, (unsigned long long)need,
+                       (unsigned long long)f->data_size);
+
+    bp_net *net = NULL;
+    s = bp_net_create(&net, (int)inputs, spec, 0, &sub);
+    if (s != BP_OK) {
+        bp_net_free(net);
+        return bp_fail(err, s == BP_ENOMEM ? BP_ENOMEM : BP_EFORMAT,
+                       "%s: metadata spec: %s", f->name, sub.message);
+    }
+    s = st_fill_params(f, net, net->params, err);
+    if (s == BP_OK && f->meta) {
+        const cJSON *v;
+        cJSON_ArrayForEach(v, f->meta) {
+            s = bp_net_set_meta(net, v->string, v->valuestring, &sub);
+            if (s != BP_OK) {
+                bp_fail(err, s, "%s: metadata \"%.64s\": %s", f->name, v->string,
+                        sub.message);
+                break;
+            }
+        }
+    }
+    if (s != BP_OK) {
+        bp_net_free(net);
+        return s;
+    }
+    *out = net;
+    return BP_OK;
+}
+
+bp_status bp_net_load_buffer(bp_net **out, const uint8_t *data, size_t size,
+                             const char *name, bp_error *err)
+{
+    if (!out) return bp_fail(err, BP_EINVAL, "bp_net_load: out is NULL");
+    *out = NULL;
+    if (!name) name = "<buffer>";
+    if (!data && size) return bp_fail(err, BP_EINVAL, "%s: data is NULL", name);
+    st_file f;
+    bp_status s = st_parse(&f, data, size, name, err);
+    if (s != BP_OK) return s;
+    s = load_from_parsed(out, &f, err);
+    st_release(&f);
+    return s;
+}
+
+bp_status bp_net_load_weights_buffer(bp_net *net, const uint8_t *data, size_t size,
+                                     const char *name, bp_error *err)
+{
+    if (!name) name = "<buffer>";
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_load_weights: net is NULL");
+    if (!data && size) return bp_fail(err, BP_EINVAL, "%s: data is NULL", name);
+    st_file f;
+    bp_status s = st_parse(&f, data, size, name, err);
+    if (s != BP_OK) return s;
+    /* Decode into a copy so that a failure leaves the network untouched. */
+    bp_real *tmp = bp_alloc_array(net->n_params, sizeof *tmp);
+    if (!tmp) {
+        st_release(&f);
+        return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+    }
+    if (net->n_params) memcpy(tmp, net->params, net->n_params * sizeof *tmp);
+    s = st_fill_params(&f, net, tmp, err);
+    if (s == BP_OK && net->n_params)
+        memcpy(net->params, tmp, net->n_params * sizeof *tmp);
+    free(tmp);
+    st_release(&f);
+    return s;
+}
+
+/* Read a whole file into memory. */
+static bp_status read_file(const char *path, uint8_t **buf, size_t *size, bp_error *err)
+{
+    *buf = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return bp_fail(err, BP_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return bp_fail(err, BP_EIO, "%s: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return bp_fail(err, BP_EIO, "%s: is a directory", path);
+    }
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
+    size_t n = 0;
+    uint8_t *b = malloc(cap);
+    if (!b) {
+        close(fd);
+        return bp_fail(err, BP_ENOMEM, "%s: out of memory (%zu bytes)", path, cap);
+    }
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap * 2;
+            uint8_t *nb = ncap > cap ? realloc(b, ncap) : NULL;
+            if (!nb) {
+                free(b);
+                close(fd);
+                return bp_fail(err, BP_ENOMEM, "%s: out of memory", path);
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(b);
+            close(fd);
+            return bp_fail(err, BP_EIO, "%s: read failed: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *buf = b;
+    *size = n;
+    return BP_OK;
+}
+
+bp_status bp_net_load(bp_net **out, const char *path, bp_error *err)
+{
+    if (!out) return bp_fail(err, BP_EINVAL, "bp_net_load: out is NULL");
+    *out = NULL;
+    if (!path) return bp_fail(err, BP_EINVAL, "bp_net_load: path is NULL");
+    uint8_t *buf;
+    size_t size;
+    bp_status s = read_file(path, &buf, &size, err);
+    if (s != BP_OK) return s;
+    s = bp_net_load_buffer(out, buf, size, path, err);
+    free(buf);
+    return s;
+}
+
+bp_status bp_net_load_weights(bp_net *net, const char *path, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_load_weights: net is NULL");
+    if (!path) return bp_fail(err, BP_EINVAL, "bp_net_load_weights: path is NULL");
+    uint8_t *buf;
+    size_t size;
+    bp_status s = read_file(path, &buf, &size, err);
+    if (s != BP_OK) return s;
+    s = bp_net_load_weights_buffer(net, buf, size, path, err);
+    free(buf);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Saving                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static cJSON *add_number(cJSON *arr, uint64_t v)
+{
+    cJSON *n = cJSON_CreateNumber((double)v);
+    if (n && !cJSON_AddItemToArray(arr, n)) {
+        cJSON_Delete(n);
+        n = NULL;
+    }
+    return n;
+}
+
+/* The JSON header text (unpadded), or NULL when out of memory. */
+static char *build_header(const bp_net *net)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    char num[32], key[64];
+    int ok = 1;
+    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    snprintf(num, sizeof num, "%d", net->n_inputs);
+    ok = meta && cJSON_AddStringToObject(meta, "format", ST_FORMAT) &&
+         cJSON_AddStringToObject(meta, "spec", bp_net_spec(net)) &&
+         cJSON_AddStringToObject(meta, "inputs", num);
+    int nm = bp_net_meta_count(net);
+    for (int i = 0; ok && i < nm; i++) {
+        const char *k, *v;
+        if (!bp_net_meta_at(net, i, &k, &v) || !k || !v) continue;
+        if (!strcmp(k, "format") || !strcmp(k, "spec") || !strcmp(k, "inputs")) continue;
+        ok = cJSON_AddStringToObject(meta, k, v) != NULL;
+    }
+    uint64_t off = 0;
+    for (int i = 0; ok && i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) continue;
+        for (int part = 0; ok && part < 2; part++) {
+            snprintf(key, sizeof key, part ? "%d.bias" : "%d.weight", i);
+            uint64_t numel = part ? (uint64_t)L->out : (uint64_t)L->out * (uint64_t)L->in;
+            cJSON *t = cJSON_AddObjectToObject(root, key);
+            cJSON *shape = t ? cJSON_AddArrayToObject(t, "shape") : NULL;
+            cJSON *offs = NULL;
+            ok = t && cJSON_AddStringToObject(t, "dtype", "F32") && shape &&
+                 add_number(shape, (uint64_t)L->out) &&
+                 (part || add_number(shape, (uint64_t)L->in)) &&
+                 (offs = cJSON_AddArrayToObject(t, "data_offsets")) != NULL &&
+                 add_number(offs, off) && add_number(offs, off + 4 * numel);
+            off += 4 * numel;
+        }
+    }
+    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
+bp_status bp_net_save_buffer(const bp_net *net, uint8_t **out, size_t *out_size,
+                             bp_error *err)
+{
+    if (!out || !out_size) return bp_fail(err, BP_EINVAL, "bp_net_save: out is NULL");
+    *out = NULL;
+    *out_size = 0;
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_save: net is NULL");
+
+    size_t data_size = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) {
+            if (L->n_params)
+                return bp_fail(err, BP_EUNSUPPORTED, "bp_net_save: layer %d has "
+                               "parameters model files do not support yet", i);
+            continue;
+        }
+        size_t numel = (size_t)L->out * (size_t)L->in + (size_t)L->out;
+        for (size_t j = 0; j < numel; j++) {
+            /* w and b are contiguous: b follows w. */
+            const bp_real *p = j < (size_t)L->out * (size_t)L->in
+                                   ? &L->w[j] : &L->b[j - (size_t)L->out * (size_t)L->in];
+            float v = (float)*p;
+            if (!isfinite(v))
+                return bp_fail(err, BP_EINVAL, "bp_net_save: layer %d %s[%zu] is %s "
+                               "(in float32); refusing to write an unusable model", i,
+                               p >= L->b ? "bias" : "weight",
+                               p >= L->b ? (size_t)(p - L->b) : (size_t)(p - L->w),
+                               isnan(v) ? "NaN" : "infinite");
+        }
+        data_size += 4 * numel;
+    }
+
+    char *text = build_header(net);
+    if (!text) return bp_fail(err, BP_ENOMEM, "bp_net_save: out of memory");
+    size_t tlen = strlen(text);
+    size_t hlen = (tlen + 7) & ~(size_t)7;
+    size_t total = 8 + hlen + data_size;
+    uint8_t *buf = malloc(total);
+    if (!buf) {
+        cJSON_free(text);
+        return bp_fail(err, BP_ENOMEM, "bp_net_save: out of memory (%zu bytes)", total);
+    }
+    put_u64le(buf, (uint64_t)hlen);
+    memcpy(buf + 8, text, tlen);
+    memset(buf + 8 + tlen, ' ', hlen - tlen);
+    cJSON_free(text);
+
+    uint8_t *p = buf + 8 + hlen;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) continue;
+        size_t nw = (size_t)L->out * (size_t)L->in;
+        for (size_t j = 0; j < nw; j++, p += 4) put_f32le(p, (float)L->w[j]);
+        for (size_t j = 0; j < (size_t)L->out; j++, p += 4) put_f32le(p, (float)L->b[j]);
+    }
+    *out = buf;
+    *out_size = total;
+    return BP_OK;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t chunk = n > ((size_t)1 << 30) ? (size_t)1 << 30 : n;
+        ssize_t w = write(fd, p, chunk);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* fsync the directory holding `path` so the rename itself is durable.
+ * Best effort: some file systems do not support it. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) dir = bp_strdup(".");
+    else if (slash == path) dir = bp_strdup("/");
+    else {
+        dir = malloc((size_t)(slash - path) + 1);
+        if (dir) {
+            memcpy(dir, path, (size_t)(slash - path));
+            dir[slash - path] = '\0';
+        }
+    }
+    if (!dir) return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_save: net is NULL");
+    if (!path || !*path) return bp_fail(err, BP_EINVAL, "bp_net_save: empty path");
+    uint8_t *buf;
+    size_t size;
+    bp_status s = bp_net_save_buffer(net, &buf, &size, err);
+    if (s != BP_OK) return s;
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
+    if (!tmp) {
+        free(buf);
+        return bp_fail(err, BP_ENOMEM, "bp_net_save: out of memory");
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        free(buf);
+        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", path,
+                       strerror(e));
+    }
+    /* mkstemp makes the file 0600; keep an existing model's mode, else 0644. */
+    struct stat st;
+    mode_t mode = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (st.st_mode & 0777) : 0644;
+    const char *what = NULL;
+    if (write_all(fd, buf, size) != 0) what = "write failed";
+    else if (fchmod(fd, mode) != 0) what = "cannot set permissions";
+    else if (fsync(fd) != 0) what = "fsync failed";
+    int e = what ? errno : 0;
+    if (close(fd) != 0 && !what) {
+        what = "close failed";
+        e = errno;
+    }
+    if (!what && rename(tmp, path) != 0) {
+        what = "cannot rename the temporary file into place";
+        e = errno;
+    }
+    free(buf);
+    if (what) {
+        unlink(tmp);
+        free(tmp);
+        return bp_fail(err, BP_EIO, "%s: %s: %s", path, what, strerror(e));
+    }
+    free(tmp);
+    sync_parent_dir(path);
+    return BP_OK;
+}
