@@ -38,7 +38,7 @@ struct bp_trainer {
     double *norm2;         /* [n_layers] last step's squared gradient norm */
     double *norm2_acc;     /* [n_layers] sum over the epoch's steps */
     long norm_steps;
-    unsigned char *active; /* relu units that fired this epoch, per relu layer */
+    bp_real *active;       /* per relu unit: its largest output this epoch (0: dead) */
     size_t *active_off;    /* [n_layers] */
     double *grad_norm_out, *dead_out;
     long last_correct;     /* correct predictions of the last step */
@@ -182,7 +182,7 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
             tr->active_off[i] = relu_units;
             relu_units += (size_t)net->layers[i].out;
         }
-    tr->active = bp_alloc_array(relu_units, 1);
+    tr->active = bp_alloc_array(relu_units, sizeof(bp_real));
     if (!tr->grad || (ns >= 1 && !tr->s1) || (ns >= 2 && !tr->s2) || !tr->norm2 ||
         !tr->norm2_acc || !tr->grad_norm_out || !tr->dead_out || !tr->active_off || !tr->active) {
         bp_trainer_free(tr);
@@ -279,10 +279,10 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     for (int i = 0; i < net->n_layers; i++) {
         if (net->layers[i].kind != BP_RELU) continue;
         int u = net->layers[i].out;
-        unsigned char *act = tr->active + tr->active_off[i];
+        bp_real *act = tr->active + tr->active_off[i];
         const bp_real *a = net->act[i];
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < u; j++) act[j] |= a[(size_t)r * u + j] > 0;
+        for (int r = 0; r < n; r++) /* branch-free so it vectorizes (max) */
+            for (int j = 0; j < u; j++) act[j] = act[j] > a[(size_t)r * u + j] ? act[j] : a[(size_t)r * u + j];
     }
     for (int i = k; i >= tr->first_trainable; i--) {
         const bp_layer *L = &net->layers[i];
@@ -346,7 +346,9 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
         if (!is_trainable_dense(tr, i)) continue;
         const bp_real *g = tr->grad + net->layers[i].offset;
         double s2 = 0;
-        for (size_t q = 0; q < net->layers[i].n_params; q++) s2 += (double)g[q] * g[q];
+        size_t np = net->layers[i].n_params;
+#pragma omp simd reduction(+ : s2)
+        for (size_t q = 0; q < np; q++) s2 += (double)g[q] * g[q];
         if (!isfinite(s2))
             return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite gradient in layer %d (dense)", step, i);
         tr->norm2[i] = s2;
@@ -389,8 +391,11 @@ static void regularize_and_clip(bp_trainer *tr)
             bp_real v = (bp_real)c->clip_value;
             for (size_t q = 0; q < L->n_params; q++) g[q] = g[q] > v ? v : (g[q] < -v ? -v : g[q]);
         }
-        if (c->clip_norm > 0)
-            for (size_t q = 0; q < L->n_params; q++) total2 += (double)g[q] * g[q];
+        if (c->clip_norm > 0) {
+            size_t np = L->n_params;
+#pragma omp simd reduction(+ : total2)
+            for (size_t q = 0; q < np; q++) total2 += (double)g[q] * g[q];
+        }
     }
     if (c->clip_norm > 0) {
         double coef = c->clip_norm / (sqrt(total2) + 1e-6);
@@ -570,7 +575,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             }
         memset(tr->norm2_acc, 0, (size_t)net->n_layers * sizeof(double));
         tr->norm_steps = 0;
-        memset(tr->active, 0, (size_t)relu_units);
+        memset(tr->active, 0, (size_t)relu_units * sizeof(bp_real));
         double loss_sum = 0;
         long hits = 0, seen = 0;
         for (int b = 0; b < batches; b++) {
@@ -634,8 +639,8 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             tr->dead_out[i] = -1;
             if (net->layers[i].kind == BP_RELU) {
                 int u = net->layers[i].out, dead = 0;
-                const unsigned char *a = tr->active + tr->active_off[i];
-                for (int j = 0; j < u; j++) dead += !a[j];
+                const bp_real *a = tr->active + tr->active_off[i];
+                for (int j = 0; j < u; j++) dead += !(a[j] > 0);
                 tr->dead_out[i] = (double)dead / u;
             }
         }
