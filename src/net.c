@@ -9,6 +9,7 @@
  * first K dense layers is training a suffix of it.
  */
 #include "internal.h"
+#include "kernels.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -479,26 +480,8 @@ nomem:
 static void dense_forward(bp_real *y, const bp_real *x, const bp_real *w, const bp_real *b,
                           int n, int in, int out)
 {
-    for (int r = 0; r < n; r++) memcpy(y + (size_t)r * out, b, (size_t)out * sizeof(bp_real));
+    bp_k_bias_rows(y, b, n, out);
     bp_gemm(0, 1, n, out, in, 1, x, in, w, in, 1, y, out);
-}
-
-/* Row-wise softmax, max-subtracted for stability. y, x are [n, d]. */
-static void softmax_forward(bp_real *y, const bp_real *x, int n, int d)
-{
-    for (int r = 0; r < n; r++) {
-        const bp_real *xr = x + (size_t)r * d;
-        bp_real *yr = y + (size_t)r * d;
-        bp_real m = xr[0];
-        for (int j = 1; j < d; j++) m = xr[j] > m ? xr[j] : m;
-        double s = 0;
-        for (int j = 0; j < d; j++) {
-            yr[j] = (bp_real)exp((double)(xr[j] - m));
-            s += yr[j];
-        }
-        bp_real inv = (bp_real)(1.0 / s);
-        for (int j = 0; j < d; j++) yr[j] *= inv;
-    }
 }
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
@@ -516,30 +499,27 @@ const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int train
             memcpy(y, in, m * sizeof(bp_real));
             break;
         case BP_SIGMOID:
-            for (size_t k = 0; k < m; k++) y[k] = (bp_real)(1 / (1 + exp(-(double)in[k])));
+            bp_k_sigmoid(y, in, m);
             break;
         case BP_TANH:
-            for (size_t k = 0; k < m; k++) y[k] = (bp_real)tanh((double)in[k]);
+            bp_k_tanh(y, in, m);
             break;
         case BP_RELU:
-            for (size_t k = 0; k < m; k++) y[k] = in[k] > 0 ? in[k] : 0;
+            bp_k_relu(y, in, m);
             break;
-        case BP_LEAKY_RELU: {
-            bp_real a = (bp_real)L->param;
-            for (size_t k = 0; k < m; k++) y[k] = in[k] > 0 ? in[k] : a * in[k];
+        case BP_LEAKY_RELU:
+            bp_k_leaky_relu(y, in, m, (bp_real)L->param);
             break;
-        }
         case BP_SOFTMAX:
-            softmax_forward(y, in, n, L->out);
+            bp_k_softmax(y, in, n, L->out);
             break;
         case BP_DROPOUT:
             if (training && L->param > 0) {
                 bp_real *mask = net->mask + net->mask_off[i];
                 bp_real keep = (bp_real)(1 / (1 - L->param));
-                for (size_t k = 0; k < m; k++) {
+                for (size_t k = 0; k < m; k++)
                     mask[k] = bp_rng_uniform(&net->rng) < L->param ? 0 : keep;
-                    y[k] = in[k] * mask[k];
-                }
+                bp_k_mul(y, in, mask, m);
             } else {
                 memcpy(y, in, m * sizeof(bp_real));
             }

@@ -27,6 +27,7 @@
  * that; the results are the same with or without it).
  */
 #include "internal.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -182,7 +183,7 @@ static void adagrad_update(bp_real *restrict p, const bp_real *restrict g,
     }
 }
 
-void bp_optim_update(const bp_train_config *cfg, bp_real *p, const bp_real *g,
+BP_HOT void bp_optim_update(const bp_train_config *cfg, bp_real *p, const bp_real *g,
                      bp_real *s1, bp_real *s2, size_t n, long t, double lr)
 {
     const bp_real wd = (bp_real)cfg->weight_decay;

@@ -14,6 +14,7 @@
  * Everything it touches is allocated by bp_trainer_create.
  */
 #include "internal.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,11 +226,7 @@ static void dense_backward(bp_real *dx, bp_real *dw, bp_real *db, const bp_real 
 {
     if (dw) {
         bp_gemm(1, 0, out, in, n, 1, dy, out, x, in, 0, dw, in);
-        for (int j = 0; j < out; j++) db[j] = 0;
-        for (int r = 0; r < n; r++) {
-            const bp_real *dyr = dy + (size_t)r * out;
-            for (int j = 0; j < out; j++) db[j] += dyr[j];
-        }
+        bp_k_colsum(db, dy, n, out);
     }
     if (dx) bp_gemm(0, 0, n, in, out, 1, dy, out, w, in, 0, dx, in);
 }
@@ -279,10 +276,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     for (int i = 0; i < net->n_layers; i++) {
         if (net->layers[i].kind != BP_RELU) continue;
         int u = net->layers[i].out;
-        bp_real *act = tr->active + tr->active_off[i];
-        const bp_real *a = net->act[i];
-        for (int r = 0; r < n; r++) /* branch-free so it vectorizes (max) */
-            for (int j = 0; j < u; j++) act[j] = act[j] > a[(size_t)r * u + j] ? act[j] : a[(size_t)r * u + j];
+        bp_k_colmax(tr->active + tr->active_off[i], net->act[i], n, u);
     }
     for (int i = k; i >= tr->first_trainable; i--) {
         const bp_layer *L = &net->layers[i];
@@ -302,19 +296,17 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
             memcpy(dx, delta, m * sizeof(bp_real));
             break;
         case BP_SIGMOID: /* y = s(x): dx = dy y (1 - y) */
-            for (size_t q = 0; q < m; q++) dx[q] = delta[q] * out[q] * (1 - out[q]);
+            bp_k_sigmoid_grad(dx, delta, out, m);
             break;
         case BP_TANH: /* y = tanh(x): dx = dy (1 - y^2) */
-            for (size_t q = 0; q < m; q++) dx[q] = delta[q] * (1 - out[q] * out[q]);
+            bp_k_tanh_grad(dx, delta, out, m);
             break;
         case BP_RELU: /* y = max(0, x): dx = dy [x > 0] */
-            for (size_t q = 0; q < m; q++) dx[q] = in[q] > 0 ? delta[q] : 0;
+            bp_k_relu_grad(dx, delta, in, m);
             break;
-        case BP_LEAKY_RELU: { /* y = x > 0 ? x : a x */
-            bp_real a = (bp_real)L->param;
-            for (size_t q = 0; q < m; q++) dx[q] = in[q] > 0 ? delta[q] : a * delta[q];
+        case BP_LEAKY_RELU: /* y = x > 0 ? x : a x: dx = dy (x > 0 ? 1 : a) */
+            bp_k_leaky_relu_grad(dx, delta, in, m, (bp_real)L->param);
             break;
-        }
         case BP_SOFTMAX: /* y = softmax(x): dx = y (dy - sum_j dy_j y_j) */
             for (int r = 0; r < n; r++) {
                 const bp_real *yr = out + (size_t)r * L->out, *gr = delta + (size_t)r * L->out;
@@ -326,8 +318,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
             break;
         case BP_DROPOUT: /* y = x mask: dx = dy mask */
             if (L->param > 0) {
-                const bp_real *mask = net->mask + net->mask_off[i];
-                for (size_t q = 0; q < m; q++) dx[q] = delta[q] * mask[q];
+                bp_k_mul(dx, delta, net->mask + net->mask_off[i], m);
             } else {
                 memcpy(dx, delta, m * sizeof(bp_real));
             }
@@ -345,10 +336,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
         tr->norm2[i] = 0;
         if (!is_trainable_dense(tr, i)) continue;
         const bp_real *g = tr->grad + net->layers[i].offset;
-        double s2 = 0;
-        size_t np = net->layers[i].n_params;
-#pragma omp simd reduction(+ : s2)
-        for (size_t q = 0; q < np; q++) s2 += (double)g[q] * g[q];
+        double s2 = bp_k_sumsq(g, net->layers[i].n_params);
         if (!isfinite(s2))
             return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite gradient in layer %d (dense)", step, i);
         tr->norm2[i] = s2;
@@ -391,11 +379,7 @@ static void regularize_and_clip(bp_trainer *tr)
             bp_real v = (bp_real)c->clip_value;
             for (size_t q = 0; q < L->n_params; q++) g[q] = g[q] > v ? v : (g[q] < -v ? -v : g[q]);
         }
-        if (c->clip_norm > 0) {
-            size_t np = L->n_params;
-#pragma omp simd reduction(+ : total2)
-            for (size_t q = 0; q < np; q++) total2 += (double)g[q] * g[q];
-        }
+        if (c->clip_norm > 0) total2 += bp_k_sumsq(g, L->n_params);
     }
     if (c->clip_norm > 0) {
         double coef = c->clip_norm / (sqrt(total2) + 1e-6);
