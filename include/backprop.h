@@ -186,7 +186,9 @@ int bp_net_meta_at(const bp_net *net, int i, const char **key, const char **valu
 /* Save parameters as float32 safetensors with torch.nn.Sequential key names
  * ("0.weight", "0.bias", "2.weight", ...) and the metadata in __metadata__.
  * Written atomically: a temporary file in the same directory, fsync,
- * rename; on failure the destination is untouched. BP_EIO on failure. */
+ * rename; on failure the destination is untouched. BP_EIO on failure;
+ * BP_EINVAL (nothing written) if a parameter is NaN/Inf or, in the double
+ * build, too large for float32: such a file could not be loaded back. */
 bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err);
 
 /* Load a model written by bp_net_save (needs the "spec" and "inputs"
@@ -274,7 +276,8 @@ typedef struct bp_csv_options {
  * in that order and class_names holds them. With opt->class_names, a
  * label maps to the name equal to its text (or, failing that, to a name
  * with the same numeric value), n_classes = n_class_names, class_names is
- * a copy; an unknown label is an error.
+ * a copy, an unknown label is an error, and BP_TASK_AUTO means
+ * classification (n_class_names == 0 is the same as no list).
  * no_target: every column is a feature, n_targets = 0, y = NULL.
  * target_optional with a named target: when none of the named columns is
  * in the header the file is read as with no_target (a NULL target still
@@ -332,10 +335,13 @@ void bp_strings_free(char **s, int n);
  * x' = (x - shift) * scale, per feature. */
 typedef enum bp_norm_kind {
     BP_NORM_NONE = 0,
-    BP_NORM_STANDARD,   /* shift = mean, scale = 1 / std (1 if std == 0) */
+    BP_NORM_STANDARD,   /* shift = mean, scale = 1 / std (population std;
+                           1 if the feature is constant) */
     BP_NORM_MINMAX      /* shift = min, scale = 1 / (max - min) (1 if equal) */
 } bp_norm_kind;
 
+/* A normalization. For BP_NORM_NONE shift and scale are NULL. Free with
+ * bp_norm_free. */
 typedef struct bp_norm {
     bp_norm_kind kind;
     int n;            /* features */
@@ -343,17 +349,28 @@ typedef struct bp_norm {
     bp_real *scale;   /* [n], owned */
 } bp_norm;
 
-const char *bp_norm_name(bp_norm_kind k);   /* "none", "standard", "minmax" */
+/* "none", "standard", "minmax" (the CLI's --normalize words). */
+const char *bp_norm_name(bp_norm_kind k);
+/* Inverse of bp_norm_name; BP_EINVAL for another word. */
 bp_status bp_norm_parse(const char *name, bp_norm_kind *out, bp_error *err);
-/* Compute the normalization of d's features. */
+/* Compute the normalization of d's features (d->x [n, n_inputs]),
+ * accumulating in double. BP_NORM_NONE gives n = n_inputs and no arrays.
+ * BP_EINVAL: no rows or features, an unknown kind, a NaN/Inf value (the
+ * message names row and feature). `out` is zeroed on failure. */
 bp_status bp_norm_fit(bp_norm *out, const bp_data *d, bp_norm_kind kind,
                       bp_error *err);
-/* Apply in place; BP_ESHAPE if widths differ. */
+/* Apply to d->x in place (the data may be a user's view). A no-op for
+ * BP_NORM_NONE; BP_ESHAPE if d->n_inputs differs from nm->n. */
 bp_status bp_norm_apply(const bp_norm *nm, bp_data *d, bp_error *err);
+/* Free the arrays and zero the struct. Accepts NULL. */
 void bp_norm_free(bp_norm *nm);
-/* Store in / read from a network's metadata (keys "normalize",
- * "norm_shift", "norm_scale"). Reading a net without the keys gives
- * BP_NORM_NONE. BP_EFORMAT if the stored values do not parse. */
+/* Store in / read from a network's metadata: "normalize" (the name),
+ * "norm_shift" and "norm_scale" (n comma-separated %.9g values; exact for
+ * float32). to_meta: BP_ESHAPE if nm->n differs from the network's inputs;
+ * storing BP_NORM_NONE empties any stored lists. from_meta: a net without
+ * "normalize" gives BP_NORM_NONE; BP_EFORMAT if the name is unknown or a
+ * list is missing, has another count than the network's inputs, or holds
+ * anything but finite numbers. `out` is zeroed on failure. */
 bp_status bp_norm_to_meta(const bp_norm *nm, bp_net *net, bp_error *err);
 bp_status bp_norm_from_meta(bp_norm *out, const bp_net *net, bp_error *err);
 

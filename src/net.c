@@ -167,10 +167,19 @@ bp_status bp_spec_parse(const char *spec, bp_layer_desc *layers, int max, int *n
     return BP_OK;
 }
 
+/* Shortest %g form of v that reads back as exactly v. */
+static void format_real(char *buf, size_t size, double v)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 /* Canonical text of the layers; malloc'd. */
 static char *spec_string(const bp_layer *layers, int n)
 {
-    size_t cap = 32 * (size_t)n + 1, len = 0;
+    size_t cap = 48 * (size_t)n + 1, len = 0; /* longest word: "leaky_relu(" + 17 digits + ")" */
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = 0;
@@ -180,8 +189,11 @@ static char *spec_string(const bp_layer *layers, int n)
         int k;
         if (L->kind == BP_DENSE)
             k = snprintf(s + len, cap - len, "%sdense(%d)", sep, L->out);
-        else if (L->kind == BP_LEAKY_RELU || L->kind == BP_DROPOUT)
-            k = snprintf(s + len, cap - len, "%s%s(%.9g)", sep, layer_word(L->kind), L->param);
+        else if (L->kind == BP_LEAKY_RELU || L->kind == BP_DROPOUT) {
+            char num[32];
+            format_real(num, sizeof num, L->param);
+            k = snprintf(s + len, cap - len, "%s%s(%s)", sep, layer_word(L->kind), num);
+        }
         else
             k = snprintf(s + len, cap - len, "%s%s", sep, layer_word(L->kind));
         if (k < 0 || (size_t)k >= cap - len) { free(s); return NULL; }

@@ -487,7 +487,8 @@ static bp_status st_fill_params(st_file *f, const bp_net *net, bp_real *params,
 
 /* Parameters the spec needs, computed without building the network, so a
  * tiny file cannot make the loader allocate gigabytes. Sets *count to
- * UINT64_MAX on overflow. Returns BP_ESPEC (message set) on a bad spec. */
+ * UINT64_MAX on overflow, and to 0 (no bound) for layer kinds it does not
+ * know. Returns bp_spec_parse's status (message set) on a bad spec. */
 static bp_status spec_param_count(const char *spec, int inputs, uint64_t *count,
                                   bp_error *err)
 {
@@ -503,7 +504,19 @@ static bp_status spec_param_count(const char *spec, int inputs, uint64_t *count,
     }
     uint64_t total = 0, in = (uint64_t)inputs;
     for (int i = 0; i < n; i++) {
-        if (d[i].kind != BP_DENSE) continue;
+        switch (d[i].kind) {
+        case BP_DENSE:
+            break;
+        case BP_IDENTITY: case BP_SIGMOID: case BP_TANH: case BP_RELU:
+        case BP_LEAKY_RELU: case BP_SOFTMAX: case BP_DROPOUT:
+            continue;   /* width-preserving, no parameters */
+        default:
+            /* A kind this bound does not know (e.g. a future conv layer):
+             * give no bound rather than a wrong one. */
+            free(d);
+            *count = 0;
+            return BP_OK;
+        }
         uint64_t out = d[i].units > 0 ? (uint64_t)d[i].units : 0;
         /* out * (in + 1); in and out are < 2^31, so this cannot overflow. */
         uint64_t p = out * (in + 1);

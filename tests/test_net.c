@@ -32,6 +32,14 @@ static void test_spec(void)
           net ? bp_net_spec(net) : "");
     bp_net_free(net);
 
+    /* Parameters print in their shortest exact form. */
+    CHECK(bp_net_create(&net, 3, "leaky_relu(0.1000000001) dropout(0.30000000000000004) dense(2)", 1, &err) == BP_OK,
+          "%s", err.message);
+    CHECK(net && strcmp(bp_net_spec(net), "leaky_relu(0.1000000001) dropout(0.30000000000000004) dense(2)") == 0,
+          "exact spec '%s'", net ? bp_net_spec(net) : "");
+    CHECK(net && bp_net_layer(net, 1).param == 0.30000000000000004, "parameter kept exactly");
+    bp_net_free(net);
+
     struct {
         const char *spec;
         const char *where;
