@@ -230,7 +230,7 @@ void bp_data_free(bp_data *d);
 
 /* What a CSV target column means. */
 typedef enum bp_task {
-    BP_TASK_AUTO = 0,   /* integer or string targets: classify; else regress */
+    BP_TASK_AUTO = 0,   /* integer literals or any text: classify; else regress */
     BP_TASK_CLASSIFY,
     BP_TASK_REGRESS
 } bp_task;
@@ -242,14 +242,15 @@ typedef struct bp_csv_options {
      * NULL: the last column. */
     const char *target;
     bp_task task;
-    /* No target column in the file (predict): every column is a feature.
-     * With target_optional, the target is used if the file has it. */
+    /* no_target: no target column in the file (predict), every column is
+     * a feature. target_optional: the named target column(s) are used if
+     * the header has them, else the file is read as with no_target. */
     int no_target;
     int target_optional;
     /* Fixed class list (e.g. a model's classes, for eval): labels are
-     * mapped to these indices and an unknown label is an error. NULL: the
-     * classes are found in the data (integers 0..K-1 keep their value;
-     * other labels are sorted). */
+     * mapped to these indices and an unknown label is an error. NULL (or
+     * n_class_names 0): the classes are found in the data (non-negative
+     * integers keep their value; other labels are sorted). */
     const char *const *class_names;
     int n_class_names;
 } bp_csv_options;
@@ -295,7 +296,10 @@ typedef struct bp_csv_options {
  * BP_TASK_CLASSIFY), BP_ENOMEM.
  * `out` receives owned data; it is zeroed on failure. `feature_names`
  * (may be NULL) receives the n_inputs header names (free with
- * bp_strings_free); it is set to NULL on failure. */
+ * bp_strings_free); it is set to NULL on failure.
+ * The file is read in one go; a large file without quotes is parsed by
+ * the OpenMP threads (see bp_set_threads), with the same result and the
+ * same first error as a serial read. */
 bp_status bp_read_csv(bp_data *out, const char *path,
                       const bp_csv_options *opt, char ***feature_names,
                       bp_error *err);

@@ -31,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Numbers                                                                   */
@@ -286,7 +289,7 @@ bp_status bp_read_file(const char *path, size_t max, char **buf_out, size_t *len
         }
         cap = (size_t)st.st_size + 1;
     }
-    char *buf = malloc(cap + 1);
+    char *buf = malloc(cap + BP_READ_PAD);
     if (!buf) {
         fclose(f);
         return bp_fail(err, BP_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
@@ -300,7 +303,7 @@ bp_status bp_read_file(const char *path, size_t max, char **buf_out, size_t *len
                 return bp_fail(err, BP_EFORMAT, "%s: file too large (limit %zu bytes)", path, max);
             }
             size_t ncap = cap < SIZE_MAX / 4 ? cap * 2 : SIZE_MAX - 1;
-            char *nb = realloc(buf, ncap + 1);
+            char *nb = realloc(buf, ncap + BP_READ_PAD);
             if (!nb) {
                 free(buf);
                 fclose(f);
@@ -326,7 +329,7 @@ bp_status bp_read_file(const char *path, size_t max, char **buf_out, size_t *len
         free(buf);
         return bp_fail(err, BP_EFORMAT, "%s: file too large (limit %zu bytes)", path, max);
     }
-    buf[len] = '\0';
+    memset(buf + len, 0, BP_READ_PAD);
     *buf_out = buf;
     *len_out = len;
     return BP_OK;
@@ -365,6 +368,8 @@ typedef struct csv_reader {
     char *base;    /* buffer start (buf[len] == '\0') */
     char *p, *end; /* position, buffer end */
     long line;     /* 1-based line at p */
+    const char *blk;   /* next_delim's cached 64-byte block and its mask */
+    uint64_t mask;
     const char *name;
     bp_error *err;
 } csv_reader;
@@ -673,9 +678,16 @@ static bp_status pick_targets(csv_job *j)
     int nin = 0;
     for (int c = 0; c < j->ncols; c++)
         if (j->role[c] == 0) j->role[c] = nin++;
-    if (nin == 0)
-        return bp_fail(err, BP_EFORMAT, "%s:1:1: no feature columns (the only column%s %s the "
-                       "target)", name, nt > 1 ? "s" : "", nt > 1 ? "are" : "is");
+    if (nin == 0) {
+        char ex[64];
+        bp_quote_excerpt(ex, sizeof ex, j->header[0], strlen(j->header[0]));
+        if (j->ncols == 1)
+            return bp_fail(err, BP_EFORMAT, "%s:1:1: no feature columns: the header has one "
+                           "column, %s, and it is the target (is the file comma-separated?)",
+                           name, ex);
+        return bp_fail(err, BP_EFORMAT, "%s:1:1: no feature columns: all %d columns are targets",
+                       name, j->ncols);
+    }
     j->nin = nin;
     return BP_OK;
 }
@@ -701,41 +713,211 @@ static bp_status resize_rows(csv_job *j, size_t ncap)
     return BP_OK;
 }
 
-/* The common feature field, parsed without the general scanner: an
- * optional '-', 1..15 digits in all with an optional '.', directly followed
- * by ',', a line break or the end of the buffer (which holds a NUL at
- * `end`). Returns the delimiter's position and the value, or NULL to let
- * bp_scan_number decide. Values are exact: integers below 10^15 are exact
- * doubles, and a decimal is one correctly rounded division (handed back
- * when rounding it to float could round twice). */
-static inline const char *fast_number(const char *p, const char *end, double *out)
+/* ---- The fast path for feature fields ----
+ * Real files hold millions of short numeric fields whose lengths vary at
+ * random, so a byte-by-byte loop mispredicts a branch per field and the
+ * position of each field depends on a chain of loads. Instead:
+ *   - fast_fields finds the next ',', '\n', '\r' or '"' from a 64-bit mask
+ *     computed once per 64-byte block (SSE2 on x86-64, SWAR elsewhere);
+ *   - field_number parses a field of at most 8 bytes ([-]digits, with at
+ *     most one '.') with a few word operations and no data-dependent
+ *     branches; longer fields take a scalar loop; anything else
+ *     (spaces, exponents, quotes, errors) goes to the general path.
+ * The buffer must hold BP_READ_PAD (>= 64) zero bytes after `end`. */
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* High bit set in each byte of w equal to byte b (exact, no carries). */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char b)
 {
-    int neg = *p == '-';
-    p += neg;
-    const char *s = p;
+    uint64_t t = w ^ (ONES * b);
+    return ~(((t & ~HIGHS) + ~HIGHS) | t) & HIGHS;
+}
+
+/* Bit i set when byte i of the 64 bytes at b is a delimiter or a quote. */
+static inline uint64_t block_mask(const char *b)
+{
+#if defined(__SSE2__)
+    const __m128i comma = _mm_set1_epi8(','), nl = _mm_set1_epi8('\n');
+    const __m128i cr = _mm_set1_epi8('\r'), quote = _mm_set1_epi8('"');
     uint64_t m = 0;
-    while (is_digit(*p)) m = m * 10 + (uint64_t)(*p++ - '0');
-    size_t nint = (size_t)(p - s), frac = 0;
-    if (nint == 0 || nint > 15) return NULL;
-    if (*p == '.') {
-        const char *f = ++p;
-        while (is_digit(*p)) m = m * 10 + (uint64_t)(*p++ - '0');
-        frac = (size_t)(p - f);
-        if (nint + frac > 15) return NULL;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * k));
+        __m128i e = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, nl)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, quote)));
+        m |= (uint64_t)(unsigned)_mm_movemask_epi8(e) << (16 * k);
     }
-    if (!(*p == ',' || *p == '\n' || *p == '\r' || p == end)) return NULL;
+    return m;
+#else
+    uint64_t m = 0;
+    for (int k = 0; k < 8; k++) {
+        uint64_t w;
+        memcpy(&w, b + 8 * k, sizeof w);
+        uint64_t e = bytes_eq(w, ',') | bytes_eq(w, '\n') | bytes_eq(w, '\r') | bytes_eq(w, '"');
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        for (int i = 0; i < 8; i++) m |= (uint64_t)((e >> (8 * (7 - i) + 7)) & 1) << (8 * k + i);
+#else
+        /* gather the 8 high bits into one byte */
+        m |= (((e >> 7) * UINT64_C(0x0102040810204080)) >> 56) << (8 * k);
+#endif
+    }
+    return m;
+#endif
+}
+
+static inline unsigned ctz64(uint64_t m)
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctzll(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define BP_CSV_SWAR 1
+/* Value of the n (1..8) decimal digits in the low bytes of d (each byte
+ * 0..9, first digit lowest), as in "Faster Integer Parsing" (Lemire). */
+static inline uint64_t swar_value(uint64_t d, unsigned n)
+{
+    uint64_t x = d << (8 * (8 - n)); /* leading zero digits below */
+    x = (x * 10 + (x >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
+    x = (x * 100 + (x >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
+    x = (x * 10000 + (x >> 32)) & UINT64_C(0xFFFFFFFF);
+    return x;
+}
+#endif
+
+/* Parse the whole field [p, p + len) when it is [-]digits[.digits] with at
+ * most 15 digits (at least one before or after the point). Returns 1 and the
+ * exact value, or 0 to let the general path decide. */
+static inline int field_number(const char *p, size_t len, double *out)
+{
+    int neg = len && *p == '-';
+    p += neg;
+    len -= (size_t)neg;
+    if (len == 0) return 0;
+    uint64_t m = 0;
+    size_t frac = 0;
+#ifdef BP_CSV_SWAR
+    if (len <= 8) {
+        uint64_t w;
+        memcpy(&w, p, sizeof w);
+        uint64_t keep = (len == 8 ? ~UINT64_C(0) : (UINT64_C(1) << (8 * len)) - 1) & HIGHS;
+        /* non-digit bytes: high nibble not 3, or low nibble above 9 */
+        uint64_t hi = (w & (ONES * 0xF0)) ^ (ONES * 0x30);
+        uint64_t nd = ((((hi & ~HIGHS) + ~HIGHS) | hi) & HIGHS) |
+                      ((((w & (ONES * 0x0F)) + ONES * 6) & (ONES * 0x10)) << 3);
+        nd &= keep;
+        uint64_t d = w & (ONES * 0x0F);
+        if (nd == 0) {
+            m = swar_value(d, (unsigned)len);
+        } else {
+            uint64_t dot = bytes_eq(w, '.') & keep;
+            if (nd != dot || (dot & (dot - 1)) || len == 1) return 0;
+            unsigned k = ctz64(dot) >> 3; /* position of the point */
+            uint64_t low = k ? (UINT64_C(1) << (8 * k)) - 1 : 0;
+            m = swar_value((d & low) | ((d >> 8) & ~low), (unsigned)len - 1);
+            frac = len - 1 - k;
+        }
+    } else
+#endif
+    {
+        size_t nd = 0, point = 0;
+        for (size_t i = 0; i < len; i++) {
+            char ch = p[i];
+            if (is_digit(ch)) {
+                m = m * 10 + (uint64_t)(ch - '0');
+                nd++;
+                frac += point;
+            } else if (ch == '.' && !point) {
+                point = 1;
+            } else {
+                return 0;
+            }
+        }
+        if (nd == 0 || nd > 15) return 0;
+    }
     double v = (double)m;
     if (frac) {
         v /= POW10[frac];
 #ifndef BP_DOUBLE
+        /* the double could fall exactly halfway between two floats (or be
+         * a float subnormal): rounding it again is not exact, strtof is */
         uint64_t bits;
         memcpy(&bits, &v, sizeof bits);
         if ((bits & UINT64_C(0x1FFFFFFF)) == UINT64_C(0x10000000) || (v != 0 && v < FLT_MIN))
-            return NULL;
+            return 0;
 #endif
     }
     *out = neg ? -v : v;
-    return p;
+    return 1;
+}
+
+/* Parse consecutive plain numeric feature fields of the current record
+ * from column `col` on, into the row xr. Returns the column reached; sets
+ * *ended when the record ended (its terminator consumed). Stops before a
+ * target column, after the last column, or before a field that the general
+ * path must read. Keeps its state in locals (registers) on purpose. */
+static int fast_fields(csv_job *j, bp_real *xr, int col, int *ended)
+{
+    csv_reader *c = &j->r;
+    const int *role = j->role;
+    const int ncols = j->ncols;
+    const char *p = c->p, *base = c->base, *end = c->end, *blk = c->blk;
+    uint64_t mask = c->mask;
+    *ended = 0;
+    while (col < ncols && role[col] >= 0) {
+        size_t off = (size_t)(p - base);
+        const char *b = base + (off & ~(size_t)63);
+        if (b != blk) {
+            blk = b;
+            mask = block_mask(b);
+        }
+        uint64_t m = mask & (~UINT64_C(0) << (off & 63));
+        const char *stop = NULL;
+        while (!m) {
+            blk += 64;
+            if (blk >= end) {
+                stop = end;
+                blk = NULL; /* no valid cached block */
+                break;
+            }
+            mask = block_mask(blk);
+            m = mask;
+        }
+        if (!stop) {
+            stop = blk + ctz64(m);
+            if (stop > end) stop = end;
+        }
+        double v;
+        if (*stop == '"' || !field_number(p, (size_t)(stop - p), &v)) break;
+        xr[role[col]] = (bp_real)v;
+        col++;
+        if (stop < end && *stop == ',') {
+            p = stop + 1;
+            continue;
+        }
+        c->blk = blk;
+        c->mask = mask;
+        end_record(c, (char *)stop);
+        *ended = 1;
+        return col;
+    }
+    c->p = (char *)p;
+    c->blk = blk;
+    c->mask = mask;
+    return col;
 }
 
 /* Error for a field that is not a usable number. */
@@ -772,6 +954,13 @@ static bp_status read_row(csv_job *j)
     int col = 0;
     csv_field f;
     for (;;) {
+        if (col < j->ncols && j->role[col] >= 0) {
+            int ended;
+            col = fast_fields(j, xr, col, &ended);
+            if (ended) break;
+            /* else: more fields than columns, a target, or a field the
+             * general path must read */
+        }
         if (col >= j->ncols) {
             /* count the extra fields for the message */
             int found = col;
@@ -786,19 +975,8 @@ static bp_status read_row(csv_job *j)
         }
         int role = j->role[col];
         if (role >= 0) {
-            /* Fastest path: [-]digits[.digits] right before a delimiter. */
             double v;
-            const char *stop = fast_number(c->p, c->end, &v);
-            if (stop) {
-                xr[role] = (bp_real)v;
-                col++;
-                if (*stop == ',') {
-                    c->p = (char *)stop + 1;
-                    continue;
-                }
-                end_record(c, (char *)stop);
-                break;
-            }
+            const char *stop;
             /* Fast path: any plain number followed by a delimiter. */
             if (bp_scan_number(c->p, c->end, &v, NULL, &stop) == BP_NUM_OK &&
                 (stop == c->end || *stop == ',' || *stop == '\n' || *stop == '\r')) {
@@ -1018,6 +1196,8 @@ static bp_status make_targets(csv_job *j)
 {
     if (j->ntg == 0) return BP_OK;
     bp_task task = j->opt->task;
+    if (task == BP_TASK_AUTO && j->ntg == 1 && j->opt->class_names && j->opt->n_class_names > 0)
+        task = BP_TASK_CLASSIFY; /* a fixed class list means classification */
     if (task == BP_TASK_AUTO) {
         int any_str = 0, all_int = 1;
         size_t cnt = (size_t)j->n * (size_t)j->ntg;
@@ -1033,7 +1213,141 @@ static bp_status make_targets(csv_job *j)
     return make_regression(j);
 }
 
-/* Parse the NUL-terminated buffer buf[0..len). The buffer is modified. */
+/* Read records until the end of j->r; rows must fit in j->cap unless
+ * `may_grow`. */
+static bp_status rows_loop(csv_job *j, int may_grow)
+{
+    while (skip_blank_lines(&j->r)) {
+        if ((size_t)j->n == j->cap) {
+            bp_status s = may_grow ? resize_rows(j, j->cap * 2)
+                                   : bp_fail(j->r.err, BP_EFORMAT, "%s:%ld: too many rows for "
+                                             "this chunk (internal error)", j->r.name, j->r.line);
+            if (s) return s;
+        }
+        bp_status s = read_row(j);
+        if (s) return s;
+        j->n++;
+    }
+    return BP_OK;
+}
+
+/* Files at least this large are parsed by several threads (OpenMP). */
+#define BP_CSV_PARALLEL_MIN ((size_t)1 << 22)
+#define BP_CSV_MAX_CHUNKS 16
+
+/* Every '\n' ends a record (no quotes) and every '\r' is part of a
+ * "\r\n", so the data can be cut after any '\n' and line numbers are
+ * counts of '\n'. */
+#ifdef _OPENMP
+static int simple_lines(const char *p, size_t len)
+{
+    if (memchr(p, '"', len)) return 0;
+    const char *end = p + len;
+    for (const char *q = p; (q = memchr(q, '\r', (size_t)(end - q))) != NULL; q++)
+        if (q + 1 >= end || q[1] != '\n') return 0;
+    return 1;
+}
+#endif
+
+static size_t count_newlines(const char *p, const char *end)
+{
+    size_t n = 0;
+    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) n++;
+    return n;
+}
+
+/* Read every data row into j->x / j->cells. Rows are stored in an array
+ * sized from an upper bound of the row count: at most one per line break
+ * + 1, and at most one per ncols bytes (a row of ncols fields holds
+ * ncols - 1 commas and a line break), so the first allocation is the only
+ * one. A large simple file (see simple_lines) is cut into chunks at line
+ * breaks, parsed by one thread each into its own range of rows, then the
+ * ranges are closed up; errors are those of the first failing chunk, with
+ * exact line numbers. */
+static bp_status read_rows(csv_job *j)
+{
+    char *start = j->r.p, *end = j->r.end;
+    size_t len = (size_t)(end - start);
+    int T = 1;
+#ifdef _OPENMP
+    if (len >= BP_CSV_PARALLEL_MIN && simple_lines(start, len)) {
+        T = omp_get_max_threads();
+        if (T > BP_CSV_MAX_CHUNKS) T = BP_CSV_MAX_CHUNKS;
+        if (T < 1) T = 1;
+    }
+#endif
+    char *cut[BP_CSV_MAX_CHUNKS + 1];
+    size_t nl[BP_CSV_MAX_CHUNKS], caps[BP_CSV_MAX_CHUNKS], offs[BP_CSV_MAX_CHUNKS];
+    cut[0] = start;
+    cut[T] = end;
+    for (int k = 1; k < T; k++) {
+        char *q = start + len / (size_t)T * (size_t)k;
+        if (q < cut[k - 1]) q = cut[k - 1];
+        q = memchr(q, '\n', (size_t)(end - q));
+        cut[k] = q ? q + 1 : end;
+    }
+    size_t total = 0;
+    for (int k = 0; k < T; k++) {
+        nl[k] = count_newlines(cut[k], cut[k + 1]);
+        size_t bound = (size_t)(cut[k + 1] - cut[k]) / (size_t)j->ncols + 1;
+        caps[k] = nl[k] + 1 < bound ? nl[k] + 1 : bound;
+        offs[k] = total;
+        total += caps[k];
+    }
+    if (total > (size_t)INT_MAX && T == 1) /* rows are counted in int; grow when needed */
+        total = (size_t)1 << 20;
+    if (total > (size_t)INT_MAX)
+        return bp_fail(j->r.err, BP_EFORMAT, "%s: too many lines (more than %d rows)", j->r.name,
+                       INT_MAX);
+    bp_status s = resize_rows(j, total);
+    if (s) return s;
+    if (T == 1) return rows_loop(j, 1);
+
+    csv_job sub[BP_CSV_MAX_CHUNKS];
+    bp_error errs[BP_CSV_MAX_CHUNKS];
+    bp_status st[BP_CSV_MAX_CHUNKS];
+    long line = j->r.line;
+    for (int k = 0; k < T; k++) {
+        sub[k] = *j;
+        sub[k].r.p = cut[k];
+        sub[k].r.end = cut[k + 1];
+        sub[k].r.line = line;
+        sub[k].r.err = &errs[k];
+        sub[k].r.blk = NULL;
+        sub[k].x = j->x + offs[k] * (size_t)j->nin;
+        sub[k].cells = j->cells ? j->cells + offs[k] * (size_t)j->ntg : NULL;
+        sub[k].n = 0;
+        sub[k].cap = caps[k];
+        line += (long)nl[k];
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+#endif
+    for (int k = 0; k < T; k++) st[k] = rows_loop(&sub[k], 0);
+    for (int k = 0; k < T; k++)
+        if (st[k]) {
+            if (j->r.err) *j->r.err = errs[k];
+            return st[k];
+        }
+    size_t n = 0;
+    for (int k = 0; k < T; k++) {
+        if (offs[k] != n) {
+            memmove(j->x + n * (size_t)j->nin, sub[k].x,
+                    (size_t)sub[k].n * (size_t)j->nin * sizeof *j->x);
+            if (j->cells)
+                memmove(j->cells + n * (size_t)j->ntg, sub[k].cells,
+                        (size_t)sub[k].n * (size_t)j->ntg * sizeof *j->cells);
+        }
+        n += (size_t)sub[k].n;
+    }
+    j->n = (int)n;
+    j->r.p = end;
+    j->r.line = sub[T - 1].r.line;
+    return BP_OK;
+}
+
+/* Parse buf[0..len), followed by BP_READ_PAD zero bytes. The buffer is
+ * modified (quoted fields are unescaped in place). */
 static bp_status csv_parse(bp_data *out, char *buf, size_t len, const char *name,
                            const bp_csv_options *opt, char ***feature_names, bp_error *err)
 {
@@ -1058,23 +1372,7 @@ static bp_status csv_parse(bp_data *out, char *buf, size_t len, const char *name
 
     bp_status s = read_header(&j);
     if (!s) s = pick_targets(&j);
-    if (!s) {
-        /* Rows: at most one per line break + 1, and at most one per ncols
-         * bytes (a row of ncols fields holds ncols - 1 commas and a line
-         * break), so this first allocation is normally the only one. */
-        size_t lines = 1;
-        for (const char *q = j.r.p; (q = memchr(q, '\n', (size_t)(j.r.end - q))) != NULL; q++)
-            lines++;
-        size_t bound = (size_t)(j.r.end - j.r.p) / (size_t)j.ncols + 1;
-        if (bound < lines) lines = bound;
-        if (lines > (size_t)INT_MAX) lines = INT_MAX;
-        s = resize_rows(&j, lines);
-    }
-    while (!s && skip_blank_lines(&j.r)) {
-        if ((size_t)j.n == j.cap && (s = resize_rows(&j, j.cap * 2)) != BP_OK) break;
-        s = read_row(&j);
-        if (!s) j.n++;
-    }
+    if (!s) s = read_rows(&j);
     if (!s && j.n == 0)
         s = bp_fail(err, BP_EFORMAT, "%s:%ld:1: no data rows after the header", name, j.r.line);
     if (!s) s = make_targets(&j);
@@ -1122,11 +1420,11 @@ bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size, const cha
     memset(out, 0, sizeof *out);
     if (!name) name = "<csv>";
     if (!data && size) return bp_fail(err, BP_EINVAL, "%s: data is NULL", name);
-    if (size == SIZE_MAX) return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
-    char *buf = malloc(size + 1);
+    if (size > SIZE_MAX - BP_READ_PAD) return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+    char *buf = malloc(size + BP_READ_PAD);
     if (!buf) return bp_fail(err, BP_ENOMEM, "%s: out of memory (%zu bytes)", name, size);
     if (size) memcpy(buf, data, size);
-    buf[size] = '\0';
+    memset(buf + size, 0, BP_READ_PAD);
     bp_status s = csv_parse(out, buf, size, name, opt, feature_names, err);
     free(buf);
     return s;

@@ -34,8 +34,12 @@ bp_num_status bp_scan_number(const char *s, const char *end, double *out,
  * non-printable bytes escaped, "..." when cut. Returns dst. */
 char *bp_quote_excerpt(char *dst, size_t cap, const char *text, size_t len);
 
-/* Read a whole file into a malloc'd buffer with a NUL after the last byte
- * (*buf_out[*len_out] == '\0'). BP_EIO "PATH: cannot open: REASON" or a
+/* Zero bytes that bp_read_file puts after the data (so parsers may read
+ * a few bytes past the end, and the data is NUL-terminated). */
+#define BP_READ_PAD 64
+
+/* Read a whole file into a malloc'd buffer followed by BP_READ_PAD zero
+ * bytes (so (*buf_out)[*len_out] == '\0'). BP_EIO "PATH: cannot open: REASON" or a
  * read error; BP_EFORMAT when the file is larger than `max` bytes;
  * BP_ENOMEM. On failure *buf_out is NULL. */
 bp_status bp_read_file(const char *path, size_t max, char **buf_out, size_t *len_out,
