@@ -17,10 +17,14 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Below this many trainable parameters the optimizer runs on one thread. */
+#define PARALLEL_UPDATE_MIN 65536
 
 struct bp_trainer {
     bp_net *net;
@@ -402,8 +406,20 @@ static bp_status train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, 
     regularize_and_clip(tr);
     double lr = bp_schedule_lr(&tr->cfg, tr->t);
     size_t off = tr->train_off, m = tr->net->n_params - off;
-    bp_optim_update(&tr->cfg, tr->net->params + off, tr->grad + off, tr->s1 ? tr->s1 + off : NULL,
-                    tr->s2 ? tr->s2 + off : NULL, m, tr->t + 1, lr);
+    /* The update is elementwise: large parameter sets are split across the
+     * OpenMP threads in 64-byte aligned slices (same results as serial). */
+    int threads = m >= PARALLEL_UPDATE_MIN ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        size_t chunk = ((m + (size_t)nt - 1) / (size_t)nt + 15) & ~(size_t)15;
+        size_t lo = (size_t)id * chunk < m ? (size_t)id * chunk : m;
+        size_t hi = lo + chunk < m ? lo + chunk : m;
+        size_t o = off + lo;
+        if (hi > lo)
+            bp_optim_update(&tr->cfg, tr->net->params + o, tr->grad + o, tr->s1 ? tr->s1 + o : NULL,
+                            tr->s2 ? tr->s2 + o : NULL, hi - lo, tr->t + 1, lr);
+    }
     tr->t++;
     return BP_OK;
 }
