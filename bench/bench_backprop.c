@@ -1,0 +1,308 @@
+/*
+ * bench_backprop.c - time libbackprop on one workload of issue 4 and print
+ * one JSON line.
+ *
+ *   bench_backprop W1|W2|W3|W4 [--threads N] [--api step|fit] [--reps R]
+ *                  [--min-time S] [--steps N] [--batch N] [--data DIR]
+ *                  [--seed N]
+ *
+ * W1  MLP 784-256-128-10 relu, cross-entropy, Adam(1e-3), batch 128, on the
+ *     60,000 Fashion-MNIST training images (a repetition = whole epochs).
+ * W2  10-32-32-1 tanh, MSE, Adam(1e-3), batch 32, on 10,000 synthetic rows
+ *     (a repetition = whole epochs).
+ * W3  784-2048-2048-10 relu, cross-entropy, Adam(1e-3), batch 256, a
+ *     repetition = --steps (60) training steps.
+ * W4  forward pass of the W1 network over the 10,000 test images in
+ *     batches of 1000 (a repetition = whole passes).
+ *
+ * --api step (default): the benchmark's own loop, the same as PyTorch's
+ *     (bench_torch.py): reshuffle the indices every epoch, gather each batch
+ *     into a contiguous buffer, bp_train_step. --api fit: bp_fit with
+ *     epochs = 1, called once per epoch (W1, W2 only; it also checks the data
+ *     and collects the per-epoch diagnostics).
+ * Every repetition runs whole units (epochs, W3's step blocks, W4's passes)
+ * until at least --min-time seconds have passed; rates are per repetition,
+ * after one warm-up unit (W3: 3 steps). The JSON reports the best and the
+ * median over --reps repetitions.
+ */
+#include "backprop.h"
+#include "bench_common.h"
+
+#include <errno.h>
+
+typedef struct workload {
+    const char *name;
+    int inputs;
+    const char *spec;
+    bp_loss loss;
+    int batch;
+    int train;  /* 1: training, 0: inference (W4) */
+} workload;
+
+static const workload WORKLOADS[] = {
+    {"W1", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 128, 1},
+    {"W2", 10, "dense(32) tanh dense(32) tanh dense(1)", BP_LOSS_MSE, 32, 1},
+    {"W3", 784, "dense(2048) relu dense(2048) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 256, 1},
+    {"W4", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 1000, 0},
+};
+
+static void die(const char *what, const bp_error *e)
+{
+    fprintf(stderr, "bench_backprop: %s: %s\n", what, e ? e->message : strerror(errno));
+    exit(1);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_backprop W1|W2|W3|W4 [--threads N] [--api step|fit] [--reps R]\n"
+            "                      [--min-time S] [--steps N] [--batch N] [--data DIR] [--seed N]\n");
+    exit(2);
+}
+
+/* State of the benchmark's own training loop (--api step). */
+typedef struct loop {
+    bp_trainer *tr;
+    const bp_data *d;
+    int batch;
+    int *perm;
+    int pos;          /* next index in perm */
+    uint64_t rng;
+    float *xb, *yb;
+    double loss_sum;  /* sum over samples of the batch losses, this unit */
+    long seen;
+} loop;
+
+/* One training step on the next batch of the current permutation (m rows). */
+static void loop_step(loop *L, int m)
+{
+    const bp_data *d = L->d;
+    int in = d->n_inputs, tw = d->n_targets;
+    for (int q = 0; q < m; q++) {
+        int row = L->perm[L->pos + q];
+        memcpy(L->xb + (size_t)q * in, d->x + (size_t)row * in, (size_t)in * sizeof(float));
+        memcpy(L->yb + (size_t)q * tw, d->y + (size_t)row * tw, (size_t)tw * sizeof(float));
+    }
+    L->pos += m;
+    double loss;
+    bp_error e;
+    if (bp_train_step(L->tr, L->xb, L->yb, m, &loss, &e)) die("bp_train_step", &e);
+    L->loss_sum += loss * m;
+    L->seen += m;
+}
+
+/* One epoch: reshuffle, then every batch (the last one partial). */
+static void loop_epoch(loop *L, long *steps, long *samples)
+{
+    int n = L->d->n;
+    bench_shuffle(L->perm, n, &L->rng);
+    L->pos = 0;
+    while (L->pos < n) {
+        int m = n - L->pos < L->batch ? n - L->pos : L->batch;
+        loop_step(L, m);
+        (*steps)++;
+        *samples += m;
+    }
+}
+
+/* `k` full-size steps, reshuffling whenever fewer than a batch remain (W3). */
+static void loop_steps(loop *L, int k, long *steps, long *samples)
+{
+    for (int i = 0; i < k; i++) {
+        if (L->pos + L->batch > L->d->n) {
+            bench_shuffle(L->perm, L->d->n, &L->rng);
+            L->pos = 0;
+        }
+        loop_step(L, L->batch);
+        (*steps)++;
+        *samples += L->batch;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) usage();
+    const workload *w = NULL;
+    for (size_t i = 0; i < sizeof WORKLOADS / sizeof WORKLOADS[0]; i++)
+        if (!strcmp(argv[1], WORKLOADS[i].name)) w = &WORKLOADS[i];
+    if (!w) usage();
+
+    int threads = 1, reps = 3, steps_per_rep = 60, batch = w->batch;
+    double min_time = 1.0;
+    const char *api = "step";
+    const char *dir = getenv("BP_BENCH_DATA") ? getenv("BP_BENCH_DATA") : BENCH_DEFAULT_DATA;
+    uint64_t seed = 42;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) usage();
+        const char *v = argv[++i];
+        if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--api")) api = v;
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--min-time")) min_time = atof(v);
+        else if (!strcmp(a, "--steps")) steps_per_rep = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--data")) dir = v;
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else usage();
+    }
+    int fit = !strcmp(api, "fit");
+    if ((!fit && strcmp(api, "step")) || reps < 1 || reps > BENCH_MAX_REPS || threads < 1 ||
+        batch < 1 || steps_per_rep < 1)
+        usage();
+    if (fit && strcmp(w->name, "W1") && strcmp(w->name, "W2")) {
+        fprintf(stderr, "bench_backprop: --api fit applies to W1 and W2 only\n");
+        return 2;
+    }
+    bp_set_threads(threads);
+
+    /* Data. */
+    bp_data d;
+    memset(&d, 0, sizeof d);
+    bp_error e;
+    char img[4096], lab[4096];
+    if (!strcmp(w->name, "W2")) {
+        d.n = 10000;
+        d.n_inputs = 10;
+        d.n_targets = 1;
+        d.x = malloc((size_t)d.n * 10 * sizeof(float));
+        d.y = malloc((size_t)d.n * sizeof(float));
+        if (!d.x || !d.y) die("allocating W2 data", NULL);
+        d.owned = 0;
+        bench_w2_data(d.n, seed, d.x, d.y);
+    } else {
+        const char *pre = w->train ? "train" : "t10k";
+        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, pre);
+        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", dir, pre);
+        if (bp_read_idx(&d, img, lab, &e)) die("reading the data", &e);
+    }
+
+    bp_net *net;
+    if (bp_net_create(&net, w->inputs, w->spec, seed, &e)) die("bp_net_create", &e);
+    size_t params = bp_net_param_count(net);
+    /* FLOPs per sample: 2 per weight forward, 6 for a training step. */
+    double flop_per_sample = (w->train ? 6.0 : 2.0) * (double)params;
+
+    double rate[BENCH_MAX_REPS], step_rate[BENCH_MAX_REPS], secs[BENCH_MAX_REPS];
+    double last_loss = NAN;
+    double region0 = 0, region1 = 0; /* CLOCK_MONOTONIC span of the timed repetitions */
+
+    if (w->train) {
+        bp_train_config cfg;
+        bp_train_config_default(&cfg, BP_ADAM);
+        cfg.loss = w->loss;
+        cfg.lr = 1e-3;
+        cfg.batch_size = batch;
+        cfg.epochs = 1;
+        cfg.shuffle = 1;
+        cfg.seed = seed;
+        bp_trainer *tr;
+        if (bp_trainer_create(&tr, net, &cfg, batch, &e)) die("bp_trainer_create", &e);
+
+        loop L;
+        memset(&L, 0, sizeof L);
+        L.tr = tr;
+        L.d = &d;
+        L.batch = batch;
+        L.rng = seed ^ 0x5DEECE66Dull;
+        L.perm = malloc((size_t)d.n * sizeof *L.perm);
+        L.xb = malloc((size_t)batch * d.n_inputs * sizeof(float));
+        L.yb = malloc((size_t)batch * d.n_targets * sizeof(float));
+        if (!L.perm || !L.xb || !L.yb) die("allocating batch buffers", NULL);
+        for (int i = 0; i < d.n; i++) L.perm[i] = i;
+        L.pos = d.n;
+
+        int w3 = !strcmp(w->name, "W3");
+        long ws = 0, wn = 0;
+        bp_fit_result fr;
+        /* Warm-up: one unit (W3: 3 steps), so every GEMM shape has run once. */
+        if (w3) loop_steps(&L, 3, &ws, &wn);
+        else if (fit) {
+            if (bp_fit(tr, &d, NULL, &fr, &e)) die("bp_fit", &e);
+        } else loop_epoch(&L, &ws, &wn);
+
+        region0 = bench_now();
+        for (int r = 0; r < reps; r++) {
+            long steps = 0, samples = 0;
+            L.loss_sum = 0;
+            L.seen = 0;
+            double t0 = bench_now(), t;
+            double fit_loss = 0;
+            int units = 0;
+            do {
+                if (w3) loop_steps(&L, steps_per_rep, &steps, &samples);
+                else if (fit) {
+                    if (bp_fit(tr, &d, NULL, &fr, &e)) die("bp_fit", &e);
+                    steps += (d.n + batch - 1) / batch;
+                    samples += d.n;
+                    fit_loss += fr.final_train_loss;
+                } else loop_epoch(&L, &steps, &samples);
+                units++;
+                t = bench_now() - t0;
+            } while (!w3 && t < min_time);
+            secs[r] = t;
+            rate[r] = (double)samples / t;
+            step_rate[r] = (double)steps / t;
+            last_loss = fit ? fit_loss / units : L.loss_sum / (double)L.seen;
+        }
+        region1 = bench_now();
+        bp_trainer_free(tr);
+        free(L.perm);
+        free(L.xb);
+        free(L.yb);
+    } else {
+        if (bp_net_reserve(net, batch, &e)) die("bp_net_reserve", &e);
+        int outs = bp_net_outputs(net);
+        float *yo = malloc((size_t)batch * outs * sizeof(float));
+        if (!yo) die("allocating outputs", NULL);
+        double checksum = 0;
+        for (int r = -1; r < reps; r++) { /* r = -1: warm-up pass */
+            long steps = 0, samples = 0;
+            double t0 = bench_now(), t;
+            if (r == 0) region0 = t0;
+            do {
+                for (int s = 0; s < d.n; s += batch) {
+                    int m = d.n - s < batch ? d.n - s : batch;
+                    if (bp_forward(net, d.x + (size_t)s * d.n_inputs, m, yo, &e))
+                        die("bp_forward", &e);
+                    checksum += yo[0];
+                    steps++;
+                    samples += m;
+                }
+                t = bench_now() - t0;
+            } while (r >= 0 && t < min_time);
+            if (r >= 0) {
+                secs[r] = t;
+                rate[r] = (double)samples / t;
+                step_rate[r] = (double)steps / t;
+            }
+        }
+        region1 = bench_now();
+        last_loss = checksum; /* keeps the outputs live; not a loss */
+        free(yo);
+    }
+
+    double best, median, sbest, smedian;
+    bench_stats(rate, reps, &best, &median);
+    bench_stats(step_rate, reps, &sbest, &smedian);
+    printf("{\"prog\":\"backprop\",\"workload\":\"%s\",\"api\":\"%s\",\"threads\":%d,"
+           "\"batch\":%d,\"params\":%zu,\"flop_per_sample\":%.0f,\"reps\":%d,\"rep_seconds\":",
+           w->name, w->train ? api : "forward", threads, batch, params, flop_per_sample, reps);
+    bench_print_rates(secs, reps);
+    printf(",\"rates\":");
+    bench_print_rates(rate, reps);
+    printf(",\"samples_per_s\":%.6g,\"samples_per_s_median\":%.6g,\"steps_per_s\":%.6g,"
+           "\"steps_per_s_median\":%.6g,\"us_per_step\":%.6g,\"gflops\":%.6g,",
+           best, median, sbest, smedian, 1e6 / sbest, best * flop_per_sample * 1e-9);
+    if (w->train) printf("\"loss\":%.6g,", last_loss);
+    printf("\"timed_monotonic\":[%.6f,%.6f],\"rss_kb\":%ld}\n", region0, region1,
+           bench_peak_rss_kb());
+
+    bp_net_free(net);
+    if (strcmp(w->name, "W2")) bp_data_free(&d);
+    else {
+        free(d.x);
+        free(d.y);
+    }
+    return 0;
+}

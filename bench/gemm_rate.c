@@ -1,0 +1,155 @@
+/*
+ * gemm_rate.c - the machine's limit for W3: the rate of oneDNN's
+ * dnnl_sgemm on exactly the GEMMs one W3 training step runs.
+ *
+ *   gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10]
+ *             [--reps R] [--min-time S]
+ *
+ * For each dense layer (in -> out, weight W [out, in], batch B), row-major:
+ *   forward   Y [B, out]  = X [B, in] W^T          sgemm N,T  M=B   N=out K=in
+ *   weights   dW [out, in] = dY^T [out, B] X        sgemm T,N  M=out N=in  K=B
+ *   inputs    dX [B, in]  = dY [B, out] W           sgemm N,N  M=B   N=in  K=out
+ * (the first layer's dX is not needed by training; it is timed and listed
+ * but also reported separately). Each GEMM costs 2 M N K FLOPs; all of them
+ * together are 6 x weights x B, the FLOP count of a training step.
+ *
+ * Prints one JSON line per GEMM and a final "step" line: the rate of the
+ * whole sequence run back to back as a step would (best of --reps
+ * repetitions, each at least --min-time seconds, after a warm-up).
+ * Threads: omp_set_num_threads(N) (oneDNN's OpenMP runtime).
+ */
+#include "bench_common.h"
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+typedef struct gemm {
+    char ta, tb;
+    int M, N, K;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+    char what[16];
+    const char *op;
+    int needed; /* 0 for the first layer's dX */
+} gemm;
+
+static void run_gemm(const gemm *g)
+{
+    dnnl_status_t s = dnnl_sgemm(g->ta, g->tb, g->M, g->N, g->K, 1.0f, g->A, g->lda, g->B, g->ldb,
+                                 0.0f, g->C, g->ldc);
+    if (s != dnnl_success) {
+        fprintf(stderr, "gemm_rate: dnnl_sgemm failed (%d) on %s\n", (int)s, g->what);
+        exit(1);
+    }
+}
+
+static float *fill(size_t n, uint64_t *rng)
+{
+    float *p = malloc(n * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "gemm_rate: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = (float)(bench_uniform(rng) - 0.5);
+    return p;
+}
+
+/* Best rate (FLOP/s) of running gemms [lo, hi) (only `needed` ones if
+ * needed_only) back to back, over reps repetitions of >= min_time. */
+static double time_seq(const gemm *g, int lo, int hi, int needed_only, int reps, double min_time,
+                       double *median)
+{
+    double flop = 0;
+    for (int i = lo; i < hi; i++)
+        if (!needed_only || g[i].needed) flop += 2.0 * g[i].M * g[i].N * (double)g[i].K;
+    for (int w = 0; w < 2; w++)
+        for (int i = lo; i < hi; i++)
+            if (!needed_only || g[i].needed) run_gemm(&g[i]);
+    double rate[BENCH_MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        long it = 0;
+        double t0 = bench_now(), t;
+        do {
+            for (int i = lo; i < hi; i++)
+                if (!needed_only || g[i].needed) run_gemm(&g[i]);
+            it++;
+            t = bench_now() - t0;
+        } while (t < min_time);
+        rate[r] = flop * it / t;
+    }
+    double best;
+    bench_stats(rate, reps, &best, median);
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 1, batch = 256, reps = 3;
+    double min_time = 0.3;
+    const char *layers_arg = "784,2048,2048,10";
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) goto usage;
+        const char *a = argv[i], *v = argv[++i];
+        if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--layers")) layers_arg = v;
+        else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--min-time")) min_time = atof(v);
+        else goto usage;
+    }
+    if (threads < 1 || batch < 1 || reps < 1 || reps > BENCH_MAX_REPS) goto usage;
+
+    int width[64], nw = 0;
+    for (const char *p = layers_arg; *p && nw < 64;) {
+        width[nw++] = atoi(p);
+        while (*p && *p != ',') p++;
+        if (*p == ',') p++;
+    }
+    if (nw < 2) goto usage;
+    for (int i = 0; i < nw; i++)
+        if (width[i] < 1) goto usage;
+    omp_set_num_threads(threads);
+
+    uint64_t rng = 7;
+    int nl = nw - 1;
+    gemm g[3 * 63];
+    int ng = 0;
+    double weights = 0;
+    for (int l = 0; l < nl; l++) {
+        int in = width[l], out = width[l + 1];
+        weights += (double)in * out;
+        float *X = fill((size_t)batch * in, &rng), *W = fill((size_t)out * in, &rng);
+        float *Y = fill((size_t)batch * out, &rng), *dY = fill((size_t)batch * out, &rng);
+        float *dW = fill((size_t)out * in, &rng), *dX = fill((size_t)batch * in, &rng);
+        g[ng] = (gemm){'N', 'T', batch, out, in, X, W, Y, in, in, out, "", "Y = X W^T", 1};
+        snprintf(g[ng++].what, sizeof g[0].what, "L%d fwd", l + 1);
+        g[ng] = (gemm){'T', 'N', out, in, batch, dY, X, dW, out, in, in, "", "dW = dY^T X", 1};
+        snprintf(g[ng++].what, sizeof g[0].what, "L%d dW", l + 1);
+        g[ng] = (gemm){'N', 'N', batch, in, out, dY, W, dX, out, in, in, "", "dX = dY W", l > 0};
+        snprintf(g[ng++].what, sizeof g[0].what, "L%d dX", l + 1);
+    }
+
+    for (int i = 0; i < ng; i++) {
+        double med, best = time_seq(g, i, i + 1, 0, reps, min_time / 3, &med);
+        printf("{\"prog\":\"gemm_rate\",\"lib\":\"dnnl_sgemm\",\"threads\":%d,\"gemm\":\"%s\","
+               "\"op\":\"%s\",\"trans\":\"%c%c\",\"M\":%d,\"N\":%d,\"K\":%d,\"gflops\":%.2f,\"gflops_median\":%.2f,"
+               "\"needed\":%d}\n",
+               threads, g[i].what, g[i].op, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, best * 1e-9, med * 1e-9,
+               g[i].needed);
+    }
+    double med_all, med_need;
+    double all = time_seq(g, 0, ng, 0, reps, min_time, &med_all);
+    double need = time_seq(g, 0, ng, 1, reps, min_time, &med_need);
+    printf("{\"prog\":\"gemm_rate\",\"lib\":\"dnnl_sgemm\",\"threads\":%d,\"gemm\":\"step\","
+           "\"batch\":%d,\"layers\":\"%s\",\"step_flop\":%.0f,\"gflops\":%.2f,\"gflops_median\":%.2f,"
+           "\"gflops_needed_only\":%.2f,\"rss_kb\":%ld}\n",
+           threads, batch, layers_arg, 6.0 * weights * batch, all * 1e-9, med_all * 1e-9,
+           need * 1e-9, bench_peak_rss_kb());
+    return 0;
+
+usage:
+    fprintf(stderr, "usage: gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10] "
+                    "[--reps R] [--min-time S]\n");
+    return 2;
+}

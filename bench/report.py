@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""report.py - print the comparison table of a bench/run.sh results directory.
+
+    report.py RESULTS_DIR
+
+Reads RESULTS_DIR/*.json (one JSON line per measurement, named TAG.json) and
+TAG.rss (peak RSS in KiB from /usr/bin/time -f %M; the program's own
+getrusage figure is used when it is missing), prints the table and the
+targets of issue 4 as pass/miss, and writes RESULTS_DIR/summary.json.
+Exit status: 0 (missed targets are not failures), 1 if no result was read.
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+TITLES = {
+    "W1": "MLP 784-256-128-10 relu, cross-entropy, Adam 1e-3, batch 128, epochs of 60,000",
+    "W2": "10-32-32-1 tanh, MSE, Adam 1e-3, batch 32, epochs of 10,000 synthetic rows",
+    "W3": "784-2048-2048-10 relu, cross-entropy, Adam 1e-3, batch 256, blocks of 60 steps",
+    "W4": "inference, W1 network, 10,000 test images in batches of 1000",
+}
+
+
+def load(dir_):
+    res = {}
+    for p in sorted(glob.glob(os.path.join(dir_, "*.json"))):
+        tag = os.path.basename(p)[:-5]
+        if tag in ("env", "summary"):
+            continue
+        try:
+            with open(p) as f:
+                lines = [json.loads(ln) for ln in f if ln.strip()]
+            r = lines[-1]  # gemm_rate prints one line per GEMM, then the step
+        except (ValueError, OSError, IndexError):
+            continue
+        r["detail"] = lines[:-1]
+        rss = None
+        try:
+            with open(os.path.join(dir_, tag + ".rss")) as f:
+                lines = [ln.strip() for ln in f if ln.strip()]
+            rss = int(lines[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+        r["peak_rss_kb"] = rss if rss is not None else r.get("rss_kb")
+        r["tag"] = tag
+        res[tag] = r
+    return res
+
+
+def spread(r):
+    rates = r.get("rates") or []
+    if len(rates) < 2:
+        return None
+    return 100.0 * (max(rates) - min(rates)) / statistics.median(rates)
+
+
+def fmt(v, spec, width):
+    if v is None:
+        return "-".rjust(width)
+    return format(v, spec).rjust(width)
+
+
+def label(r):
+    p = r["prog"]
+    if p == "backprop":
+        return "backprop (%s)" % ("bp_fit" if r["api"] == "fit" else
+                                  "train_step" if r["api"] == "step" else "bp_forward")
+    if p == "torch":
+        return "PyTorch %s" % r.get("torch", "")
+    if p == "fann":
+        return "FANN %s" % r["api"]
+    return p
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    dir_ = sys.argv[1]
+    res = load(dir_)
+    if not res:
+        print("report: no results in %s" % dir_, file=sys.stderr)
+        return 1
+    try:
+        env = json.load(open(os.path.join(dir_, "env.json")))
+    except (OSError, ValueError):
+        env = {}
+
+    def get(prog, w, api=None, threads=None):
+        out = [r for r in res.values() if r.get("prog") == prog and r.get("workload") == w
+               and (api is None or r.get("api") == api)
+               and (threads is None or r.get("threads") == threads)]
+        return out
+
+    def best(rows, key="samples_per_s"):
+        rows = [r for r in rows if r.get(key)]
+        return max(rows, key=lambda r: r[key]) if rows else None
+
+    gemm = {r["threads"]: r for r in res.values()
+            if r.get("prog") == "gemm_rate" and r.get("gemm") == "step"}
+    gemm2 = gemm.get(2, {}).get("gflops")
+
+    print()
+    print("backprop benchmark (issue 4)  %s  %s, %s cores  load avg start %s, end %s"
+          % (env.get("date", "?"), env.get("cpu", "?"), env.get("nproc", "?"),
+             env.get("loadavg_start", "?"), env.get("loadavg_end", "?")))
+    print("rates: best of %s repetitions (each >= %s s of whole epochs/passes; W3 %s steps) "
+          "after a warm-up; spread = (max - min) / median of the repetitions"
+          % (env.get("reps", "?"), env.get("min_time", "?"), env.get("w3_steps", "?")))
+    print("versions: git %s, oneDNN %s, PyTorch %s, OpenBLAS %s, FANN %s"
+          % (env.get("git", "?"), env.get("dnnl", "?"), env.get("torch", "?"),
+             env.get("openblas", "?"), env.get("fann", "?")))
+    summary = {"env": env, "workloads": {}, "targets": []}
+    try:
+        load0 = float(str(env.get("loadavg_start", "0")).split()[0])
+    except ValueError:
+        load0 = 0.0
+    if load0 > 0.5:
+        print("WARNING: load average %.2f at the start: other processes share the %s cores, so "
+              "timings (2-thread ones above all) are unreliable; rerun on an idle machine."
+              % (load0, env.get("nproc", "?")))
+
+    for w in ("W1", "W2", "W3", "W4"):
+        rows = [r for r in res.values() if r.get("workload") == w and r.get("prog") != "gemm_rate"]
+        if not rows:
+            continue
+        order = {"backprop": 0, "torch": 1, "fann": 2}
+        api_order = {"step": 0, "forward": 0, "fit": 1}
+        rows.sort(key=lambda r: (order.get(r["prog"], 9), api_order.get(r["api"], 2), r["api"],
+                                 r["threads"]))
+        bp = best(get("backprop", w, "forward" if w == "W4" else "step"))
+        tb = best(get("torch", w))
+        key = "steps_per_s" if w == "W2" else "samples_per_s"
+        p0 = rows[0]
+        print()
+        print("%s  %s" % (w, TITLES[w]))
+        print("    params %s, %s FLOP/sample (%s x params)%s"
+              % (format(p0["params"], ","), format(p0["flop_per_sample"], ",.0f"),
+                 "2" if w == "W4" else "6",
+                 "; FANN: batch 1, see README" if any(r["prog"] == "fann" for r in rows) else ""))
+        hdr = ("  %-30s %3s %13s %11s %10s %8s %8s %7s %8s %7s"
+               % ("program", "thr", "samples/s", "steps/s", "us/step", "bp/peer", "GFLOP/s",
+                  "%gemm2", "RSS MiB", "spread"))
+        print(hdr)
+        print("  " + "-" * (len(hdr) - 2))
+        for r in rows:
+            mark = ""
+            if r["prog"] == "torch" and tb is r:
+                mark = "*"
+            if r["prog"] in ("backprop",) and bp is r:
+                mark = "*"
+            ratio = None
+            if r["prog"] != "backprop" and bp and r.get(key):
+                ratio = bp[key] / r[key]
+            pct = 100.0 * r["gflops"] / gemm2 if (w == "W3" and gemm2) else None
+            rss = r.get("peak_rss_kb")
+            sp = spread(r)
+            print("  %-30s %3d%1s%12s %11s %10s %8s %8s %7s %8s %7s"
+                  % (label(r)[:30], r["threads"], mark,
+                     fmt(r["samples_per_s"], ",.0f", 12), fmt(r["steps_per_s"], ",.1f", 11),
+                     fmt(r["us_per_step"], ",.1f", 10),
+                     fmt(ratio, ".2f", 7) + ("x" if ratio is not None else " "),
+                     fmt(r["gflops"], ".1f", 8), fmt(pct, ".0f", 6) + ("%" if pct else " "),
+                     fmt(rss / 1024.0 if rss else None, ".0f", 8),
+                     fmt(sp, ".0f", 6) + ("%" if sp is not None else " ")))
+            summary["workloads"].setdefault(w, []).append(
+                {k: r.get(k) for k in ("tag", "prog", "api", "threads", "samples_per_s",
+                                        "steps_per_s", "us_per_step", "gflops", "peak_rss_kb",
+                                        "rates")})
+        if w == "W3":
+            for t in sorted(gemm):
+                g = gemm[t]
+                print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
+                      % ("dnnl_sgemm, the step's GEMMs", t, "", "", "", "", g["gflops"],
+                         fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
+                         fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
+            if 1 in gemm and 2 in gemm and gemm[2]["gflops"] < gemm[1]["gflops"]:
+                print("    WARNING: the 2-thread GEMM rate is below the 1-thread rate: the machine "
+                      "was busy, so %gemm2 and the W3 target are not meaningful in this run")
+            print("    (GEMM rate: the 9 GEMMs of a step back to back, incl. layer 1's dX; "
+                  "without it, 2 threads: %s GFLOP/s)"
+                  % fmt(gemm.get(2, {}).get("gflops_needed_only"), ".1f", 0))
+            if gemm:
+                print("    each GEMM (M x N x K), GFLOP/s at 1/2 threads: " + "; ".join(
+                    "%s %dx%dx%d: %s" % (d["gemm"], d["M"], d["N"], d["K"],
+                                           "/".join("%.0f" % gd["gflops"]
+                                                    for t in sorted(gemm)
+                                                    for gd in gemm[t]["detail"]
+                                                    if gd["gemm"] == d["gemm"]))
+                    for d in gemm[min(gemm)]["detail"]))
+        if w in ("W1", "W3"):
+            b1 = best(get("backprop", w, "step", 1))
+            b2 = best(get("backprop", w, "step", 2))
+            if b1 and b2:
+                print("    backprop 2 threads / 1 thread: %.2fx" % (b2[key] / b1[key]))
+        print("    * = best backprop row (the one the ratios use) and best PyTorch row")
+
+    # Targets.
+    def target(name, value, goal, ok, unit="x"):
+        status = "n/a" if value is None else ("pass" if ok else "MISS")
+        summary["targets"].append({"target": name, "value": value, "goal": goal,
+                                   "status": status})
+        v = "-" if value is None else ("%.2f%s" % (value, unit))
+        print("  %-58s %10s  (goal %s)  %s" % (name, v, goal, status))
+
+    def ratio(w, peer_rows, key="samples_per_s"):
+        b = best(get("backprop", w, "forward" if w == "W4" else "step"), key)
+        p = best(peer_rows, key)
+        return (b[key] / p[key]) if (b and p) else None
+
+    print()
+    print("targets (backprop = its best train_step/bp_forward row over 1 and 2 threads; "
+          "peers = their best row)")
+    r = ratio("W1", get("torch", "W1"))
+    target("W1 samples/s, backprop / PyTorch best", r, ">= 2.0x", r is not None and r >= 2.0)
+    r = ratio("W1", get("fann", "W1"))
+    target("W1 samples/s, backprop / FANN best", r, ">= 25x", r is not None and r >= 25)
+    r = ratio("W2", get("torch", "W2"), "steps_per_s")
+    target("W2 steps/s, backprop / PyTorch best", r, ">= 20x", r is not None and r >= 20)
+    b = best(get("backprop", "W3", "step"))
+    r = 100.0 * b["gflops"] / gemm2 if (b and gemm2) else None
+    target("W3 GFLOP/s, backprop / dnnl_sgemm 2 threads", r, ">= 70%",
+           r is not None and r >= 70, "%")
+    for w in ("W1", "W3"):
+        b1 = best(get("backprop", w, "step", 1))
+        b2 = best(get("backprop", w, "step", 2))
+        r = b2["samples_per_s"] / b1["samples_per_s"] if (b1 and b2) else None
+        target("%s backprop 2 threads / 1 thread" % w, r, ">= 1.6x", r is not None and r >= 1.6)
+    r = ratio("W4", get("torch", "W4"))
+    target("W4 inference samples/s, backprop / PyTorch best", r, ">= 3x",
+           r is not None and r >= 3)
+    bw = [x["peak_rss_kb"] for x in get("backprop", "W1", "step") if x.get("peak_rss_kb")]
+    tw = [x["peak_rss_kb"] for x in get("torch", "W1") if x.get("peak_rss_kb")]
+    r = max(bw) / min(tw) if (bw and tw) else None
+    target("W1 peak RSS, backprop (largest) / PyTorch (smallest)", r, "<= 1.0x",
+           r is not None and r <= 1.0)
+    if bw and tw:
+        print("    (W1 peak RSS: backprop %.0f MiB, PyTorch %.0f MiB)"
+              % (max(bw) / 1024.0, min(tw) / 1024.0))
+    with open(os.path.join(dir_, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# run.sh - build the benchmark programs, run every measurement of issue 4 as
+# its own process, print the comparison table (see bench/README.md).
+#
+#   bench/run.sh [--quick] [--only W1,W2,W3,W4] [--no-torch] [--no-fann] [--out DIR]
+#
+# --quick   smoke test: 1 repetition, 0.2 s minimum, W3 10 steps (numbers meaningless)
+# --only    run these workloads only (the GEMM rate runs with W3)
+# --out     where the JSON results, logs and the table go
+#           (default build-bench/results-YYYYmmdd-HHMMSS, and build-bench/latest links to it)
+# Environment: BP_BENCH_BUILD (build dir, default <repo>/build-bench),
+#              BP_BENCH_DATA (Fashion-MNIST dir), BP_BENCH_REPS (3), BP_BENCH_MIN_TIME (1.0).
+#
+# Exits non-zero if the build or any measurement fails; a missed target is
+# reported in the table, not in the exit status.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BP_BENCH_BUILD:-$ROOT/build-bench}
+PY=/usr/bin/python3   # Debian's, where python3-torch and numpy live
+REPS=${BP_BENCH_REPS:-3}
+MIN_TIME=${BP_BENCH_MIN_TIME:-1.0}
+W3_STEPS=60
+ONLY=W1,W2,W3,W4
+DO_TORCH=1
+DO_FANN=1
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) REPS=1; MIN_TIME=0.2; W3_STEPS=10 ;;
+    --only) ONLY=$2; shift ;;
+    --no-torch) DO_TORCH=0 ;;
+    --no-fann) DO_FANN=0 ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# --------------------------------------------------------------------------
+# Build (Release, tests off) into build-bench/.
+# --------------------------------------------------------------------------
+mkdir -p "$BUILD"
+LINK_LATEST=0
+[ -n "$OUT" ] || { OUT=$BUILD/results-$(date +%Y%m%d-%H%M%S); LINK_LATEST=1; }
+mkdir -p "$OUT"
+echo "bench: building into $BUILD (log: $OUT/build.log)"
+targets=(bench_backprop gemm_rate)
+[ $DO_FANN = 1 ] && targets+=(bench_fann)
+if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBP_BUILD_BENCH=ON \
+         -DBP_BUILD_TESTS=OFF -DBP_BUILD_FUZZ=OFF &&
+       cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}"; } >"$OUT/build.log" 2>&1; then
+  tail -n 30 "$OUT/build.log" >&2
+  echo "bench: build failed" >&2
+  exit 1
+fi
+if [ $DO_FANN = 1 ] && [ ! -x "$BUILD/bench_fann" ]; then
+  echo "bench: bench_fann was not built (libfann-dev missing?)" >&2
+  exit 1
+fi
+if [ $DO_TORCH = 1 ] && ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" -c "import torch, numpy" 2>/dev/null; then
+  echo "bench: $PY cannot import torch and numpy (apt-get install python3-torch)" >&2
+  exit 1
+fi
+
+# --------------------------------------------------------------------------
+# Environment record.
+# --------------------------------------------------------------------------
+TIME_BIN=/usr/bin/time
+[ -x "$TIME_BIN" ] || TIME_BIN=""
+{
+  echo "{"
+  echo "\"date\": \"$(date -Is)\","
+  echo "\"host\": \"$(hostname)\","
+  echo "\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')\","
+  echo "\"nproc\": $(nproc),"
+  echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+  echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS,"
+  echo "\"git\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)\","
+  echo "\"dnnl\": \"$(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null)\","
+  echo "\"fann\": \"$(dpkg-query -W -f='${Version}' libfann-dev 2>/dev/null)\","
+  echo "\"torch\": \"$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)\","
+  echo "\"openblas\": \"$(dpkg-query -W -f='${Version}' libopenblas0 2>/dev/null)\""
+  echo "}"
+} >"$OUT/env.json"
+
+# --------------------------------------------------------------------------
+# One measurement = one process, with its thread count in the environment,
+# OpenBLAS's kernel override removed, and its peak RSS from /usr/bin/time.
+# --------------------------------------------------------------------------
+FAILED=0
+measure() { # TAG THREADS CMD...
+  local tag=$1 threads=$2
+  shift 2
+  local t0=$SECONDS
+  local timer=()
+  [ -n "$TIME_BIN" ] && timer=("$TIME_BIN" -f %M -o "$OUT/$tag.rss")
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OMP_PROC_BIND -u OMP_PLACES \
+      OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" \
+      "${timer[@]}" "$@" >"$OUT/$tag.json" 2>"$OUT/$tag.err"
+  local rc=$?
+  if [ $rc -ne 0 ] || ! grep -q '^{' "$OUT/$tag.json"; then
+    echo "bench: FAILED $tag (exit $rc): $*" >&2
+    tail -n 5 "$OUT/$tag.err" >&2
+    FAILED=$((FAILED + 1))
+    return 0
+  fi
+  "$PY" -c 'import json,sys; r=json.loads(open(sys.argv[1]).readlines()[-1])
+if "samples_per_s" in r: print("  %-28s %12.1f samples/s %10.1f steps/s  (%ss)" % (sys.argv[2], r["samples_per_s"], r["steps_per_s"], sys.argv[3]))
+else: print("  %-28s %12.1f GFLOP/s  (%ss)" % (sys.argv[2], r["gflops"], sys.argv[3]))' \
+    "$OUT/$tag.json" "$tag" "$((SECONDS - t0))"
+}
+
+BPB=$BUILD/bench_backprop
+COMMON=(--reps "$REPS" --min-time "$MIN_TIME")
+echo "bench: results in $OUT (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+for w in W1 W2 W3 W4; do
+  want $w || continue
+  echo "bench: $w"
+  extra=()
+  [ $w = W3 ] && extra=(--steps "$W3_STEPS")
+  if [ $w = W3 ]; then
+    for t in 1 2; do measure gemm_W3_t$t $t "$BUILD/gemm_rate" --threads $t --reps "$REPS"; done
+  fi
+  api=step
+  [ $w = W4 ] && api=fwd
+  for t in 1 2; do measure backprop_${w}_${api}_t$t $t "$BPB" $w --threads $t "${COMMON[@]}" "${extra[@]}"; done
+  if [ $w = W1 ] || [ $w = W2 ]; then
+    for t in 1 2; do measure backprop_${w}_fit_t$t $t "$BPB" $w --api fit --threads $t "${COMMON[@]}"; done
+  fi
+  if [ $DO_TORCH = 1 ]; then
+    for t in 1 2; do
+      measure torch_${w}_t$t $t "$PY" "$ROOT/bench/bench_torch.py" $w --threads $t --foreach 1 \
+        "${COMMON[@]}" "${extra[@]}"
+    done
+  fi
+  if [ $DO_FANN = 1 ]; then
+    case $w in
+      W1) for a in incremental batch; do
+            measure fann_W1_$a 1 "$BUILD/bench_fann" W1 --algo $a "${COMMON[@]}"
+          done ;;
+      W2|W4) measure fann_${w}_incremental 1 "$BUILD/bench_fann" $w "${COMMON[@]}" ;;
+      W3) measure fann_W3_incremental 1 "$BUILD/bench_fann" W3 --samples 256 "${COMMON[@]}" ;;
+    esac
+  fi
+done
+
+"$PY" - "$OUT/env.json" <<EOF
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+d["loadavg_end"] = " ".join(d["loadavg_end"])
+json.dump(d, open(p, "w"), indent=1)
+EOF
+
+"$PY" "$ROOT/bench/report.py" "$OUT" | tee "$OUT/table.txt"
+rc=${PIPESTATUS[0]}
+[ $LINK_LATEST = 1 ] && ln -sfn "$OUT" "$BUILD/latest"
+if [ "$FAILED" -ne 0 ] || [ "$rc" -ne 0 ]; then
+  echo "bench: $FAILED measurement(s) failed; see $OUT/*.err" >&2
+  exit 1
+fi
+exit 0
