@@ -21,6 +21,10 @@
  * Input arrays are borrowed for the duration of the call only, unless a
  * function says otherwise.
  *
+ * Threads: a network and its trainer are used by one thread at a time; use
+ * one network per thread (or clones) for parallel work. Inside a call the
+ * GEMM and the optimizer use OpenMP threads (see bp_set_threads).
+ *
  * Precision: bp_real is float. A build compiled with -DBP_DOUBLE makes it
  * double everywhere (used by the gradient-check tests); model files are
  * float32 in both builds.
