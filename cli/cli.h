@@ -1,0 +1,185 @@
+/*
+ * cli.h - shared declarations of the `backprop` command-line tool.
+ *
+ * The tool uses only the public header backprop.h (and cJSON for JSON).
+ * Conventions of every command:
+ *   - results go to stdout, progress and messages to stderr;
+ *   - an error is exactly one line "backprop: ..." on stderr;
+ *   - exit status: 0 success, 1 failure (data, files, training),
+ *     2 usage error (unknown option, bad option value), 130 interrupted;
+ *   - nothing is written when a command fails.
+ */
+#ifndef BP_CLI_H
+#define BP_CLI_H
+
+#include "backprop.h"
+
+#include <stdio.h>
+
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+#define CLI_INTERRUPTED 130
+
+/* ---- commands (one file each) ---- */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_gradcheck(int argc, char **argv);
+
+/* ---- usage texts (usage.c) ---- */
+extern const char *const usage_main;
+extern const char *const usage_train;
+extern const char *const usage_eval;
+extern const char *const usage_predict;
+extern const char *const usage_info;
+extern const char *const usage_gradcheck;
+
+/* ---- messages (util.c) ---- */
+/* Print "backprop: MESSAGE" and a newline on stderr; returns `status`. */
+int cli_fail(int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- option parsing (util.c) ---- */
+/* One option of a command: `name` is the long form ("--lr"), `alias` an
+ * optional short form ("-o"), `arg` 1 when the option takes a value. */
+typedef struct cli_opt {
+    const char *name;
+    const char *alias;
+    int arg;
+} cli_opt;
+
+typedef struct cli_parser {
+    const char *cmd;        /* "train", for messages */
+    int argc;
+    char **argv;
+    int i;                  /* next argv index */
+    int only_positional;    /* after "--" */
+} cli_parser;
+
+#define CLI_ARG_END (-1)        /* no more arguments */
+#define CLI_ARG_POSITIONAL (-2) /* *value is a positional argument */
+#define CLI_ARG_ERROR (-3)      /* message printed; exit with CLI_USAGE */
+
+/* Next argument: the index of the option in `opts` (terminated by a NULL
+ * name) with *value set for options that take one, or one of CLI_ARG_*.
+ * Accepts "--name value", "--name=value", "-o value" and "--" to end the
+ * options. */
+int cli_next(cli_parser *p, const cli_opt *opts, const char **value);
+
+/* Number parsers for option values: on failure print
+ * "backprop: OPT: 'TEXT' is not ..." and return CLI_USAGE; else 0. */
+int cli_double(const char *opt, const char *text, double lo, double hi, double *out);
+int cli_int(const char *opt, const char *text, long lo, long hi, int *out);
+int cli_u64(const char *opt, const char *text, uint64_t *out);
+
+/* Pick `text` among `names` (NULL-terminated); CLI_USAGE with a message
+ * listing the choices when it is none of them. */
+int cli_choice(const char *opt, const char *text, const char *const *names, int *out);
+
+/* ---- small helpers (util.c) ---- */
+double cli_now(void);                          /* monotonic seconds */
+char *cli_strdup(const char *s);               /* NULL on ENOMEM */
+char *cli_printf(const char *fmt, ...)         /* malloc'd string, NULL on ENOMEM */
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Write `s` as one CSV field (quoted when it holds , " CR LF or spaces at
+ * its ends). */
+void cli_csv_field(FILE *f, const char *s);
+/* "%.*g" with the shortest precision that round-trips a float; "nan"
+ * becomes "" in CSV output (cli_csv_num). */
+void cli_fmt_num(char *buf, size_t size, double v);
+
+/* Atomic text output: open a temporary file next to `path`; commit renames
+ * it over `path` after flushing and fsync; abort removes it. */
+typedef struct cli_outfile {
+    FILE *f;
+    char *path;
+    char *tmp;
+} cli_outfile;
+int cli_out_open(cli_outfile *o, const char *path);      /* CLI_FAIL + message */
+int cli_out_commit(cli_outfile *o);                       /* CLI_FAIL + message */
+void cli_out_abort(cli_outfile *o);
+
+/* ---- data sets (dataset.c) ---- */
+typedef enum cli_need {
+    CLI_TARGET_REQUIRED = 0, /* train, eval */
+    CLI_TARGET_OPTIONAL      /* predict */
+} cli_need;
+
+typedef struct cli_dataset {
+    bp_data d;
+    int is_idx;
+    char **features;      /* CSV feature names [d.n_inputs] or NULL */
+    char **targets;       /* CSV target names [n_target_names] or NULL */
+    int n_target_names;
+} cli_dataset;
+
+/* What a read needs to know. Zero-initialize. */
+typedef struct cli_read_opts {
+    const char *labels;                /* IDX labels file */
+    const char *target;                /* CSV target column(s), NULL: last */
+    bp_task task;
+    const char *const *class_names;    /* fixed classes (a model's) */
+    int n_class_names;
+    cli_need need;
+    int no_target;                     /* CSV: every column is a feature */
+} cli_read_opts;
+
+/* 1 when `path` looks like an IDX file (IDX or gzip magic, or a name
+ * ending in .gz / containing "-ubyte" or ".idx"). -1 if it cannot be opened
+ * (message printed). */
+int cli_is_idx(const char *path);
+
+/* Read DATA as CSV or IDX. CLI_OK, or CLI_FAIL with the message printed. */
+int cli_read_data(cli_dataset *ds, const char *path, const cli_read_opts *o);
+/* The same, with the message left in msg[size] instead of printed. */
+int cli_read_data_quiet(cli_dataset *ds, const char *path, const cli_read_opts *o, char *msg,
+                        size_t size);
+/* The --target value that picks a model's targets in the CSV file `path`:
+ * its stored names when the header has them all, else the last n_targets
+ * columns by index. malloc'd; NULL when the header cannot be read. */
+char *cli_target_for(const char *path, char *const *names, int n_names, int n_targets);
+void cli_dataset_free(cli_dataset *ds);
+
+/* Column names of a CSV file's header row; NULL on failure. */
+char **cli_csv_header(const char *path, int *n);
+
+/* ---- model metadata helpers (dataset.c) ---- */
+/* Parse a JSON array of strings; NULL (and *n = 0) if absent or invalid. */
+char **cli_json_strings(const char *json, int *n);
+/* A JSON array string of `n` strings, malloc'd; NULL on ENOMEM. */
+char *cli_json_array(char *const *s, int n);
+
+/* What a saved model says about its task. */
+typedef struct cli_model_info {
+    int classify;         /* 1: classification */
+    bp_loss loss;
+    int n_classes;
+    char **classes;       /* [n_classes] (names "0".."K-1" if not stored) */
+    int n_targets;        /* regression targets, 1 for classification */
+    char **targets;       /* target names [n_target_names] or NULL */
+    int n_target_names;
+    int out_kind;         /* kind of the last layer (softmax/sigmoid already applied) */
+} cli_model_info;
+int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *model_path);
+void cli_model_info_free(cli_model_info *mi);
+
+/* ---- SVG learning curves (plot.c) ---- */
+typedef struct cli_history {
+    int n, cap;
+    double *train_loss, *val_loss, *train_acc, *val_acc;
+} cli_history;
+int cli_history_add(cli_history *h, double tl, double vl, double ta, double va);
+void cli_history_free(cli_history *h);
+/* Write the SVG to `f`; `classify` adds the accuracy panel. */
+void cli_plot_svg(FILE *f, const cli_history *h, int classify, const char *title,
+                  const char *loss_name);
+
+#endif /* BP_CLI_H */

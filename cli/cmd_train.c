@@ -1,0 +1,911 @@
+/*
+ * cmd_train.c - `backprop train`: read data, build (or load) a network,
+ * train it with bp_fit, show progress, write the model, log and plot.
+ *
+ * Order of work, so that nothing is written on failure:
+ *   1. parse and check every option (usage errors, exit 2);
+ *   2. read the training (and validation) data, split, normalize;
+ *   3. build the network, the trainer, open the log/plot temporaries;
+ *   4. bp_fit with the progress callbacks (Ctrl-C sets a flag that stops
+ *      it: exit 130, nothing written);
+ *   5. save the model atomically, then move the log and plot in place.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    O_HELP, O_LABELS, O_OUT, O_TARGET, O_TASK, O_ARCH, O_LOSS, O_INIT, O_OPTIMIZER, O_LR,
+    O_MOMENTUM, O_WD, O_L1, O_L2, O_CLIP_NORM, O_CLIP_VALUE, O_SCHEDULE, O_WARMUP, O_STEP_SIZE,
+    O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
+    O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_INIT_FROM, O_FREEZE, O_THREADS, O_LOG,
+    O_PLOT, O_QUIET
+};
+
+static const cli_opt train_opts[] = {
+    [O_HELP] = {"--help", "-h", 0},
+    [O_LABELS] = {"--labels", NULL, 1},
+    [O_OUT] = {"--output", "-o", 1},
+    [O_TARGET] = {"--target", NULL, 1},
+    [O_TASK] = {"--task", NULL, 1},
+    [O_ARCH] = {"--arch", NULL, 1},
+    [O_LOSS] = {"--loss", NULL, 1},
+    [O_INIT] = {"--init", NULL, 1},
+    [O_OPTIMIZER] = {"--optimizer", NULL, 1},
+    [O_LR] = {"--lr", NULL, 1},
+    [O_MOMENTUM] = {"--momentum", NULL, 1},
+    [O_WD] = {"--weight-decay", NULL, 1},
+    [O_L1] = {"--l1", NULL, 1},
+    [O_L2] = {"--l2", NULL, 1},
+    [O_CLIP_NORM] = {"--clip-norm", NULL, 1},
+    [O_CLIP_VALUE] = {"--clip-value", NULL, 1},
+    [O_SCHEDULE] = {"--schedule", NULL, 1},
+    [O_WARMUP] = {"--warmup", NULL, 1},
+    [O_STEP_SIZE] = {"--step-size", NULL, 1},
+    [O_GAMMA] = {"--gamma", NULL, 1},
+    [O_MIN_LR] = {"--min-lr", NULL, 1},
+    [O_BATCH] = {"--batch", NULL, 1},
+    [O_EPOCHS] = {"--epochs", NULL, 1},
+    [O_VAL] = {"--val", NULL, 1},
+    [O_VAL_LABELS] = {"--val-labels", NULL, 1},
+    [O_VAL_SPLIT] = {"--val-split", NULL, 1},
+    [O_EARLY_STOP] = {"--early-stop", NULL, 1},
+    [O_MIN_DELTA] = {"--min-delta", NULL, 1},
+    [O_NO_SHUFFLE] = {"--no-shuffle", NULL, 0},
+    [O_SEED] = {"--seed", NULL, 1},
+    [O_NORMALIZE] = {"--normalize", NULL, 1},
+    [O_INIT_FROM] = {"--init-from", NULL, 1},
+    [O_FREEZE] = {"--freeze", NULL, 1},
+    [O_THREADS] = {"--threads", NULL, 1},
+    [O_LOG] = {"--log", NULL, 1},
+    [O_PLOT] = {"--plot", NULL, 1},
+    [O_QUIET] = {"--quiet", "-q", 0},
+    {NULL, NULL, 0},
+};
+
+#define DEFAULT_ARCH "dense(64) relu"
+#define DEFAULT_MODEL "model.safetensors"
+
+typedef struct train_args {
+    const char *data, *labels, *out, *target, *arch, *val, *val_labels, *init_from, *log, *plot;
+    int task;            /* -1 unset, else bp_task */
+    int loss;            /* -1 unset, else bp_loss */
+    int init;            /* -1 unset, 0 he, 1 xavier */
+    bp_optimizer optimizer;
+    double lr, momentum, weight_decay, l1, l2, clip_norm, clip_value, gamma, min_lr, val_split,
+        min_delta;
+    int has_lr, has_momentum, has_wd, has_gamma;
+    bp_schedule schedule;
+    int warmup, step_size, batch, epochs, early_stop, no_shuffle, freeze, threads, quiet;
+    int normalize;       /* -1 unset, else bp_norm_kind */
+    uint64_t seed;
+} train_args;
+
+static int parse_args(train_args *a, int argc, char **argv)
+{
+    static const char *const tasks[] = {"classify", "regress", NULL};
+    static const char *const inits[] = {"he", "xavier", NULL};
+    static const char *const opts[] = {"sgd", "momentum", "nesterov", "adam", "adamw",
+                                       "rmsprop", "adagrad", NULL};
+    static const char *const losses[] = {"mse", "cross-entropy", "bce", NULL};
+    static const char *const scheds[] = {"constant", "step", "exp", "cosine", NULL};
+    static const char *const norms[] = {"none", "standard", "minmax", NULL};
+    memset(a, 0, sizeof *a);
+    a->task = a->loss = a->init = a->normalize = -1;
+    a->optimizer = BP_ADAM;
+    a->schedule = BP_SCHED_CONSTANT;
+    a->step_size = 10;
+    a->batch = 32;
+    a->epochs = 10;
+    a->seed = 42;
+    a->threads = -1;
+    cli_parser p = {"train", argc, argv, 1, 0};
+    const char *v;
+    int k, r = 0, choice;
+    while ((k = cli_next(&p, train_opts, &v)) != CLI_ARG_END) {
+        const char *name = k >= 0 ? train_opts[k].name : NULL;
+        switch (k) {
+        case CLI_ARG_ERROR: return CLI_USAGE;
+        case CLI_ARG_POSITIONAL:
+            if (a->data) return cli_fail(CLI_USAGE, "train: unexpected argument '%s' (one DATA file)", v);
+            a->data = v;
+            break;
+        case O_HELP: fputs(usage_train, stdout); return -1;
+        case O_LABELS: a->labels = v; break;
+        case O_OUT: a->out = v; break;
+        case O_TARGET: a->target = v; break;
+        case O_TASK:
+            r = cli_choice(name, v, tasks, &choice);
+            a->task = choice == 0 ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
+            break;
+        case O_ARCH: a->arch = v; break;
+        case O_LOSS: r = cli_choice(name, v, losses, &a->loss); break;
+        case O_INIT: r = cli_choice(name, v, inits, &a->init); break;
+        case O_OPTIMIZER:
+            r = cli_choice(name, v, opts, &choice);
+            a->optimizer = (bp_optimizer)choice;
+            break;
+        case O_LR: r = cli_double(name, v, 1e-300, 1e300, &a->lr), a->has_lr = 1; break;
+        case O_MOMENTUM: r = cli_double(name, v, 0, 1, &a->momentum), a->has_momentum = 1; break;
+        case O_WD: r = cli_double(name, v, 0, 1e300, &a->weight_decay), a->has_wd = 1; break;
+        case O_L1: r = cli_double(name, v, 0, 1e300, &a->l1); break;
+        case O_L2: r = cli_double(name, v, 0, 1e300, &a->l2); break;
+        case O_CLIP_NORM: r = cli_double(name, v, 0, 1e300, &a->clip_norm); break;
+        case O_CLIP_VALUE: r = cli_double(name, v, 0, 1e300, &a->clip_value); break;
+        case O_SCHEDULE:
+            r = cli_choice(name, v, scheds, &choice);
+            a->schedule = (bp_schedule)choice;
+            break;
+        case O_WARMUP: r = cli_int(name, v, 0, 1000000000, &a->warmup); break;
+        case O_STEP_SIZE: r = cli_int(name, v, 1, 1000000, &a->step_size); break;
+        case O_GAMMA: r = cli_double(name, v, 1e-300, 1e300, &a->gamma), a->has_gamma = 1; break;
+        case O_MIN_LR: r = cli_double(name, v, 0, 1e300, &a->min_lr); break;
+        case O_BATCH: r = cli_int(name, v, 0, 1000000000, &a->batch); break;
+        case O_EPOCHS: r = cli_int(name, v, 1, 1000000, &a->epochs); break;
+        case O_VAL: a->val = v; break;
+        case O_VAL_LABELS: a->val_labels = v; break;
+        case O_VAL_SPLIT: r = cli_double(name, v, 0, 1, &a->val_split); break;
+        case O_EARLY_STOP: r = cli_int(name, v, 0, 1000000, &a->early_stop); break;
+        case O_MIN_DELTA: r = cli_double(name, v, 0, 1e300, &a->min_delta); break;
+        case O_NO_SHUFFLE: a->no_shuffle = 1; break;
+        case O_SEED: r = cli_u64(name, v, &a->seed); break;
+        case O_NORMALIZE: r = cli_choice(name, v, norms, &a->normalize); break;
+        case O_INIT_FROM: a->init_from = v; break;
+        case O_FREEZE: r = cli_int(name, v, 0, 1000000, &a->freeze); break;
+        case O_THREADS: r = cli_int(name, v, 0, 4096, &a->threads); break;
+        case O_LOG: a->log = v; break;
+        case O_PLOT: a->plot = v; break;
+        case O_QUIET: a->quiet = 1; break;
+        default: break;
+        }
+        if (r) return r;
+    }
+    if (!a->data) return cli_fail(CLI_USAGE, "train: missing DATA file (see 'backprop train --help')");
+    if (a->val && a->val_split > 0)
+        return cli_fail(CLI_USAGE, "train: give either --val FILE or --val-split F, not both");
+    if (a->val_split >= 1)
+        return cli_fail(CLI_USAGE, "--val-split: %g is out of range (a fraction in (0, 1))", a->val_split);
+    if (a->val_labels && !a->val)
+        return cli_fail(CLI_USAGE, "train: --val-labels needs --val FILE");
+    if (a->labels && a->val && !a->val_labels)
+        return cli_fail(CLI_USAGE, "train: IDX validation images need --val-labels FILE");
+    if (a->arch) {
+        /* A bad spec is a usage error, found before any data is read. */
+        static bp_layer_desc layers[4096];
+        int nl = 0;
+        bp_error err = {0};
+        if (a->arch[strspn(a->arch, " \t")] && bp_spec_parse(a->arch, layers, 4096, &nl, &err) == BP_ESPEC)
+            return cli_fail(CLI_USAGE, "--arch: %s", err.message);
+    }
+    if (a->freeze && !a->init_from)
+        return cli_fail(CLI_USAGE, "train: --freeze K needs --init-from MODEL (frozen layers keep "
+                        "their loaded weights)");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Progress, log and history                                                 */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_interrupted = 0;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+typedef struct progress {
+    const bp_net *net;
+    int tty, quiet, classify;
+    int n_train;
+    double t_start, last_draw;
+    int drawn;              /* a '\r' line is on screen */
+    FILE *log;              /* the log's temporary file or NULL */
+    cli_history hist;
+    int oom;
+} progress;
+
+static void fmt_duration(char *buf, size_t size, double s)
+{
+    if (!(s >= 0) || s > 360000) {
+        snprintf(buf, size, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void fmt_rate(char *buf, size_t size, double r)
+{
+    if (r >= 1e6) snprintf(buf, size, "%.1fM", r / 1e6);
+    else if (r >= 1e4) snprintf(buf, size, "%.1fk", r / 1e3);
+    else snprintf(buf, size, "%.0f", r);
+}
+
+static int on_step(const bp_step_info *si, void *user)
+{
+    progress *pg = user;
+    if (g_interrupted) return 1;
+    if (!pg->tty || pg->quiet) return 0;
+    double now = cli_now();
+    /* At most 10 redraws a second, and none in the first 0.2 s of an epoch
+     * (the rate and ETA are noise until then). */
+    if (si->batch != si->batches && (now - pg->last_draw < 0.1 || si->seconds < 0.2)) return 0;
+    pg->last_draw = now;
+    double rate = si->seconds > 0 ? (double)si->samples / si->seconds : 0;
+    double left = (double)(pg->n_train - si->samples) + (double)(si->epochs - si->epoch) * pg->n_train;
+    char eta[32], rs[32];
+    fmt_duration(eta, sizeof eta, rate > 0 ? left / rate : -1);
+    fmt_rate(rs, sizeof rs, rate);
+    int w = 1;
+    for (int e = si->epochs; e >= 10; e /= 10) w++;
+    int wb = 1;
+    for (int b = si->batches; b >= 10; b /= 10) wb++;
+    fprintf(stderr, "\r\033[Kepoch %*d/%d  batch %*d/%d  loss %.4f  %s samples/s  ETA %s", w,
+            si->epoch, si->epochs, wb, si->batch, si->batches, si->loss, rs, eta);
+    fflush(stderr);
+    pg->drawn = 1;
+    return 0;
+}
+
+static void log_num(FILE *f, double v)
+{
+    fputc(',', f);
+    if (isnan(v)) return; /* an empty field: no value */
+    char b[64];
+    cli_fmt_num(b, sizeof b, v);
+    fputs(b, f);
+}
+
+static int on_epoch(const bp_epoch_info *ei, void *user)
+{
+    progress *pg = user;
+    if (cli_history_add(&pg->hist, ei->train_loss, ei->val_loss, ei->train_accuracy,
+                        ei->val_accuracy))
+        pg->oom = 1;
+    if (pg->log) {
+        fprintf(pg->log, "%d", ei->epoch);
+        log_num(pg->log, ei->train_loss);
+        log_num(pg->log, ei->train_accuracy);
+        log_num(pg->log, ei->val_loss);
+        log_num(pg->log, ei->val_accuracy);
+        log_num(pg->log, ei->lr);
+        fprintf(pg->log, ",%.6f", ei->seconds);
+        for (int i = 0; i < ei->n_layers; i++)
+            if (bp_net_layer(pg->net, i).kind == BP_DENSE) log_num(pg->log, ei->grad_norm[i]);
+        for (int i = 0; i < ei->n_layers; i++)
+            if (bp_net_layer(pg->net, i).kind == BP_RELU) log_num(pg->log, ei->dead_fraction[i]);
+        fputc('\n', pg->log);
+    }
+    if (!pg->quiet && !g_interrupted) {
+        if (pg->drawn) fputs("\r\033[K", stderr);
+        pg->drawn = 0;
+        int w = 1;
+        for (int e = ei->epochs; e >= 10; e /= 10) w++;
+        fprintf(stderr, "epoch %*d/%d  loss %.4f", w, ei->epoch, ei->epochs, ei->train_loss);
+        if (pg->classify) fprintf(stderr, "  acc %.4f", ei->train_accuracy);
+        if (!isnan(ei->val_loss)) {
+            fprintf(stderr, "  val_loss %.4f", ei->val_loss);
+            if (pg->classify) fprintf(stderr, "  val_acc %.4f", ei->val_accuracy);
+        }
+        fprintf(stderr, "  lr %.3g  %.2fs\n", ei->lr, ei->seconds);
+        fflush(stderr);
+    }
+    return g_interrupted ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Data preparation                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* splitmix64: the seeded generator of the validation split. */
+static uint64_t split_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A data set owned by the CLI (x, y malloc'd, no class names). */
+static void own_free(bp_data *d)
+{
+    if (!d) return;
+    free(d->x);
+    free(d->y);
+    memset(d, 0, sizeof *d);
+}
+
+/* Move a seeded random `frac` of d's rows into val (and keep the rest in
+ * train); both are new arrays. */
+static int split_data(const bp_data *d, double frac, uint64_t seed, bp_data *train, bp_data *val)
+{
+    long nv = lround(frac * d->n);
+    if (nv < 1 || nv >= d->n)
+        return cli_fail(CLI_USAGE, "--val-split %g of %d rows leaves %ld for validation and %ld "
+                        "for training; both need at least 1", frac, d->n, nv, d->n - nv);
+    int *perm = malloc((size_t)d->n * sizeof *perm);
+    if (!perm) return cli_fail(CLI_FAIL, "out of memory");
+    for (int i = 0; i < d->n; i++) perm[i] = i;
+    uint64_t s = seed ^ 0x5EEDULL;
+    for (int i = d->n - 1; i > 0; i--) {
+        int j = (int)(split_next(&s) % (uint64_t)(i + 1));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    /* Keep each part in file order (so --no-shuffle still means file order). */
+    char *is_val = calloc((size_t)d->n, 1);
+    int st = CLI_OK;
+    if (!is_val) st = cli_fail(CLI_FAIL, "out of memory");
+    for (long i = 0; !st && i < nv; i++) is_val[perm[d->n - 1 - i]] = 1;
+    bp_data *parts[2] = {train, val};
+    int counts[2] = {d->n - (int)nv, (int)nv};
+    for (int p = 0; !st && p < 2; p++) {
+        bp_data *o = parts[p];
+        memset(o, 0, sizeof *o);
+        o->n = counts[p];
+        o->n_inputs = d->n_inputs;
+        o->n_targets = d->n_targets;
+        o->n_classes = d->n_classes;
+        o->x = malloc((size_t)o->n * d->n_inputs * sizeof(bp_real));
+        o->y = malloc((size_t)o->n * d->n_targets * sizeof(bp_real));
+        if (!o->x || !o->y) {
+            st = cli_fail(CLI_FAIL, "out of memory");
+            break;
+        }
+        int q = 0;
+        for (int r = 0; r < d->n; r++) {
+            if (is_val[r] != p) continue;
+            memcpy(o->x + (size_t)q * d->n_inputs, d->x + (size_t)r * d->n_inputs,
+                   (size_t)d->n_inputs * sizeof(bp_real));
+            memcpy(o->y + (size_t)q * d->n_targets, d->y + (size_t)r * d->n_targets,
+                   (size_t)d->n_targets * sizeof(bp_real));
+            q++;
+        }
+    }
+    if (st) {
+        own_free(train);
+        own_free(val);
+    }
+    free(is_val);
+    free(perm);
+    return st;
+}
+
+/* Join names with commas (a --target value naming the model's targets). */
+static char *join_names(char *const *s, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(s[i]) + 1;
+    char *out = malloc(len);
+    if (!out) return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(out, ",");
+        strcat(out, s[i]);
+    }
+    return out;
+}
+
+/* 1 when every name is a column of the CSV header of `path`. */
+static int header_has(const char *path, char *const *names, int n)
+{
+    int nh = 0, all = 1;
+    char **h = cli_csv_header(path, &nh);
+    if (!h) return 0;
+    for (int i = 0; i < n && all; i++) {
+        int found = 0;
+        for (int j = 0; j < nh && !found; j++) found = !strcmp(h[j], names[i]);
+        all = found;
+    }
+    bp_strings_free(h, nh);
+    return all;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metadata                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int meta_set(bp_net *net, const char *key, const char *value)
+{
+    bp_error err = {0};
+    if (!value) return cli_fail(CLI_FAIL, "out of memory");
+    if (bp_net_set_meta(net, key, value, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
+    return CLI_OK;
+}
+
+static int meta_num(bp_net *net, const char *key, double v)
+{
+    char b[64];
+    if (isnan(v)) snprintf(b, sizeof b, "nan");
+    else snprintf(b, sizeof b, "%.9g", v);
+    return meta_set(net, key, b);
+}
+
+static int meta_int(bp_net *net, const char *key, long v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%ld", v);
+    return meta_set(net, key, b);
+}
+
+static int meta_names(bp_net *net, const char *key, char *const *names, int n)
+{
+    char *j = cli_json_array(names, n);
+    int st = meta_set(net, key, j);
+    free(j);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The command                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct train_state {
+    train_args a;
+    cli_dataset ds, vds;          /* as read */
+    bp_data tsplit, vsplit;       /* owned copies after --val-split */
+    bp_data *train, *val;         /* what bp_fit sees */
+    char **classes;
+    int n_classes;
+    int classify;
+    bp_loss loss;
+    bp_norm norm;
+    bp_net *net, *base;
+    cli_model_info base_info;
+    bp_trainer *tr;
+    cli_outfile log, plot;
+    progress pg;
+    char *spec;
+} train_state;
+
+static void state_free(train_state *s)
+{
+    cli_dataset_free(&s->ds);
+    cli_dataset_free(&s->vds);
+    own_free(&s->tsplit);
+    own_free(&s->vsplit);
+    bp_strings_free(s->classes, s->n_classes);
+    bp_norm_free(&s->norm);
+    bp_trainer_free(s->tr);
+    bp_net_free(s->net);
+    bp_net_free(s->base);
+    cli_model_info_free(&s->base_info);
+    cli_out_abort(&s->log);
+    cli_out_abort(&s->plot);
+    cli_history_free(&s->pg.hist);
+    free(s->spec);
+}
+
+/* Read training and validation data; decide task, loss and classes. */
+static int prepare_data(train_state *s)
+{
+    train_args *a = &s->a;
+    cli_read_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.labels = a->labels;
+    ro.target = a->target;
+    ro.task = a->task >= 0 ? (bp_task)a->task : BP_TASK_AUTO;
+    ro.need = CLI_TARGET_REQUIRED;
+    char *model_target = NULL;
+    if (s->base) {
+        cli_model_info *mi = &s->base_info;
+        if (a->task < 0) ro.task = mi->classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
+        if (mi->classify && ro.task == BP_TASK_CLASSIFY) {
+            ro.class_names = (const char *const *)mi->classes;
+            ro.n_class_names = mi->n_classes;
+        }
+        if (!a->target && mi->targets && !a->labels && header_has(a->data, mi->targets, mi->n_target_names)) {
+            model_target = join_names(mi->targets, mi->n_target_names);
+            if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
+            ro.target = model_target;
+        }
+    }
+    int st = cli_read_data(&s->ds, a->data, &ro);
+    free(model_target);
+    if (st) return st;
+    bp_data *d = &s->ds.d;
+    if (s->base && bp_net_inputs(s->base) != d->n_inputs)
+        return cli_fail(CLI_FAIL, "%s takes %d inputs, %s has %d features", a->init_from,
+                        bp_net_inputs(s->base), a->data, d->n_inputs);
+    if (s->ds.is_idx && a->task == BP_TASK_REGRESS) {
+        /* IDX labels as numbers: a regression target. */
+        bp_strings_free(d->class_names, d->n_classes);
+        d->class_names = NULL;
+        d->n_classes = 0;
+    }
+    s->classify = d->n_classes > 0;
+
+    /* Loss for the task. */
+    if (a->loss >= 0) s->loss = (bp_loss)a->loss;
+    else if (s->base) s->loss = s->base_info.loss;
+    else s->loss = s->classify ? BP_LOSS_CROSS_ENTROPY : BP_LOSS_MSE;
+    if (s->classify && s->loss == BP_LOSS_MSE)
+        return cli_fail(CLI_USAGE, "train: --loss mse is for regression; %s has class labels (use "
+                        "--task regress for numeric targets)", a->data);
+    if (!s->classify && s->loss != BP_LOSS_MSE)
+        return cli_fail(CLI_USAGE, "train: --loss %s needs class labels; the targets of %s are "
+                        "real numbers (use --task classify, or --loss mse)", bp_loss_name(s->loss),
+                        a->data);
+    if (s->loss == BP_LOSS_BCE && d->n_classes != 2)
+        return cli_fail(CLI_USAGE, "train: --loss bce needs exactly 2 classes, %s has %d", a->data,
+                        d->n_classes);
+
+    /* Class names: the file's, else the indices. */
+    if (s->classify) {
+        s->n_classes = d->n_classes;
+        s->classes = calloc((size_t)s->n_classes, sizeof *s->classes);
+        if (!s->classes) return cli_fail(CLI_FAIL, "out of memory");
+        for (int i = 0; i < s->n_classes; i++) {
+            s->classes[i] = d->class_names ? cli_strdup(d->class_names[i]) : cli_printf("%d", i);
+            if (!s->classes[i]) return cli_fail(CLI_FAIL, "out of memory");
+        }
+    }
+
+    s->train = d;
+    if (a->val) {
+        cli_read_opts vo = ro;
+        vo.labels = a->val_labels;
+        vo.task = s->classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
+        vo.class_names = s->classify ? (const char *const *)s->classes : NULL;
+        vo.n_class_names = s->classify ? s->n_classes : 0;
+        if (!s->ds.is_idx && s->ds.targets && !a->target &&
+            header_has(a->val, s->ds.targets, s->ds.n_target_names)) {
+            model_target = join_names(s->ds.targets, s->ds.n_target_names);
+            if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
+            vo.target = model_target;
+        }
+        st = cli_read_data(&s->vds, a->val, &vo);
+        free(model_target);
+        if (st) return st;
+        bp_data *v = &s->vds.d;
+        if (s->vds.is_idx && !s->classify) {
+            bp_strings_free(v->class_names, v->n_classes);
+            v->class_names = NULL;
+            v->n_classes = 0;
+        }
+        if (v->n_inputs != d->n_inputs)
+            return cli_fail(CLI_FAIL, "%s has %d features, the training data %s has %d", a->val,
+                            v->n_inputs, a->data, d->n_inputs);
+        if (v->n_targets != d->n_targets)
+            return cli_fail(CLI_FAIL, "%s has %d targets, the training data %s has %d", a->val,
+                            v->n_targets, a->data, d->n_targets);
+        s->val = v;
+    } else if (a->val_split > 0) {
+        st = split_data(d, a->val_split, a->seed, &s->tsplit, &s->vsplit);
+        if (st) return st;
+        s->train = &s->tsplit;
+        s->val = &s->vsplit;
+        /* The full copy is no longer needed (keep the names). */
+        free(d->x);
+        free(d->y);
+        d->x = d->y = NULL;
+    }
+    /* (bce takes 0/1 targets: the class index of two classes is exactly that.) */
+    return CLI_OK;
+}
+
+static int prepare_norm(train_state *s)
+{
+    train_args *a = &s->a;
+    bp_error err = {0};
+    if (a->normalize < 0 && s->base && bp_net_get_meta(s->base, "normalize")) {
+        /* Fine-tuning keeps the input scaling the weights were trained with. */
+        if (bp_norm_from_meta(&s->norm, s->base, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s: %s", a->init_from, err.message);
+    } else {
+        bp_norm_kind k = a->normalize >= 0 ? (bp_norm_kind)a->normalize
+                       : s->ds.is_idx      ? BP_NORM_NONE
+                                           : BP_NORM_STANDARD;
+        if (bp_norm_fit(&s->norm, s->train, k, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s", err.message);
+    }
+    if (s->norm.kind != BP_NORM_NONE) {
+        if (s->norm.n != s->train->n_inputs)
+            return cli_fail(CLI_FAIL, "%s: the model normalizes %d features, %s has %d",
+                            a->init_from, s->norm.n, a->data, s->train->n_inputs);
+        if (bp_norm_apply(&s->norm, s->train, &err) != BP_OK ||
+            (s->val && bp_norm_apply(&s->norm, s->val, &err) != BP_OK))
+            return cli_fail(CLI_FAIL, "%s", err.message);
+    }
+    return CLI_OK;
+}
+
+static int prepare_net(train_state *s)
+{
+    train_args *a = &s->a;
+    bp_error err = {0};
+    int outs = s->loss == BP_LOSS_BCE ? 1 : s->classify ? s->n_classes : s->train->n_targets;
+    const char *arch = a->arch ? a->arch : DEFAULT_ARCH;
+    size_t al = strlen(arch);
+    while (al && (arch[al - 1] == ' ' || arch[al - 1] == '\t')) al--;
+    s->spec = cli_printf("%.*s%sdense(%d)", (int)al, arch, al ? " " : "", outs);
+    if (!s->spec) return cli_fail(CLI_FAIL, "out of memory");
+    int n_in = s->train->n_inputs;
+    if (s->base) {
+        if (bp_net_inputs(s->base) != n_in)
+            return cli_fail(CLI_FAIL, "%s takes %d inputs, %s has %d features", a->init_from,
+                            bp_net_inputs(s->base), a->data, n_in);
+        if (a->arch) {
+            bp_net *probe = NULL;
+            if (bp_net_create(&probe, n_in, s->spec, 1, &err) != BP_OK)
+                return cli_fail(CLI_USAGE, "--arch: %s", err.message);
+            int same = !strcmp(bp_net_spec(probe), bp_net_spec(s->base));
+            if (!same)
+                cli_fail(CLI_USAGE, "--arch gives '%s', but %s is '%s'", bp_net_spec(probe),
+                         a->init_from, bp_net_spec(s->base));
+            bp_net_free(probe);
+            if (!same) return CLI_USAGE;
+        } else if (bp_net_outputs(s->base) != outs) {
+            return cli_fail(CLI_FAIL, "%s has %d outputs, the data and loss need %d", a->init_from,
+                            bp_net_outputs(s->base), outs);
+        }
+        /* A new network with the base's weights: the metadata starts
+         * empty, so nothing of the base's training settings lingers. */
+        if (bp_net_create(&s->net, n_in, bp_net_spec(s->base), a->seed, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s: %s", a->init_from, err.message);
+        int in = n_in;
+        for (int i = 0; i < bp_net_layers(s->net); i++) {
+            bp_layer_desc L = bp_net_layer(s->net, i);
+            bp_real *w = bp_net_weight(s->net, i), *b = bp_net_bias(s->net, i);
+            if (w) memcpy(w, bp_net_weight(s->base, i), (size_t)L.units * in * sizeof(bp_real));
+            if (b) memcpy(b, bp_net_bias(s->base, i), (size_t)L.units * sizeof(bp_real));
+            in = L.units;
+        }
+    } else {
+        if (bp_net_create(&s->net, n_in, s->spec, a->seed, &err) != BP_OK)
+            return cli_fail(err.code == BP_ESPEC ? CLI_USAGE : CLI_FAIL, "--arch: %s", err.message);
+        if (a->init >= 0) {
+            bp_init scheme = a->init == 0 ? BP_INIT_HE_UNIFORM : BP_INIT_XAVIER_UNIFORM;
+            if (bp_net_init(s->net, scheme, a->seed, &err) != BP_OK)
+                return cli_fail(CLI_FAIL, "%s", err.message);
+        }
+    }
+    return CLI_OK;
+}
+
+/* Training settings and data description, stored in the model. */
+static int store_meta(train_state *s, long batches)
+{
+    train_args *a = &s->a;
+    bp_net *net = s->net;
+    bp_error err = {0};
+    int st = 0;
+    st = st ? st : meta_set(net, "task", s->classify ? "classify" : "regress");
+    st = st ? st : meta_set(net, "loss", bp_loss_name(s->loss));
+    if (s->classify) {
+        st = st ? st : meta_names(net, "classes", s->classes, s->n_classes);
+        st = st ? st : meta_int(net, "n_classes", s->n_classes);
+    }
+    st = st ? st : meta_int(net, "n_targets", s->classify ? 1 : s->train->n_targets);
+    if (s->ds.targets) st = st ? st : meta_names(net, "targets", s->ds.targets, s->ds.n_target_names);
+    if (s->ds.features) st = st ? st : meta_names(net, "features", s->ds.features, s->ds.d.n_inputs);
+    st = st ? st : meta_set(net, "data_format", s->ds.is_idx ? "idx" : "csv");
+    if (st) return st;
+    if (bp_norm_to_meta(&s->norm, net, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
+    const char *hidden = a->arch ? a->arch : DEFAULT_ARCH;
+    if (a->init_from && !a->arch) hidden = bp_net_get_meta(s->base, "hidden");
+    if (hidden) st = st ? st : meta_set(net, "hidden", hidden);
+    if (!a->init_from)
+        st = st ? st : meta_set(net, "init", a->init < 0 ? "default" : a->init == 0 ? "he" : "xavier");
+    if (a->init_from) st = st ? st : meta_set(net, "init_from", a->init_from);
+    st = st ? st : meta_set(net, "optimizer", bp_optimizer_name(a->optimizer));
+    st = st ? st : meta_num(net, "lr", a->lr);
+    st = st ? st : meta_num(net, "momentum", a->momentum);
+    st = st ? st : meta_num(net, "weight_decay", a->weight_decay);
+    st = st ? st : meta_num(net, "l1", a->l1);
+    st = st ? st : meta_num(net, "l2", a->l2);
+    st = st ? st : meta_num(net, "clip_norm", a->clip_norm);
+    st = st ? st : meta_num(net, "clip_value", a->clip_value);
+    st = st ? st : meta_set(net, "schedule", bp_schedule_name(a->schedule));
+    st = st ? st : meta_int(net, "warmup", a->warmup);
+    if (a->schedule == BP_SCHED_STEP) st = st ? st : meta_int(net, "step_size", a->step_size);
+    if (a->schedule == BP_SCHED_STEP || a->schedule == BP_SCHED_EXP)
+        st = st ? st : meta_num(net, "gamma", a->gamma);
+    if (a->schedule == BP_SCHED_COSINE) st = st ? st : meta_num(net, "min_lr", a->min_lr);
+    st = st ? st : meta_int(net, "batch", a->batch);
+    st = st ? st : meta_int(net, "steps_per_epoch", batches);
+    st = st ? st : meta_int(net, "epochs", a->epochs);
+    st = st ? st : meta_set(net, "shuffle", a->no_shuffle ? "0" : "1");
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->seed);
+    st = st ? st : meta_set(net, "seed", seed);
+    if (a->val) st = st ? st : meta_set(net, "validation", a->val);
+    if (a->val_split > 0) st = st ? st : meta_num(net, "val_split", a->val_split);
+    st = st ? st : meta_int(net, "early_stop", a->early_stop);
+    st = st ? st : meta_int(net, "freeze", a->freeze);
+    st = st ? st : meta_int(net, "train_samples", s->train->n);
+    if (s->val) st = st ? st : meta_int(net, "val_samples", s->val->n);
+    st = st ? st : meta_set(net, "backprop_version", bp_version());
+    return st;
+}
+
+static void write_log_header(FILE *f, const bp_net *net)
+{
+    fputs("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds", f);
+    for (int i = 0; i < bp_net_layers(net); i++)
+        if (bp_net_layer(net, i).kind == BP_DENSE) fprintf(f, ",grad_norm_%d", i);
+    for (int i = 0; i < bp_net_layers(net); i++)
+        if (bp_net_layer(net, i).kind == BP_RELU) fprintf(f, ",dead_%d", i);
+    fputc('\n', f);
+}
+
+static int run_steps(train_state *s);
+
+/* Train with Ctrl-C caught: it only sets a flag, checked after each step. */
+static int run(train_state *s)
+{
+    if (s->a.threads >= 0) bp_set_threads(s->a.threads);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, &old);
+    int st = run_steps(s);
+    sigaction(SIGINT, &old, NULL);
+    return st;
+}
+
+static int run_steps(train_state *s)
+{
+    train_args *a = &s->a;
+    bp_error err = {0};
+    int st;
+    const char *out = a->out ? a->out : DEFAULT_MODEL;
+    if (a->init_from) {
+        if (bp_net_load(&s->base, a->init_from, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s", err.message);
+        if ((st = cli_model_info_get(&s->base_info, s->base, a->init_from))) return st;
+    }
+    if ((st = prepare_data(s))) return st;
+    if ((st = prepare_norm(s))) return st;
+    if ((st = prepare_net(s))) return st;
+
+    /* Trainer configuration. */
+    bp_train_config cfg;
+    bp_optimizer opt = a->optimizer;
+    if (opt == BP_SGD && a->has_momentum && a->momentum > 0) opt = BP_MOMENTUM; /* torch's SGD(momentum=m) */
+    bp_train_config_default(&cfg, opt);
+    a->optimizer = opt;
+    cfg.loss = s->loss;
+    if (a->has_lr) cfg.lr = a->lr;
+    if (a->has_momentum) cfg.momentum = a->momentum;
+    if (a->has_wd) cfg.weight_decay = a->weight_decay;
+    cfg.l1 = a->l1;
+    cfg.l2 = a->l2;
+    cfg.clip_norm = a->clip_norm;
+    cfg.clip_value = a->clip_value;
+    cfg.schedule = a->schedule;
+    cfg.warmup = a->warmup;
+    cfg.min_lr = a->min_lr;
+    cfg.freeze = a->freeze;
+    cfg.batch_size = a->batch;
+    cfg.epochs = a->epochs;
+    cfg.shuffle = !a->no_shuffle;
+    cfg.seed = a->seed;
+    cfg.patience = a->early_stop;
+    cfg.min_delta = a->min_delta;
+    int n = s->train->n;
+    int batch = a->batch == 0 || a->batch > n ? n : a->batch;
+    long batches = (n + batch - 1) / batch;
+    if (a->schedule == BP_SCHED_STEP) {
+        long steps = (long)a->step_size * batches;
+        cfg.step_size = steps > 2000000000L ? 2000000000 : (int)steps;
+        cfg.gamma = a->has_gamma ? a->gamma : 0.1;
+    } else if (a->schedule == BP_SCHED_EXP) {
+        /* --gamma is the factor per epoch; the library applies it per step. */
+        cfg.gamma = pow(a->has_gamma ? a->gamma : 0.9, 1.0 / (double)batches);
+    }
+    a->lr = cfg.lr;
+    a->momentum = cfg.momentum;
+    a->weight_decay = cfg.weight_decay;
+    a->gamma = a->schedule == BP_SCHED_STEP ? cfg.gamma : a->has_gamma ? a->gamma : 0.9;
+
+    s->pg.net = s->net;
+    s->pg.tty = isatty(STDERR_FILENO);
+    s->pg.quiet = a->quiet;
+    s->pg.classify = s->classify;
+    s->pg.n_train = n;
+    cfg.on_step = on_step;
+    cfg.on_epoch = on_epoch;
+    cfg.user = &s->pg;
+    if (bp_trainer_create(&s->tr, s->net, &cfg, batch, &err) != BP_OK)
+        return cli_fail(err.code == BP_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err.message);
+    if ((st = store_meta(s, batches))) return st;
+
+    /* Output files: fail now, not after training. */
+    cli_outfile probe;
+    if ((st = cli_out_open(&probe, out))) return st;
+    cli_out_abort(&probe);
+    if (a->log) {
+        if ((st = cli_out_open(&s->log, a->log))) return st;
+        write_log_header(s->log.f, s->net);
+        s->pg.log = s->log.f;
+    }
+    if (a->plot && (st = cli_out_open(&s->plot, a->plot))) return st;
+
+    if (!a->quiet) {
+        fprintf(stderr, "training %s on %d samples", bp_net_spec(s->net), s->train->n);
+        if (s->val) fprintf(stderr, " (validation %d)", s->val->n);
+        fprintf(stderr, ", %zu parameters, %s lr %g, ", bp_net_param_count(s->net),
+                bp_optimizer_name(a->optimizer), cfg.lr);
+        if (a->batch == 0) fprintf(stderr, "full batch");
+        else fprintf(stderr, "batch %d", a->batch);
+        fprintf(stderr, ", %d epochs\n", a->epochs);
+    }
+
+    if (g_interrupted) return cli_fail(CLI_INTERRUPTED, "interrupted (nothing written)");
+    s->pg.t_start = cli_now();
+    bp_fit_result res;
+    bp_status fs = bp_fit(s->tr, s->train, s->val, &res, &err);
+    if (s->pg.drawn) fputs("\r\033[K", stderr);
+    if (g_interrupted) {
+        return cli_fail(CLI_INTERRUPTED, "interrupted (nothing written)");
+    }
+    if (fs != BP_OK) return cli_fail(CLI_FAIL, "training failed: %s", err.message);
+    if (s->pg.oom) return cli_fail(CLI_FAIL, "out of memory");
+    double seconds = cli_now() - s->pg.t_start;
+
+    /* Results of the epoch whose weights are kept. */
+    int be = res.best_epoch >= 1 && res.best_epoch <= s->pg.hist.n ? res.best_epoch : s->pg.hist.n;
+    const cli_history *h = &s->pg.hist;
+    double tl = h->train_loss[be - 1], ta = h->train_acc[be - 1];
+    double vl = h->val_loss[be - 1], va = h->val_acc[be - 1];
+    st = 0;
+    st = st ? st : meta_int(s->net, "epochs_run", res.epochs_run);
+    st = st ? st : meta_int(s->net, "best_epoch", be);
+    st = st ? st : meta_num(s->net, "train_loss", tl);
+    if (s->classify) st = st ? st : meta_num(s->net, "train_accuracy", ta);
+    if (s->val) {
+        st = st ? st : meta_num(s->net, "val_loss", vl);
+        if (s->classify) st = st ? st : meta_num(s->net, "val_accuracy", va);
+    }
+    if (st) return st;
+
+    if (s->plot.f) {
+        char title[512];
+        snprintf(title, sizeof title, "%s: %s", out, bp_net_spec(s->net));
+        cli_plot_svg(s->plot.f, h, s->classify, title, bp_loss_name(s->loss));
+    }
+    if (bp_net_save(s->net, out, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
+    if (s->log.f && (st = cli_out_commit(&s->log))) return st;
+    if (s->plot.f && (st = cli_out_commit(&s->plot))) return st;
+
+    if (res.stopped_early && !a->quiet)
+        fprintf(stderr, "early stop after epoch %d: no improvement for %d epochs, keeping epoch %d\n",
+                res.epochs_run, a->early_stop, be);
+    printf("saved %s: %d epoch%s in %.1fs, train loss %.4f", out, res.epochs_run,
+           res.epochs_run == 1 ? "" : "s", seconds, tl);
+    if (s->classify) printf(" accuracy %.4f", ta);
+    if (s->val) {
+        printf(", validation loss %.4f", vl);
+        if (s->classify) printf(" accuracy %.4f", va);
+    }
+    if (be != res.epochs_run) printf(" (best epoch %d)", be);
+    printf("\n");
+    return CLI_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_state s;
+    memset(&s, 0, sizeof s);
+    int st = parse_args(&s.a, argc, argv);
+    if (st < 0) return CLI_OK; /* --help */
+    if (st) return st;
+    st = run(&s);
+    state_free(&s);
+    return st;
+}

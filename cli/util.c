@@ -1,0 +1,252 @@
+/*
+ * util.c - messages, option parsing, number parsing and atomic output
+ * files for the command-line tool.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_fail(int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* Keep the message on one line. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    fflush(stdout);
+    fprintf(stderr, "backprop: %s\n", msg);
+    return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int cli_next(cli_parser *p, const cli_opt *opts, const char **value)
+{
+    *value = NULL;
+    if (p->i >= p->argc) return CLI_ARG_END;
+    const char *a = p->argv[p->i++];
+    if (p->only_positional || a[0] != '-' || a[1] == '\0') {
+        *value = a;
+        return CLI_ARG_POSITIONAL;
+    }
+    if (!strcmp(a, "--")) {
+        p->only_positional = 1;
+        return cli_next(p, opts, value);
+    }
+    const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    for (int k = 0; opts[k].name; k++) {
+        int hit = (strlen(opts[k].name) == len && !strncmp(opts[k].name, a, len)) ||
+                  (!eq && opts[k].alias && !strcmp(opts[k].alias, a));
+        if (!hit) continue;
+        if (!opts[k].arg) {
+            if (eq) {
+                cli_fail(CLI_USAGE, "%s: option %s takes no value", p->cmd, opts[k].name);
+                return CLI_ARG_ERROR;
+            }
+            return k;
+        }
+        if (eq) {
+            *value = eq + 1;
+        } else if (p->i < p->argc) {
+            *value = p->argv[p->i++];
+        } else {
+            cli_fail(CLI_USAGE, "%s: option %s needs a value (see 'backprop %s --help')", p->cmd,
+                     a, p->cmd);
+            return CLI_ARG_ERROR;
+        }
+        return k;
+    }
+    cli_fail(CLI_USAGE, "%s: unknown option '%.*s' (see 'backprop %s --help')", p->cmd, (int)len,
+             a, p->cmd);
+    return CLI_ARG_ERROR;
+}
+
+int cli_double(const char *opt, const char *text, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || !isfinite(v) || errno == ERANGE)
+        return cli_fail(CLI_USAGE, "%s: '%s' is not a number", opt, text);
+    if (v < lo || v > hi) {
+        if (hi >= DBL_MAX) return cli_fail(CLI_USAGE, "%s: %s is out of range (at least %g)", opt, text, lo);
+        return cli_fail(CLI_USAGE, "%s: %s is out of range (%g to %g)", opt, text, lo, hi);
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_int(const char *opt, const char *text, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE)
+        return cli_fail(CLI_USAGE, "%s: '%s' is not an integer", opt, text);
+    if (v < lo || v > hi) {
+        if (hi >= INT_MAX) return cli_fail(CLI_USAGE, "%s: %s is out of range (at least %ld)", opt, text, lo);
+        return cli_fail(CLI_USAGE, "%s: %s is out of range (%ld to %ld)", opt, text, lo, hi);
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_u64(const char *opt, const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    const char *t = text;
+    while (*t == ' ') t++;
+    if (*t == '-' || *t == '+' || !*t)
+        return cli_fail(CLI_USAGE, "%s: '%s' is not a non-negative integer", opt, text);
+    unsigned long long v = strtoull(t, &end, 10);
+    if (*end != '\0' || errno == ERANGE)
+        return cli_fail(CLI_USAGE, "%s: '%s' is not a non-negative integer", opt, text);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_choice(const char *opt, const char *text, const char *const *names, int *out)
+{
+    char list[256] = "";
+    for (int k = 0; names[k]; k++) {
+        if (!strcmp(names[k], text)) {
+            *out = k;
+            return 0;
+        }
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", k ? ", " : "", names[k]);
+    }
+    return cli_fail(CLI_USAGE, "%s: unknown value '%s' (choose %s)", opt, text, list);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+char *cli_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+char *cli_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void cli_csv_field(FILE *f, const char *s)
+{
+    size_t n = strlen(s);
+    int quote = n && (s[0] == ' ' || s[n - 1] == ' ' || s[0] == '\t' || s[n - 1] == '\t');
+    for (const char *p = s; *p && !quote; p++)
+        if (*p == ',' || *p == '"' || *p == '\n' || *p == '\r') quote = 1;
+    if (!quote) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void cli_fmt_num(char *buf, size_t size, double v)
+{
+    if (isnan(v)) {
+        snprintf(buf, size, "nan");
+        return;
+    }
+    /* Shortest %g that reads back as the same float. */
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if ((float)strtod(buf, NULL) == (float)v) return;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Atomic output files                                                       */
+/* ------------------------------------------------------------------------ */
+
+int cli_out_open(cli_outfile *o, const char *path)
+{
+    memset(o, 0, sizeof *o);
+    o->path = cli_strdup(path);
+    o->tmp = cli_printf("%s.tmp.%ld", path, (long)getpid());
+    if (!o->path || !o->tmp) {
+        cli_out_abort(o);
+        return cli_fail(CLI_FAIL, "out of memory");
+    }
+    o->f = fopen(o->tmp, "w");
+    if (!o->f) {
+        int e = errno;
+        free(o->tmp);
+        o->tmp = NULL;
+        cli_out_abort(o);
+        return cli_fail(CLI_FAIL, "%s: cannot write: %s", path, strerror(e));
+    }
+    return CLI_OK;
+}
+
+int cli_out_commit(cli_outfile *o)
+{
+    int bad = 0, e = 0;
+    if (fflush(o->f) != 0 || ferror(o->f)) bad = 1, e = errno;
+    if (!bad && fsync(fileno(o->f)) != 0) bad = 1, e = errno;
+    if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
+    o->f = NULL;
+    if (!bad && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
+    if (bad) {
+        cli_fail(CLI_FAIL, "%s: cannot write: %s", o->path, strerror(e));
+        cli_out_abort(o);
+        return CLI_FAIL;
+    }
+    free(o->tmp);
+    free(o->path);
+    o->tmp = o->path = NULL;
+    return CLI_OK;
+}
+
+void cli_out_abort(cli_outfile *o)
+{
+    if (o->f) fclose(o->f);
+    if (o->tmp) remove(o->tmp);
+    free(o->tmp);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+}
