@@ -173,7 +173,7 @@ def main():
             for t in sorted(gemm):
                 g = gemm[t]
                 print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
-                      % ("dnnl_sgemm, the step's GEMMs", t, "", "", "", "", g["gflops"],
+                      % ("oneDNN (best of sgemm, matmul), the step's GEMMs", t, "", "", "", "", g["gflops"],
                          fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
                          fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
             if 1 in gemm and 2 in gemm and gemm[2]["gflops"] < gemm[1]["gflops"]:
@@ -221,7 +221,7 @@ def main():
     target("W2 steps/s, backprop / PyTorch best", r, ">= 20x", r is not None and r >= 20)
     b = best(get("backprop", "W3", "step"))
     r = 100.0 * b["gflops"] / gemm2 if (b and gemm2) else None
-    target("W3 GFLOP/s, backprop / dnnl_sgemm 2 threads", r, ">= 70%",
+    target("W3 GFLOP/s, backprop / oneDNN GEMM 2 threads", r, ">= 70%",
            r is not None and r >= 70, "%")
     for w in ("W1", "W3"):
         b1 = best(get("backprop", w, "step", 1))

@@ -2,13 +2,16 @@
  * gemm.c - the one place matrix products happen.
  *
  * C [M, N] = alpha op(A) op(B) + beta C, all row-major. The float build
- * calls oneDNN's dnnl_sgemm (AVX-512 kernels chosen at run time, OpenMP
- * threads); the double build, used for gradient checks, runs the reference
- * loop. bp_gemm_ref stays in every build so tests can compare the two.
+ * calls oneDNN: dnnl_sgemm for any shape (bp_gemm), and matmul primitives
+ * prepared for fixed shapes (bp_mm_*), which scale better on two threads.
+ * The double build, used for gradient checks, runs the reference loop.
+ * bp_gemm_ref stays in every build so tests can compare the paths.
  */
 #include "internal.h"
 
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifndef BP_DOUBLE
 #include <oneapi/dnnl/dnnl.h>
@@ -49,3 +52,126 @@ void bp_set_threads(int n)
 {
     omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
 }
+
+/* ------------------------------------------------------------------------ */
+/* Prepared matmul primitives                                                */
+/* ------------------------------------------------------------------------ */
+
+#ifdef BP_DOUBLE
+
+bp_gemm_ctx *bp_gemm_ctx_create(void) { return NULL; }
+void bp_gemm_ctx_free(bp_gemm_ctx *ctx) { (void)ctx; }
+bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+{
+    (void)ctx, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)with_bias;
+    return NULL;
+}
+int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
+{
+    (void)mm, (void)A, (void)B, (void)bias, (void)C;
+    return 0;
+}
+void bp_mm_free(bp_mm *mm) { (void)mm; }
+
+#else
+
+struct bp_gemm_ctx {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+};
+
+struct bp_mm {
+    bp_gemm_ctx *ctx;
+    int threads;                 /* OpenMP threads when created */
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, bias, c; /* descriptors; data handles set per run */
+    int nargs;
+};
+
+bp_gemm_ctx *bp_gemm_ctx_create(void)
+{
+    const char *env = getenv("BP_GEMM");
+    if (env && strcmp(env, "sgemm") == 0) return NULL;
+    bp_gemm_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    if (dnnl_engine_create(&ctx->engine, dnnl_cpu, 0) != dnnl_success) {
+        free(ctx);
+        return NULL;
+    }
+    if (dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags) != dnnl_success) {
+        dnnl_engine_destroy(ctx->engine);
+        free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void bp_gemm_ctx_free(bp_gemm_ctx *ctx)
+{
+    if (!ctx) return;
+    dnnl_stream_destroy(ctx->stream);
+    dnnl_engine_destroy(ctx->engine);
+    free(ctx);
+}
+
+void bp_mm_free(bp_mm *mm)
+{
+    if (!mm) return;
+    if (mm->prim) dnnl_primitive_destroy(mm->prim);
+    if (mm->a) dnnl_memory_destroy(mm->a);
+    if (mm->b) dnnl_memory_destroy(mm->b);
+    if (mm->bias) dnnl_memory_destroy(mm->bias);
+    if (mm->c) dnnl_memory_destroy(mm->c);
+    free(mm);
+}
+
+bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+{
+    if (!ctx || (double)M * N * K < BP_MM_MIN_WORK) return NULL;
+    bp_mm *mm = calloc(1, sizeof *mm);
+    if (!mm) return NULL;
+    mm->ctx = ctx;
+    mm->threads = omp_get_max_threads();
+    /* op(A) [M, K]: stored [K, M] when transposed, i.e. the "ba" layout. */
+    dnnl_memory_desc_t a, b, bias, c;
+    dnnl_dims_t da = {M, K}, db = {K, N}, dbias = {1, N}, dc = {M, N};
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_matmul_desc_t desc;
+    if (dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_f32, ta ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, tb ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&bias, 2, dbias, dnnl_f32, dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab) ||
+        dnnl_matmul_desc_init(&desc, &a, &b, with_bias ? &bias : NULL, &c) ||
+        dnnl_primitive_desc_create(&pd, &desc, NULL, ctx->engine, NULL))
+        goto fail;
+    dnnl_status_t st = dnnl_primitive_create(&mm->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) goto fail;
+    if (dnnl_memory_create(&mm->a, &a, ctx->engine, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&mm->b, &b, ctx->engine, DNNL_MEMORY_NONE) ||
+        dnnl_memory_create(&mm->c, &c, ctx->engine, DNNL_MEMORY_NONE) ||
+        (with_bias && dnnl_memory_create(&mm->bias, &bias, ctx->engine, DNNL_MEMORY_NONE)))
+        goto fail;
+    mm->nargs = with_bias ? 4 : 3;
+    return mm;
+fail:
+    bp_mm_free(mm);
+    return NULL;
+}
+
+int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
+{
+    if (!mm || omp_get_max_threads() != mm->threads) return 0;
+    /* oneDNN takes non-const handles; it only reads A, B and bias. */
+    if (dnnl_memory_set_data_handle(mm->a, (void *)(uintptr_t)A) ||
+        dnnl_memory_set_data_handle(mm->b, (void *)(uintptr_t)B) ||
+        dnnl_memory_set_data_handle(mm->c, C) ||
+        (mm->bias && dnnl_memory_set_data_handle(mm->bias, (void *)(uintptr_t)bias)))
+        return 0;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b},
+                               {DNNL_ARG_DST, mm->c}, {DNNL_ARG_BIAS, mm->bias}};
+    if (dnnl_primitive_execute(mm->prim, mm->ctx->stream, mm->nargs, args) != dnnl_success) return 0;
+    return dnnl_stream_wait(mm->ctx->stream) == dnnl_success;
+}
+
+#endif

@@ -46,7 +46,29 @@ void bp_gemm_ref(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
                  const bp_real *A, int lda, const bp_real *B, int ldb,
                  bp_real beta, bp_real *C, int ldc);
 
+/* ---- prepared GEMMs (oneDNN matmul primitives, float build) ----
+ * dnnl_sgemm's row-major C = A B^T (the dense forward) scales poorly to two
+ * threads; oneDNN's matmul primitive (brgemm kernels) does not. A bp_mm is
+ * one primitive for fixed sizes: C [M, N] = op(A) op(B) (+ bias [N] on every
+ * row), beta = 0. Creating one JIT-compiles a kernel (allocation, ~ms), so
+ * it is done when workspaces are reserved, never inside a training step.
+ * bp_mm_create returns NULL when primitives are unavailable (double build,
+ * BP_GEMM=sgemm in the environment, shape below BP_MM_MIN_WORK, or any
+ * oneDNN failure): callers then use bp_gemm. */
+#define BP_MM_MIN_WORK 65536 /* M * N * K below this: sgemm's lower call overhead wins */
+typedef struct bp_gemm_ctx bp_gemm_ctx;
+typedef struct bp_mm bp_mm;
+bp_gemm_ctx *bp_gemm_ctx_create(void);   /* NULL: no primitives */
+void bp_gemm_ctx_free(bp_gemm_ctx *ctx);
+bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, int with_bias);
+/* Run it; returns 0 (did nothing) if the OpenMP thread count changed since
+ * creation, so the caller falls back to bp_gemm. */
+int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C);
+void bp_mm_free(bp_mm *mm);
+
 /* ---- the network ---- */
+enum { BP_MM_FWD, BP_MM_DW, BP_MM_DX, BP_MM_KINDS };
+#define BP_MM_SLOTS 3 /* batch sizes with prepared GEMMs per layer */
 typedef struct bp_layer {
     bp_layer_kind kind;
     int in, out;       /* input and output width */
@@ -55,6 +77,8 @@ typedef struct bp_layer {
     bp_real *b;        /* dense: bias [out], inside net->params */
     size_t offset;     /* dense: index of w in net->params (b follows w) */
     size_t n_params;   /* dense: out * in + out; else 0 */
+    /* dense: prepared GEMMs by kind, for the batch sizes mm_batch[slot] */
+    bp_mm *mm[BP_MM_KINDS][BP_MM_SLOTS];
 } bp_layer;
 
 struct bp_net {
@@ -73,7 +97,19 @@ struct bp_net {
     bp_real *mask;         /* dropout masks, one region per dropout layer */
     size_t *mask_off;      /* [n_layers] offset of layer i's mask in `mask` */
     bp_rng rng;            /* dropout randomness */
+
+    /* Prepared GEMMs (bp_net_prepare): batch size of each slot, 0 = free. */
+    bp_gemm_ctx *gemm;
+    int mm_batch[BP_MM_SLOTS];
 };
+
+/* Prepare the dense layers' GEMMs (forward, and dW/dX when training) for
+ * batches of exactly n samples, in a free slot; does nothing if n already
+ * has one, if the slots are full or primitives are unavailable. Allocates;
+ * never called inside a training step. */
+void bp_net_prepare(bp_net *net, int n, int training);
+/* Prepared GEMM of `kind` for layer L at batch n, or NULL. */
+bp_mm *bp_net_mm(const bp_net *net, const bp_layer *L, int kind, int n);
 
 /* Forward pass over a batch; training != 0 enables dropout (drawing new
  * masks from net->rng). Outputs land in net->act[i]; returns the last

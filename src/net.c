@@ -223,6 +223,10 @@ void bp_net_free(bp_net *net)
 {
     if (!net) return;
     free_workspaces(net);
+    for (int i = 0; i < net->n_layers && net->layers; i++)
+        for (int k = 0; k < BP_MM_KINDS; k++)
+            for (int q = 0; q < BP_MM_SLOTS; q++) bp_mm_free(net->layers[i].mm[k][q]);
+    bp_gemm_ctx_free(net->gemm);
     for (int i = 0; i < net->n_meta; i++) {
         free(net->meta_key[i]);
         free(net->meta_val[i]);
@@ -488,12 +492,57 @@ nomem:
     return bp_fail(err, BP_ENOMEM, "out of memory reserving workspaces for batch %d", max_batch);
 }
 
-/* y [n, out] = x [n, in] W^T + b, with W [out, in]. */
-static void dense_forward(bp_real *y, const bp_real *x, const bp_real *w, const bp_real *b,
-                          int n, int in, int out)
+/* ------------------------------------------------------------------------ */
+/* Prepared GEMMs                                                            */
+/* ------------------------------------------------------------------------ */
+
+void bp_net_prepare(bp_net *net, int n, int training)
 {
-    bp_k_bias_rows(y, b, n, out);
-    bp_gemm(0, 1, n, out, in, 1, x, in, w, in, 1, y, out);
+    if (n < 1) return;
+    int slot = -1;
+    for (int q = 0; q < BP_MM_SLOTS && slot < 0; q++)
+        if (net->mm_batch[q] == n) slot = q;
+    for (int q = 0; q < BP_MM_SLOTS && slot < 0; q++)
+        if (net->mm_batch[q] == 0) slot = q;
+    if (slot < 0) return;
+    if (!net->gemm) {
+        net->gemm = bp_gemm_ctx_create();
+        if (!net->gemm) return;
+    }
+    net->mm_batch[slot] = n;
+    int first_dense = 1;
+    for (int i = 0; i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        if (L->kind != BP_DENSE) continue;
+        bp_mm **mm = NULL;
+        /* forward: y [n, out] = x [n, in] W^T + b */
+        mm = &L->mm[BP_MM_FWD][slot];
+        if (!*mm) *mm = bp_mm_create(net->gemm, 0, 1, n, L->out, L->in, 1);
+        if (training) {
+            /* dW [out, in] = dy^T [out, n] x [n, in] */
+            mm = &L->mm[BP_MM_DW][slot];
+            if (!*mm) *mm = bp_mm_create(net->gemm, 1, 0, L->out, L->in, n, 0);
+            /* dx [n, in] = dy [n, out] W [out, in]; never for the first layer */
+            mm = &L->mm[BP_MM_DX][slot];
+            if (!*mm && !first_dense) *mm = bp_mm_create(net->gemm, 0, 0, n, L->in, L->out, 0);
+        }
+        first_dense = 0;
+    }
+}
+
+bp_mm *bp_net_mm(const bp_net *net, const bp_layer *L, int kind, int n)
+{
+    for (int q = 0; q < BP_MM_SLOTS; q++)
+        if (net->mm_batch[q] == n) return L->mm[kind][q];
+    return NULL;
+}
+
+/* y [n, out] = x [n, in] W^T + b, with W [out, in]. */
+static void dense_forward(const bp_net *net, const bp_layer *L, bp_real *y, const bp_real *x, int n)
+{
+    if (bp_mm_run(bp_net_mm(net, L, BP_MM_FWD, n), x, L->w, L->b, y)) return;
+    bp_k_bias_rows(y, L->b, n, L->out);
+    bp_gemm(0, 1, n, L->out, L->in, 1, x, L->in, L->w, L->in, 1, y, L->out);
 }
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
@@ -505,7 +554,7 @@ const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int train
         size_t m = (size_t)n * L->out;
         switch (L->kind) {
         case BP_DENSE:
-            dense_forward(y, in, L->w, L->b, n, L->in, L->out);
+            dense_forward(net, L, y, in, n);
             break;
         case BP_IDENTITY:
             memcpy(y, in, m * sizeof(bp_real));
@@ -548,6 +597,7 @@ bp_status bp_forward(bp_net *net, const bp_real *x, int n, bp_real *y, bp_error 
     if (n < 1) return bp_fail(err, BP_ESHAPE, "bp_forward: batch size must be >= 1, got %d", n);
     bp_status s = bp_net_reserve(net, n, err);
     if (s) return s;
+    bp_net_prepare(net, n, 0);
     const bp_real *out = bp_net_forward_ws(net, x, n, 0);
     memcpy(y, out, (size_t)n * bp_net_outputs(net) * sizeof(bp_real));
     return BP_OK;

@@ -132,6 +132,7 @@ static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
     if (max_batch <= tr->max_batch) return BP_OK;
     bp_status s = bp_net_reserve(tr->net, max_batch, err);
     if (s) return s;
+    bp_net_prepare(tr->net, max_batch, 1);
     size_t w = max_width(tr->net);
     bp_real *d0 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
     bp_real *d1 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
@@ -225,14 +226,17 @@ const bp_real *bp_trainer_bias_grad(const bp_trainer *tr, int i)
 
 /* dW [out, in] = dy^T x; db [out] = column sums of dy; dx [n, in] = dy W
  * (skipped when dx is NULL). Differentiates y = x W^T + b. */
-static void dense_backward(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *dy,
-                           const bp_real *x, const bp_real *w, int n, int in, int out)
+static void dense_backward(const bp_net *net, const bp_layer *L, bp_real *dx, bp_real *dw,
+                           bp_real *db, const bp_real *dy, const bp_real *x, int n)
 {
+    int in = L->in, out = L->out;
     if (dw) {
-        bp_gemm(1, 0, out, in, n, 1, dy, out, x, in, 0, dw, in);
+        if (!bp_mm_run(bp_net_mm(net, L, BP_MM_DW, n), dy, x, NULL, dw))
+            bp_gemm(1, 0, out, in, n, 1, dy, out, x, in, 0, dw, in);
         bp_k_colsum(db, dy, n, out);
     }
-    if (dx) bp_gemm(0, 0, n, in, out, 1, dy, out, w, in, 0, dx, in);
+    if (dx && !bp_mm_run(bp_net_mm(net, L, BP_MM_DX, n), dy, L->w, NULL, dx))
+        bp_gemm(0, 0, n, in, out, 1, dy, out, L->w, in, 0, dx, in);
 }
 
 /* Index of the first layer (forward order) with a non-finite output, or -1. */
@@ -292,8 +296,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
         switch (L->kind) {
         case BP_DENSE: {
             bp_real *dw = tr->grad + L->offset;
-            dense_backward(need_dx ? dx : NULL, dw, dw + (size_t)L->out * L->in, delta, in, L->w, n,
-                           L->in, L->out);
+            dense_backward(net, L, need_dx ? dx : NULL, dw, dw + (size_t)L->out * L->in, delta, in, n);
             break;
         }
         case BP_IDENTITY: /* y = x */
@@ -543,6 +546,10 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
     s = trainer_reserve(tr, batch, err);
     if (s) return s;
     int batches = (n + batch - 1) / batch;
+    /* GEMM kernels for the full and the last partial batch, made now so no
+     * step compiles one. */
+    bp_net_prepare(net, batch, 1);
+    if (n % batch) bp_net_prepare(net, n % batch, 1);
     if (c->schedule == BP_SCHED_COSINE && c->total_steps == 0)
         c->total_steps = tr->t + (long)c->epochs * batches;
 
