@@ -6,16 +6,7 @@
 # models whose input size differs from the data.
 # Usage: bash test_cli_data.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
-BP=${1:?usage: test_cli_data.sh BACKPROP SOURCE_DIR}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-run() { "$BP" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 train_ok() {
     local name=$1; shift
     run train "$@"
@@ -126,5 +117,4 @@ expect_error "--init-from a model of another input size" 1 "takes 2 inputs" trai
 printf 'a,b,y\n1,2,7\n' >unknown_label.csv
 expect_error "eval: unknown class label" 1 "unknown_label.csv:2" eval two.safetensors unknown_label.csv
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -5,16 +5,7 @@
 # names its columns, info describes the model.
 # Usage: bash test_cli_roundtrip.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
-BP=${1:?usage: test_cli_roundtrip.sh BACKPROP SOURCE_DIR}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-run() { "$BP" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 train_ok() {
     local name=$1; shift
     run train "$@"
@@ -113,5 +104,4 @@ if [ -f "$IRIS" ]; then
     check "iris accuracy >= 0.9" eval '[ $rc -eq 0 ] && py "d[\"samples\"] == 150 and d[\"accuracy\"] >= 0.9"'
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -5,16 +5,7 @@
 # plot, quiet), and Ctrl-C leaves no model behind.
 # Usage: bash test_cli_train.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
-BP=${1:?usage: test_cli_train.sh BACKPROP SOURCE_DIR}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-run() { "$BP" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # train_ok NAME ARGS...: `backprop train ARGS` must exit 0.
 train_ok() {
     local name=$1; shift
@@ -227,5 +218,4 @@ check "SIGINT during training exits 130" [ "$irc" -eq 130 ]
 check "SIGINT prints 'interrupted'" grep -q "^backprop: interrupted" int.err
 check "SIGINT writes no model, log or plot" eval '[ ! -e int.safetensors ] && [ ! -e int.csv ] && [ ! -e int.svg ] && [ -z "$(ls | grep -e "\.tmp")" ]'
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -4,17 +4,7 @@
 # status 2 for usage errors and 1 for the others, nothing written.
 # Usage: bash test_cli_usage.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
-BP=${1:?usage: test_cli_usage.sh BACKPROP SOURCE_DIR}
-case $BP in /*) ;; *) BP=$PWD/$BP ;; esac
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-pass=0 fail=0
-ok() { echo "PASS: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fail=$((fail + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-# run ARGS...: runs backprop; sets rc, stdout in $T/out, stderr in $T/err
-run() { "$BP" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # expect_error NAME RC REGEX ARGS...: exit status RC, exactly one stderr line
 # "backprop: ..." matching REGEX (grep -E), and no model.safetensors written.
 expect_error() {
@@ -133,5 +123,4 @@ run gradcheck --tolerance 0
 check "gradcheck exits 1 above the tolerance" eval '[ $rc -eq 1 ] && grep -q FAIL out && grep -q "^backprop: gradient check failed" err'
 expect_error "gradcheck invalid spec" 2 "spec:1:" gradcheck --arch "dense(3) bogus"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
