@@ -858,14 +858,17 @@ static int run_steps(train_state *s)
     if (s->pg.oom) return cli_fail(CLI_FAIL, "out of memory");
     double seconds = cli_now() - s->pg.t_start;
 
-    /* Results of the epoch whose weights are kept. */
-    int be = res.best_epoch >= 1 && res.best_epoch <= s->pg.hist.n ? res.best_epoch : s->pg.hist.n;
+    /* Results of the epoch whose weights are kept: the best one with early
+     * stopping (bp_fit restores it), else the last one. */
+    int be = a->early_stop > 0 && res.best_epoch >= 1 && res.best_epoch <= s->pg.hist.n ? res.best_epoch
+                                                                                        : s->pg.hist.n;
     const cli_history *h = &s->pg.hist;
     double tl = h->train_loss[be - 1], ta = h->train_acc[be - 1];
     double vl = h->val_loss[be - 1], va = h->val_acc[be - 1];
     st = 0;
     st = st ? st : meta_int(s->net, "epochs_run", res.epochs_run);
-    st = st ? st : meta_int(s->net, "best_epoch", be);
+    st = st ? st : meta_int(s->net, "best_epoch", res.best_epoch);
+    st = st ? st : meta_int(s->net, "kept_epoch", be);
     st = st ? st : meta_num(s->net, "train_loss", tl);
     if (s->classify) st = st ? st : meta_num(s->net, "train_accuracy", ta);
     if (s->val) {
@@ -893,7 +896,7 @@ static int run_steps(train_state *s)
         printf(", validation loss %.4f", vl);
         if (s->classify) printf(" accuracy %.4f", va);
     }
-    if (be != res.epochs_run) printf(" (best epoch %d)", be);
+    if (be != res.epochs_run) printf(" (epoch %d, kept by early stopping)", be);
     printf("\n");
     return CLI_OK;
 }
