@@ -18,9 +18,10 @@
 #ifndef BP_DOUBLE
 /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35],
  * exp(r) by its degree-7 Taylor polynomial (truncation < 5e-9). x is
- * clamped to [-87.3, 88] so 2^n stays a normal float. */
-static inline float fast_expf(float x)
+ * clamped to [-87.3, 88] so 2^n stays a normal float; NaN stays NaN. */
+static inline float fast_expf(float x0)
 {
+    float x = x0 != x0 ? 0.0f : x0; /* NaN: computed on 0, returned as NaN below */
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.0f ? 88.0f : x;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
@@ -35,10 +36,10 @@ static inline float fast_expf(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* n + 127 in [1, 254] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x0 != x0 ? x0 : p * scale;
 }
 
 /* tanh: x P(x^2) for |x| < 0.625 (least-squares fit, rel. error 2e-8),

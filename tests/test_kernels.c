@@ -55,6 +55,10 @@ int main(void)
     bp_real nan_in = NAN, nan_out;
     bp_k_tanh(&nan_out, &nan_in, 1);
     CHECK(nan_out != nan_out, "tanh(NaN) is NaN, got %g", nan_out);
+    bp_k_exp(&nan_out, &nan_in, 1);
+    CHECK(nan_out != nan_out, "exp(NaN) is NaN, got %g", nan_out);
+    bp_k_sigmoid(&nan_out, &nan_in, 1);
+    CHECK(nan_out != nan_out, "sigmoid(NaN) is NaN, got %g", nan_out);
 
     /* softmax: rows sum to 1, match exp/sum, survive large logits */
     bp_real z[6] = {1000, 999, 998, -3, 0, 2}, p[6];
