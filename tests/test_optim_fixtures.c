@@ -24,6 +24,10 @@
  * (2.2e-5); the float build's own errors are within 2x of torch float32's
  * on every case. Each case prints its error and tolerance.
  *
+ * Besides, every weight and bias tensor must match as a whole to the fixed
+ * tolerance in both builds: ||a - b|| / ||b|| <= 1e-5 (float) or 1e-9
+ * (double), with no allowance (float build: ~3e-7 at worst).
+ *
  * Usage: test_optim_fixtures [FIXTURE_DIR]
  */
 #include "check.h"
@@ -229,7 +233,7 @@ static void run_case(const char *name, const fixture *f)
     bp_net *net = NULL;
     bp_trainer *tr = NULL;
     bp_real *x = NULL, *y = NULL;
-    double worst_w = 0, worst_loss = 0, worst_lr = 0;
+    double worst_w = 0, worst_loss = 0, worst_lr = 0, worst_tensor = 0;
     char worst_where[160] = "-";
     long failed_step = -1;
 
@@ -357,6 +361,13 @@ static void run_case(const char *name, const fixture *f)
                                                              : n_inputs);
             CHECK(t->n == want, "%s: %s has %ld values, expected %ld", name, key, t->n, want);
             if (t->n != want) continue;
+            double d2 = 0, b2 = 0;
+            for (long q = 0; q < t->n; q++) {
+                d2 += ((double)a[q] - t->v[q]) * ((double)a[q] - t->v[q]);
+                b2 += t->v[q] * t->v[q];
+            }
+            double tensor_err = sqrt(d2 / (b2 > 0 ? b2 : 1));
+            if (tensor_err > worst_tensor || tensor_err != tensor_err) worst_tensor = tensor_err;
             for (long q = 0; q < t->n; q++) {
                 double e = rel_err((double)a[q], t->v[q]);
                 if (e > worst_w || (e != e)) {
@@ -368,8 +379,10 @@ static void run_case(const char *name, const fixture *f)
         }
     }
 
-    printf("  %-17s %-8s weights %.3e (tol %.2g; %s)  loss %.3e  lr %.1e\n", name,
-           bp_optimizer_name(opt), worst_w, tol, worst_where, worst_loss, worst_lr);
+    printf("  %-17s %-8s weights %.3e (tol %.2g; %s)  per tensor %.3e  loss %.3e  lr %.1e\n", name,
+           bp_optimizer_name(opt), worst_w, tol, worst_where, worst_tensor, worst_loss, worst_lr);
+    CHECK(worst_tensor <= FX_TOL, "%s: a tensor differs from torch's by %.3e of its norm (tolerance %g)",
+          name, worst_tensor, FX_TOL);
     CHECK(failed_step < 0 && worst_w <= tol, "%s: weights differ from torch by %.3e "
           "(tolerance %g, %s build): %s", name, worst_w, tol, FX_BUILD, worst_where);
     CHECK(failed_step < 0 && worst_loss <= FX_TOL,
