@@ -18,13 +18,16 @@ echo "== library demo 2: XOR, a 2-4-1 network =="
 ./build/example_xor | tail -5
 F=/usr/share/datasets/fashion-mnist
 mkdir -p demo-out
-echo "== command line: train on Fashion-MNIST (60,000 images) =="
+echo "== command line: train on Fashion-MNIST (54,000 images, 6,000 held out for validation) =="
 ./build/backprop train "$F/train-images-idx3-ubyte.gz" --labels "$F/train-labels-idx1-ubyte.gz" \
     --arch "dense(256) relu dense(128) relu" --optimizer adam --epochs 15 --val-split 0.1 \
     -o demo-out/fashion.safetensors --log demo-out/fashion.csv --plot demo-out/fashion.svg
 echo "== command line: evaluate on the 10,000 test images =="
 ./build/backprop eval demo-out/fashion.safetensors "$F/t10k-images-idx3-ubyte.gz" \
     --labels "$F/t10k-labels-idx1-ubyte.gz" | tee demo-out/eval.txt
-acc=$(./build/backprop eval demo-out/fashion.safetensors "$F/t10k-images-idx3-ubyte.gz" \
-    --labels "$F/t10k-labels-idx1-ubyte.gz" --json | sed -n 's/.*"accuracy": *\([0-9.]*\).*/\1/p')
-echo "demo: Fashion-MNIST test accuracy $acc (learning curves: demo-out/fashion.svg)"
+./build/backprop eval demo-out/fashion.safetensors "$F/t10k-images-idx3-ubyte.gz" \
+    --labels "$F/t10k-labels-idx1-ubyte.gz" --json >demo-out/eval.json
+field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" demo-out/eval.json; }
+echo
+echo "demo: Fashion-MNIST test accuracy $(field accuracy) ($(field correct) of $(field samples) test images)"
+echo "demo: model, log and learning curves in demo-out/ (fashion.safetensors, fashion.csv, fashion.svg)"
