@@ -449,7 +449,9 @@ typedef struct bp_train_config {
     int step_size;        /* BP_SCHED_STEP period in steps */
     double gamma;         /* BP_SCHED_STEP / BP_SCHED_EXP factor */
     double min_lr;        /* BP_SCHED_COSINE floor */
-    long total_steps;     /* BP_SCHED_COSINE length; 0 in bp_fit = epochs * steps per epoch */
+    long total_steps;     /* BP_SCHED_COSINE length. 0: only in bp_fit, where each call
+                             ends the curve at its last step (steps done before the call
+                             + epochs * steps per epoch); bp_train_step then gives BP_EINVAL */
     int freeze;           /* keep the first `freeze` dense layers fixed */
 
     int batch_size;       /* [fit] 0 = full batch, 1 = stochastic, default 32 */

@@ -434,6 +434,8 @@ bp_status bp_train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, int 
     if (n < 1 || n > tr->max_batch)
         return bp_fail(err, BP_ESHAPE, "batch of %d samples outside 1..%d (the trainer's max batch)", n,
                        tr->max_batch);
+    if (tr->cfg.schedule == BP_SCHED_COSINE && tr->cfg.total_steps == 0)
+        return bp_fail(err, BP_EINVAL, "the cosine schedule needs total_steps > 0 outside bp_fit");
     return train_step(tr, x, y, n, loss_out, err);
 }
 
@@ -550,6 +552,9 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
      * step compiles one. */
     bp_net_prepare(net, batch, 1);
     if (n % batch) bp_net_prepare(net, n % batch, 1);
+    /* Cosine with total_steps 0: this call's steps end the curve. Set for
+     * the duration of the call only; the caller's 0 is restored below. */
+    long user_total = c->total_steps;
     if (c->schedule == BP_SCHED_COSINE && c->total_steps == 0)
         c->total_steps = tr->t + (long)c->epochs * batches;
 
@@ -680,6 +685,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
     if (best && r.best_epoch > 0) memcpy(net->params, best, net->n_params * sizeof(bp_real));
     if (res) *res = r;
 done:
+    c->total_steps = user_total;
     free(perm);
     free(xb);
     free(yb);

@@ -405,8 +405,47 @@ static void test_determinism(void)
     CHECK(memcmp(out[0], out[2], sizeof out[0]) != 0, "another seed differs");
 }
 
+static int first_lr(const bp_step_info *si, void *user)
+{
+    double *lr = user;
+    if (si->batch == 1 && si->epoch == 1) *lr = si->lr;
+    return 0;
+}
+
+/* Cosine with total_steps 0 belongs to each bp_fit call; bp_train_step
+ * refuses it instead of training at lr 0. */
+static void test_cosine_auto(void)
+{
+    bp_error err;
+    bp_net *net = NULL;
+    bp_net_create(&net, 1, "dense(1)", 1, &err);
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_SGD);
+    cfg.loss = BP_LOSS_MSE;
+    cfg.lr = 0.1;
+    cfg.schedule = BP_SCHED_COSINE;
+    cfg.epochs = 2;
+    cfg.batch_size = 3;
+    double lr = -1;
+    cfg.on_step = first_lr;
+    cfg.user = &lr;
+    bp_real x[6] = {1, 2, 3, 4, 5, 6}, y[6] = {2, 4, 6, 8, 10, 12};
+    bp_data d = {6, 1, 1, 0, x, y, NULL, 0};
+    bp_trainer *tr = NULL;
+    bp_trainer_create(&tr, net, &cfg, 3, &err);
+    CHECK(bp_fit(tr, &d, NULL, NULL, &err) == BP_OK, "%s", err.message);
+    CHECK(fabs(lr - 0.1) < 1e-12, "first fit starts at lr 0.1, got %g", lr);
+    lr = -1;
+    CHECK(bp_fit(tr, &d, NULL, NULL, &err) == BP_OK, "%s", err.message);
+    CHECK(lr > 0.01, "second fit trains (first lr %g)", lr);
+    CHECK(bp_train_step(tr, x, y, 3, NULL, &err) == BP_EINVAL, "train_step with cosine and total_steps 0");
+    bp_trainer_free(tr);
+    bp_net_free(net);
+}
+
 int main(void)
 {
+    test_cosine_auto();
     test_spec();
     test_init();
     test_meta_and_forward();
