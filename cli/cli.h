@@ -104,6 +104,12 @@ typedef struct cli_outfile {
     char *tmp;
 } cli_outfile;
 int cli_out_open(cli_outfile *o, const char *path);      /* CLI_FAIL + message */
+/* 1 if a and b name the same file (same text, or same device and inode). */
+int cli_same_file(const char *a, const char *b);
+/* CLI_USAGE + message if two outputs are the same file or an output is one
+ * of the inputs (NULL entries are skipped); names are for the message. */
+int cli_check_outputs(const char *const *outs, const char *const *out_names, int n_out,
+                      const char *const *ins, const char *const *in_names, int n_in);
 int cli_out_commit(cli_outfile *o);                       /* CLI_FAIL + message */
 void cli_out_abort(cli_outfile *o);
 

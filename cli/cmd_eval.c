@@ -515,6 +515,9 @@ int cmd_predict(int argc, char **argv)
     eval_args a;
     int st = parse(&a, "predict", predict_opts, usage_predict, argc, argv);
     if (st) return st < 0 ? CLI_OK : st;
+    const char *outs[] = {a.out}, *on[] = {"-o"};
+    const char *ins[] = {a.model, a.data, a.labels}, *in_names[] = {"MODEL", "DATA file", "--labels file"};
+    if ((st = cli_check_outputs(outs, on, 1, ins, in_names, 3))) return st;
     model_data m;
     memset(&m, 0, sizeof m);
     st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_OPTIONAL);

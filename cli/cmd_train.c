@@ -764,6 +764,13 @@ static int run_steps(train_state *s)
     bp_error err = {0};
     int st;
     const char *out = a->out ? a->out : DEFAULT_MODEL;
+    {
+        /* -o may equal --init-from (fine-tuning in place: read first, then replaced). */
+        const char *outs[] = {out, a->log, a->plot}, *on[] = {"-o", "--log", "--plot"};
+        const char *ins[] = {a->data, a->labels, a->val, a->val_labels};
+        const char *in_names[] = {"training DATA", "--labels file", "--val file", "--val-labels file"};
+        if ((st = cli_check_outputs(outs, on, 3, ins, in_names, 4))) return st;
+    }
     if (a->init_from) {
         if (bp_net_load(&s->base, a->init_from, &err) != BP_OK)
             return cli_fail(CLI_FAIL, "%s", err.message);

@@ -2,6 +2,7 @@
  * util.c - messages, option parsing, number parsing and atomic output
  * files for the command-line tool.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "cli.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,11 +205,76 @@ void cli_fmt_num(char *buf, size_t size, double v)
 /* Atomic output files                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* Absolute, link-free form of a path that may not exist yet: realpath of
+ * the file, else realpath of its directory plus its last component.
+ * malloc'd; NULL when even the directory does not resolve. */
+static char *canonical_path(const char *path)
+{
+    char *r = realpath(path, NULL);
+    if (r) return r;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? cli_printf("%.*s", (int)(slash - path) + (slash == path), path) : cli_strdup(".");
+    char *rd = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!rd) return NULL;
+    r = cli_printf("%s/%s", rd, slash ? slash + 1 : path);
+    free(rd);
+    return r;
+}
+
+int cli_same_file(const char *a, const char *b)
+{
+    if (!a || !b) return 0;
+    if (strcmp(a, b) == 0) return 1;
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char *ca = canonical_path(a), *cb = canonical_path(b);
+    int same = ca && cb && strcmp(ca, cb) == 0;
+    free(ca);
+    free(cb);
+    return same;
+}
+
+int cli_check_outputs(const char *const *outs, const char *const *out_names, int n_out,
+                      const char *const *ins, const char *const *in_names, int n_in)
+{
+    for (int i = 0; i < n_out; i++) {
+        if (!outs[i]) continue;
+        for (int j = i + 1; j < n_out; j++)
+            if (cli_same_file(outs[i], outs[j]))
+                return cli_fail(CLI_USAGE, "%s and %s name the same file '%s'", out_names[i], out_names[j],
+                                outs[i]);
+        for (int j = 0; j < n_in; j++)
+            if (cli_same_file(outs[i], ins[j]))
+                return cli_fail(CLI_USAGE, "%s '%s' would overwrite the %s", out_names[i], outs[i], in_names[j]);
+    }
+    return CLI_OK;
+}
+
 int cli_out_open(cli_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
-    o->path = cli_strdup(path);
-    o->tmp = cli_printf("%s.tmp.%ld", path, (long)getpid());
+    /* A symbolic link is followed (its target is replaced, the link stays);
+     * an existing path that is not a regular file (a FIFO, a device such as
+     * /dev/stdout) is written in place, since renaming over it would
+     * replace the node itself. */
+    struct stat lst, st;
+    char *real = lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) ? realpath(path, NULL) : NULL;
+    const char *target = real ? real : path;
+    if (stat(target, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        o->path = cli_strdup(path);
+        o->f = o->path ? fopen(target, "w") : NULL;
+        int e = errno;
+        free(real);
+        if (!o->f) {
+            cli_out_abort(o);
+            return cli_fail(CLI_FAIL, "%s: cannot write: %s", path, strerror(e));
+        }
+        return CLI_OK; /* tmp NULL: written in place */
+    }
+    o->path = cli_strdup(target);
+    o->tmp = cli_printf("%s.tmp.%ld", target, (long)getpid());
+    free(real);
     if (!o->path || !o->tmp) {
         cli_out_abort(o);
         return cli_fail(CLI_FAIL, "out of memory");
@@ -227,10 +294,10 @@ int cli_out_commit(cli_outfile *o)
 {
     int bad = 0, e = 0;
     if (fflush(o->f) != 0 || ferror(o->f)) bad = 1, e = errno;
-    if (!bad && fsync(fileno(o->f)) != 0) bad = 1, e = errno;
+    if (!bad && o->tmp && fsync(fileno(o->f)) != 0) bad = 1, e = errno;
     if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
     o->f = NULL;
-    if (!bad && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
+    if (!bad && o->tmp && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
     if (bad) {
         cli_fail(CLI_FAIL, "%s: cannot write: %s", o->path, strerror(e));
         cli_out_abort(o);

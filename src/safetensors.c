@@ -24,6 +24,7 @@
  * is checked against the data size before the network is allocated, and
  * every parameter must be finite. Errors name the file and the tensor.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -880,10 +881,32 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
     bp_status s = bp_net_save_buffer(net, &buf, &size, err);
     if (s != BP_OK) return s;
 
+    /* A symbolic link is followed: its target is replaced, the link stays.
+     * An existing path that is not a regular file (a FIFO, a device) is
+     * written in place: renaming over it would replace the node itself. */
+    char *real = NULL;
+    struct stat lst, st;
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) real = realpath(path, NULL);
+    const char *shown = path;
+    if (real) path = real;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        const char *what = fd < 0 ? "cannot open" : write_all(fd, buf, size) != 0 ? "write failed" : NULL;
+        int e = what ? errno : 0;
+        if (fd >= 0 && close(fd) != 0 && !what) {
+            what = "close failed";
+            e = errno;
+        }
+        free(buf);
+        free(real);
+        return what ? bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e)) : BP_OK;
+    }
+
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
     if (!tmp) {
         free(buf);
+        free(real);
         return bp_fail(err, BP_ENOMEM, "bp_net_save: out of memory");
     }
     memcpy(tmp, path, plen);
@@ -893,11 +916,11 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
         int e = errno;
         free(tmp);
         free(buf);
-        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", path,
+        free(real);
+        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", shown,
                        strerror(e));
     }
     /* mkstemp makes the file 0600; keep an existing model's mode, else 0644. */
-    struct stat st;
     mode_t mode = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (st.st_mode & 0777) : 0644;
     const char *what = NULL;
     if (write_all(fd, buf, size) != 0) what = "write failed";
@@ -916,9 +939,12 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
     if (what) {
         unlink(tmp);
         free(tmp);
-        return bp_fail(err, BP_EIO, "%s: %s: %s", path, what, strerror(e));
+        bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e));
+        free(real);
+        return BP_EIO;
     }
     free(tmp);
     sync_parent_dir(path);
+    free(real);
     return BP_OK;
 }

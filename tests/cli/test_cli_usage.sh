@@ -123,4 +123,26 @@ run gradcheck --tolerance 0
 check "gradcheck exits 1 above the tolerance" eval '[ $rc -eq 1 ] && grep -q FAIL out && grep -q "^backprop: gradient check failed" err'
 expect_error "gradcheck invalid spec" 2 "spec:1:" gradcheck --arch "dense(3) bogus"
 
+# ---- outputs that would overwrite each other or the inputs ----
+expect_error "-o and --log the same file" 2 "-o and --log name the same file" train two.csv --epochs 1 -o m.st --log m.st
+expect_error "-o and --plot the same file, spelled differently" 2 "-o and --plot name the same file" \
+    train two.csv --epochs 1 -o ./p.st --plot p.st
+check "nothing written when outputs collide" eval '[ ! -e m.st ] && [ ! -e p.st ]'
+cp two.csv data_copy.csv
+expect_error "-o onto the training data" 2 "would overwrite the training DATA" train data_copy.csv --epochs 1 -o data_copy.csv
+check "the training data is intact" cmp -s two.csv data_copy.csv
+run train two.csv --epochs 1 --quiet -o base.st
+expect_error "predict -o onto its DATA" 2 "would overwrite the DATA" predict base.st data_copy.csv -o data_copy.csv
+run train two.csv --epochs 1 --quiet --init-from base.st -o base.st
+check "-o may equal --init-from (fine-tuning in place)" [ "$rc" -eq 0 ]
+
+# ---- special output paths ----
+echo keep >real.st
+ln -s real.st link.st
+run train two.csv --epochs 1 --quiet -o link.st
+check "-o through a symbolic link replaces its target and keeps the link" \
+    eval '[ $rc -eq 0 ] && [ -L link.st ] && "$BP" info real.st >/dev/null'
+run predict base.st two.csv -o /dev/stdout
+check "predict -o /dev/stdout writes to standard output" eval '[ $rc -eq 0 ] && [ "$(wc -l <out)" -eq 41 ]'
+
 finish
