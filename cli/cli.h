@@ -136,6 +136,8 @@ typedef struct cli_read_opts {
     int n_class_names;
     cli_need need;
     int no_target;                     /* CSV: every column is a feature */
+    const char *const *feature_names;  /* CSV: features by name (a model's), or NULL */
+    int n_feature_names;
 } cli_read_opts;
 
 /* 1 when `path` looks like an IDX file (IDX or gzip magic, or a name
@@ -172,6 +174,8 @@ typedef struct cli_model_info {
     int n_targets;        /* regression targets, 1 for classification */
     char **targets;       /* target names [n_target_names] or NULL */
     int n_target_names;
+    char **features;      /* CSV feature names the model was trained on [n_features], or NULL */
+    int n_features;
     int out_kind;         /* kind of the last layer (softmax/sigmoid already applied) */
 } cli_model_info;
 int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *model_path);

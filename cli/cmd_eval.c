@@ -55,14 +55,31 @@ static int load(model_data *m, const char *model, const char *data, const char *
     int idx = labels ? 1 : cli_is_idx(data);
     if (idx < 0) return CLI_FAIL;
     char *auto_target = NULL;
-    if (!idx && !target) {
+    int by_name = !idx && m->mi.features;
+    if (by_name) {
+        /* The model knows its CSV columns: match features and targets by
+         * name, so a reordered, missing or extra column is caught. */
+        ro.feature_names = (const char *const *)m->mi.features;
+        ro.n_feature_names = m->mi.n_features;
+        if (!target && m->mi.targets) {
+            size_t len = 1;
+            for (int i = 0; i < m->mi.n_target_names; i++) len += strlen(m->mi.targets[i]) + 1;
+            auto_target = calloc(len, 1);
+            if (!auto_target) return cli_fail(CLI_FAIL, "out of memory");
+            for (int i = 0; i < m->mi.n_target_names; i++) {
+                if (i) strcat(auto_target, ",");
+                strcat(auto_target, m->mi.targets[i]);
+            }
+        }
+        ro.target = target ? target : auto_target;
+    } else if (!idx && !target) {
         auto_target = cli_target_for(data, m->mi.targets, m->mi.n_target_names, m->mi.n_targets);
         ro.target = auto_target;
     } else {
         ro.target = target;
     }
     char msg[768];
-    if (need == CLI_TARGET_OPTIONAL && !idx && !target) {
+    if (need == CLI_TARGET_OPTIONAL && !idx && !target && !by_name) {
         /* predict: the file may hold the target column(s) or only features.
          * Read it with the model's target columns first; if that does not
          * give the model's width, read every column as a feature. */

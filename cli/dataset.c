@@ -267,6 +267,8 @@ int cli_read_data_quiet(cli_dataset *ds, const char *path, const cli_read_opts *
     co.n_class_names = o->n_class_names;
     co.target_optional = o->need == CLI_TARGET_OPTIONAL;
     co.no_target = o->no_target;
+    co.feature_names = o->feature_names;
+    co.n_feature_names = o->n_feature_names;
     bp_error err = {0};
     char **fn = NULL;
     if (bp_read_csv(&ds->d, path, &co, &fn, &err) != BP_OK)
@@ -410,6 +412,7 @@ void cli_model_info_free(cli_model_info *mi)
     if (!mi) return;
     bp_strings_free(mi->classes, mi->n_classes);
     bp_strings_free(mi->targets, mi->n_target_names);
+    bp_strings_free(mi->features, mi->n_features);
     memset(mi, 0, sizeof *mi);
 }
 
@@ -474,5 +477,14 @@ int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *path)
     }
     mi->targets = t;
     mi->n_target_names = nt;
+    int nf = 0;
+    char **fn = cli_json_strings(bp_net_get_meta(net, "features"), &nf);
+    if (fn && nf != bp_net_inputs(net)) {
+        bp_strings_free(fn, nf);
+        fn = NULL;
+        nf = 0;
+    }
+    mi->features = fn;
+    mi->n_features = nf;
     return CLI_OK;
 }

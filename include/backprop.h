@@ -257,6 +257,13 @@ typedef struct bp_csv_options {
      * integers keep their value; other labels are sorted). */
     const char *const *class_names;
     int n_class_names;
+    /* Feature columns by name (e.g. a model's features, for eval/predict):
+     * every column that is not a target must be one of these names, each
+     * once, in any order; x follows this order. A missing or an unexpected
+     * column is BP_ESHAPE naming it. NULL (or 0): every non-target column
+     * is a feature, in file order. */
+    const char *const *feature_names;
+    int n_feature_names;
 } bp_csv_options;
 
 /* Read a CSV file (RFC 4180: quoted fields, "" escapes, quoted commas and

@@ -676,8 +676,41 @@ static bp_status pick_targets(csv_job *j)
     j->ntg = nt;
     for (int i = 0; i < nt; i++) j->role[j->tcol[i]] = -(i + 1);
     int nin = 0;
-    for (int c = 0; c < j->ncols; c++)
-        if (j->role[c] == 0) j->role[c] = nin++;
+    if (o->feature_names && o->n_feature_names > 0) {
+        /* Features by name: every other column must be one of them, each
+         * once, and x follows the given order. */
+        int nf = o->n_feature_names;
+        for (int c = 0; c < j->ncols; c++) {
+            if (j->role[c] < 0) continue;
+            int k = 0;
+            while (k < nf && strcmp(j->header[c], o->feature_names[k]) != 0) k++;
+            char ex[64];
+            bp_quote_excerpt(ex, sizeof ex, j->header[c], strlen(j->header[c]));
+            if (k == nf)
+                return bp_fail(err, BP_ESHAPE, "%s:1:%d: column %s is neither a feature nor a target "
+                               "of the model", name, c + 1, ex);
+            for (int q = 0; q < c; q++)
+                if (j->role[q] >= 0 && j->role[q] == k + 1)
+                    return bp_fail(err, BP_ESHAPE, "%s:1:%d: feature column %s appears twice", name,
+                                   c + 1, ex);
+            j->role[c] = k + 1; /* shifted by one while 0 still means "unassigned" */
+            nin++;
+        }
+        for (int k = 0; k < nf && nin < nf; k++) {
+            int found = 0;
+            for (int c = 0; c < j->ncols && !found; c++) found = j->role[c] == k + 1;
+            if (!found) {
+                char ex[64];
+                bp_quote_excerpt(ex, sizeof ex, o->feature_names[k], strlen(o->feature_names[k]));
+                return bp_fail(err, BP_ESHAPE, "%s: missing feature column %s", name, ex);
+            }
+        }
+        for (int c = 0; c < j->ncols; c++)
+            if (j->role[c] > 0) j->role[c]--;
+    } else {
+        for (int c = 0; c < j->ncols; c++)
+            if (j->role[c] == 0) j->role[c] = nin++;
+    }
     if (nin == 0) {
         char ex[64];
         bp_quote_excerpt(ex, sizeof ex, j->header[0], strlen(j->header[0]));

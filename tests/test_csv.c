@@ -463,8 +463,38 @@ static void test_files(void)
     remove(tmp);
 }
 
+/* Features by name: reordered columns land in the given order; a missing,
+ * an unknown or a repeated column is BP_ESHAPE with its name. */
+static void test_feature_names(void)
+{
+    const char *names[] = {"a", "b"};
+    bp_csv_options o = {0};
+    o.target = "y";
+    o.feature_names = names;
+    o.n_feature_names = 2;
+    bp_data d;
+    const char *csv = "b,y,a\n2,0,1\n4,1,3\n";
+    CHECK(bp_read_csv_mem(&d, csv, strlen(csv), "f.csv", &o, NULL, &err) == BP_OK, "%s", err.message);
+    CHECK(d.n_inputs == 2 && d.x[0] == 1 && d.x[1] == 2 && d.x[2] == 3 && d.x[3] == 4,
+          "features reordered to a,b: %g %g %g %g", d.x[0], d.x[1], d.x[2], d.x[3]);
+    bp_data_free(&d);
+    struct {
+        const char *csv, *msg;
+    } bad[] = {
+        {"a,y\n1,0\n", "missing feature column \"b\""},
+        {"a,b,c,y\n1,2,3,0\n", "f.csv:1:3: column \"c\" is neither"},
+        {"a,b,a,y\n1,2,3,0\n", "f.csv:1:3: feature column \"a\" appears twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bp_status s = bp_read_csv_mem(&d, bad[i].csv, strlen(bad[i].csv), "f.csv", &o, NULL, &err);
+        CHECK(s == BP_ESHAPE && strstr(err.message, bad[i].msg), "case %zu: %s, '%s'", i, bp_status_name(s),
+              err.message);
+    }
+}
+
 int main(void)
 {
+    test_feature_names();
     test_basic();
     test_quoting();
     test_line_endings();

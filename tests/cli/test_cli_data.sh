@@ -109,12 +109,33 @@ expect_error "eval: IDX label outside the model's classes" 1 "lab5.idx.*label 5"
 # ---- shapes: model vs data ----
 printf 'a,b,c,y\n1,2,3,0\n4,5,6,1\n' >three_feat.csv
 train_ok "two-feature model" lf.csv --epochs 1 -o two.safetensors --quiet
-expect_error "eval: data has more features than the model" 1 "three_feat.csv has 3 features.*takes 2 inputs" eval two.safetensors three_feat.csv
-expect_error "predict: data width differs from the model" 1 "three_feat.csv.*3 features.*2 inputs" predict two.safetensors three_feat.csv
+expect_error "eval: a column the model does not know" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither a feature nor a target" eval two.safetensors three_feat.csv
+expect_error "predict: a column the model does not know" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither" predict two.safetensors three_feat.csv
 expect_error "eval: IDX data on a CSV model" 1 "img.idx has 4 features.*takes 2 inputs" eval two.safetensors img.idx --labels lab.idx
 expect_error "--val with another feature count" 1 "three_feat.csv has 3 features" train lf.csv --val three_feat.csv -o m.safetensors
 expect_error "--init-from a model of another input size" 1 "takes 2 inputs" train three_feat.csv --init-from two.safetensors -o m.safetensors
 printf 'a,b,y\n1,2,7\n' >unknown_label.csv
 expect_error "eval: unknown class label" 1 "unknown_label.csv:2" eval two.safetensors unknown_label.csv
+
+# ---- columns are matched by name against the model's features ----
+{
+    echo "a,b,label"
+    for i in $(seq 1 30); do echo "$i,-$i,hi"; echo "-$i,$i,lo"; done
+} >ab.csv
+awk -F, 'BEGIN { OFS = "," } { print $2, $1, $3 }' ab.csv >ba.csv   # a and b swapped, names too
+cut -d, -f1,3 ab.csv >a_only.csv
+train_ok "two named features" ab.csv --epochs 30 --batch 8 -o ab.safetensors --quiet
+run eval ab.safetensors ab.csv --json
+acc_ab=$(sed -n 's/.*"accuracy": *\([0-9.]*\).*/\1/p' out)
+run eval ab.safetensors ba.csv --json
+acc_ba=$(sed -n 's/.*"accuracy": *\([0-9.]*\).*/\1/p' out)
+check "eval on reordered columns gives the same accuracy ($acc_ab vs $acc_ba)" \
+    eval '[ -n "$acc_ab" ] && [ "$acc_ab" = "$acc_ba" ] && awk -v a="$acc_ab" "BEGIN { exit !(a >= 0.9) }"'
+run predict ab.safetensors ab.csv
+cp out p_ab.csv
+run predict ab.safetensors ba.csv
+check "predict on reordered columns gives the same predictions" cmp -s p_ab.csv out
+expect_error "eval: a feature column is missing" 1 "a_only.csv: missing feature column \"b\"" eval ab.safetensors a_only.csv
+expect_error "predict: a feature column is missing" 1 "a_only.csv: missing feature column \"b\"" predict ab.safetensors a_only.csv
 
 finish
