@@ -175,8 +175,11 @@ static int parse_args(train_args *a, int argc, char **argv)
         return cli_fail(CLI_USAGE, "--val-split: %g is out of range (a fraction in (0, 1))", a->val_split);
     if (a->val_labels && !a->val)
         return cli_fail(CLI_USAGE, "train: --val-labels needs --val FILE");
-    if (a->labels && a->val && !a->val_labels)
-        return cli_fail(CLI_USAGE, "train: IDX validation images need --val-labels FILE");
+    if (a->val && !a->val_labels) {
+        int vi = cli_is_idx(a->val);
+        if (vi < 0) return CLI_FAIL; /* cannot open: message printed */
+        if (vi == 1) return cli_fail(CLI_USAGE, "train: IDX validation images need --val-labels FILE");
+    }
     if (a->arch) {
         /* A bad spec is a usage error, found before any data is read. */
         static bp_layer_desc layers[4096];

@@ -82,8 +82,11 @@ int cli_double(const char *opt, const char *text, double lo, double hi, double *
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (end == text || *end != '\0' || !isfinite(v) || errno == ERANGE)
+    if (end == text || *end != '\0')
         return cli_fail(CLI_USAGE, "%s: '%s' is not a number", opt, text);
+    if (!isfinite(v) || (errno == ERANGE && fabs(v) > 1))
+        return cli_fail(CLI_USAGE, "%s: '%s' is out of range (a finite number is needed)", opt, text);
+    if (errno == ERANGE) v = 0; /* underflow: as good as zero */
     if (v < lo || v > hi) {
         if (hi >= DBL_MAX) return cli_fail(CLI_USAGE, "%s: %s is out of range (at least %g)", opt, text, lo);
         return cli_fail(CLI_USAGE, "%s: %s is out of range (%g to %g)", opt, text, lo, hi);
