@@ -29,6 +29,9 @@ bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x, const bp_rea
 {
     if (!net || !x || !y || !res) return bp_fail(err, BP_EINVAL, "bp_gradcheck: NULL argument");
     memset(res, 0, sizeof *res);
+    if (!isfinite(eps) || !isfinite(floor) || eps > 1)
+        return bp_fail(err, BP_EINVAL, "bp_gradcheck: eps must be in (0, 1] and floor finite (got %g, %g)",
+                       eps, floor);
 #ifdef BP_DOUBLE
     if (eps <= 0) eps = 1e-3;
     if (floor <= 0) floor = 1e-9;

@@ -106,6 +106,8 @@ int main(void)
         CHECK(res.max_rel_error > TOL, "a coarse step should be detected, got %.3g", res.max_rel_error);
         CHECK(bp_gradcheck(net, BP_LOSS_MSE, NULL, y, 2, 0, 0, &res, &err) == BP_EINVAL,
               "NULL input must be rejected");
+        CHECK(bp_gradcheck(net, BP_LOSS_MSE, x, y, 2, NAN, 0, &res, &err) == BP_EINVAL, "NaN eps rejected");
+        CHECK(bp_gradcheck(net, BP_LOSS_MSE, x, y, 2, 1e300, 0, &res, &err) == BP_EINVAL, "huge eps rejected");
         bp_net_free(net);
     }
     return check_done(NAME);
