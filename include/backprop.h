@@ -593,10 +593,10 @@ typedef struct bp_gradcheck_result {
 /* Compare backprop's gradient of `loss` on the batch x [n, inputs], y with
  * central finite differences for every parameter of the network:
  *   numeric = [8 (L(p+h) - L(p-h)) - (L(p+2h) - L(p-2h))] / (12 h), h = eps
- * (fourth-order accurate); eps must be at most 1 (BP_EINVAL for NaN/Inf). Dropout masks are drawn once and reused for every
- * evaluation. eps <= 0 and floor <= 0 pick defaults for the build's
- * precision (double: 1e-3 and 1e-9; float: 1e-2 and 1e-3). Parameters are
- * restored afterwards. */
+ * (fourth-order accurate). Dropout masks are drawn once and reused for
+ * every evaluation. eps <= 0 and floor <= 0 pick defaults for the build's
+ * precision (double: 1e-3 and 1e-9; float: 1e-2 and 1e-3); an eps above 1,
+ * NaN or Inf is BP_EINVAL. Parameters are restored afterwards. */
 bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x,
                        const bp_real *y, int n, double eps, double floor,
                        bp_gradcheck_result *res, bp_error *err);
