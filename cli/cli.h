@@ -104,6 +104,8 @@ typedef struct cli_outfile {
     char *tmp;
 } cli_outfile;
 int cli_out_open(cli_outfile *o, const char *path);      /* CLI_FAIL + message */
+/* "a,b,c": names joined by commas (a --target list); malloc'd, NULL if out of memory. */
+char *cli_join_names(char *const *names, int n);
 /* 1 if a and b name the same file (same text, or same device and inode). */
 int cli_same_file(const char *a, const char *b);
 /* CLI_USAGE + message if two outputs are the same file or an output is one

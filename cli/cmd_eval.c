@@ -62,14 +62,8 @@ static int load(model_data *m, const char *model, const char *data, const char *
         ro.feature_names = (const char *const *)m->mi.features;
         ro.n_feature_names = m->mi.n_features;
         if (!target && m->mi.targets) {
-            size_t len = 1;
-            for (int i = 0; i < m->mi.n_target_names; i++) len += strlen(m->mi.targets[i]) + 1;
-            auto_target = calloc(len, 1);
+            auto_target = cli_join_names(m->mi.targets, m->mi.n_target_names);
             if (!auto_target) return cli_fail(CLI_FAIL, "out of memory");
-            for (int i = 0; i < m->mi.n_target_names; i++) {
-                if (i) strcat(auto_target, ",");
-                strcat(auto_target, m->mi.targets[i]);
-            }
         }
         ro.target = target ? target : auto_target;
     } else if (!idx && !target) {

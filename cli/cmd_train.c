@@ -387,20 +387,6 @@ static int split_data(const bp_data *d, double frac, uint64_t seed, bp_data *tra
 }
 
 /* Join names with commas (a --target value naming the model's targets). */
-static char *join_names(char *const *s, int n)
-{
-    size_t len = 1;
-    for (int i = 0; i < n; i++) len += strlen(s[i]) + 1;
-    char *out = malloc(len);
-    if (!out) return NULL;
-    out[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i) strcat(out, ",");
-        strcat(out, s[i]);
-    }
-    return out;
-}
-
 /* 1 when every name is a column of the CSV header of `path`. */
 static int header_has(const char *path, char *const *names, int n)
 {
@@ -510,7 +496,7 @@ static int prepare_data(train_state *s)
             ro.n_class_names = mi->n_classes;
         }
         if (!a->target && mi->targets && !a->labels && header_has(a->data, mi->targets, mi->n_target_names)) {
-            model_target = join_names(mi->targets, mi->n_target_names);
+            model_target = cli_join_names(mi->targets, mi->n_target_names);
             if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
             ro.target = model_target;
         }
@@ -565,7 +551,7 @@ static int prepare_data(train_state *s)
         vo.n_class_names = s->classify ? s->n_classes : 0;
         if (!s->ds.is_idx && s->ds.targets && !a->target &&
             header_has(a->val, s->ds.targets, s->ds.n_target_names)) {
-            model_target = join_names(s->ds.targets, s->ds.n_target_names);
+            model_target = cli_join_names(s->ds.targets, s->ds.n_target_names);
             if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
             vo.target = model_target;
         }

@@ -327,16 +327,7 @@ char *cli_target_for(const char *path, char *const *names, int n_names, int n_ta
     }
     char *out = NULL;
     if (all) {
-        size_t len = 1;
-        for (int i = 0; i < n_names; i++) len += strlen(names[i]) + 1;
-        out = malloc(len);
-        if (out) {
-            out[0] = '\0';
-            for (int i = 0; i < n_names; i++) {
-                if (i) strcat(out, ",");
-                strcat(out, names[i]);
-            }
-        }
+        out = cli_join_names(names, n_names);
     } else if (n_targets >= 1 && n_targets < nh) {
         /* The last n_targets columns, by index. */
         size_t len = (size_t)n_targets * 12 + 1;

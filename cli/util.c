@@ -225,6 +225,20 @@ static char *canonical_path(const char *path)
     return r;
 }
 
+char *cli_join_names(char *const *names, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(names[i]) + 1;
+    char *out = malloc(len);
+    if (!out) return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(out, ",");
+        strcat(out, names[i]);
+    }
+    return out;
+}
+
 int cli_same_file(const char *a, const char *b)
 {
     if (!a || !b) return 0;
