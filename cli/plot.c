@@ -107,7 +107,12 @@ typedef struct panel {
     axis xa, ya;
 } panel;
 
-static double px(const panel *p, double x) { return p->x0 + (x - p->xa.lo) / (p->xa.hi - p->xa.lo) * p->w; }
+/* x maps into the plot area less a 10-unit inset, so the first and last
+ * epochs' points are not cut by the frame. */
+static double px(const panel *p, double x)
+{
+    return p->x0 + 10 + (x - p->xa.lo) / (p->xa.hi - p->xa.lo) * (p->w - 20);
+}
 static double py(const panel *p, double y) { return p->y0 + p->h - (y - p->ya.lo) / (p->ya.hi - p->ya.lo) * p->h; }
 
 static void series(FILE *f, const panel *p, const double *v, int n, const char *color, int dashed)
