@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------ */
@@ -169,6 +170,14 @@ static int parse_args(train_args *a, int argc, char **argv)
         if (r) return r;
     }
     if (!a->data) return cli_fail(CLI_USAGE, "train: missing DATA file (see 'backprop train --help')");
+    if (a->plot) {
+        /* The plot is SVG; a raster or PDF name would mislabel the file. */
+        static const char *const raster[] = {".png", ".jpg", ".jpeg", ".gif", ".pdf", ".bmp", ".tif", ".tiff"};
+        const char *dot = strrchr(a->plot, '.');
+        for (size_t i = 0; dot && i < sizeof raster / sizeof raster[0]; i++)
+            if (strcasecmp(dot, raster[i]) == 0)
+                return cli_fail(CLI_USAGE, "--plot writes SVG; name the file .svg, not '%s'", dot);
+    }
     if (a->val && a->val_split > 0)
         return cli_fail(CLI_USAGE, "train: give either --val FILE or --val-split F, not both");
     if (a->val_split >= 1)

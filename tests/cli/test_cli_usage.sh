@@ -124,6 +124,7 @@ check "gradcheck exits 1 above the tolerance" eval '[ $rc -eq 1 ] && grep -q FAI
 expect_error "gradcheck invalid spec" 2 "spec:1:" gradcheck --arch "dense(3) bogus"
 
 # ---- outputs that would overwrite each other or the inputs ----
+expect_error "--plot with a PNG name" 2 "--plot writes SVG" train two.csv --epochs 1 --plot curves.png
 expect_error "-o and --log the same file" 2 "-o and --log name the same file" train two.csv --epochs 1 -o m.st --log m.st
 expect_error "-o and --plot the same file, spelled differently" 2 "-o and --plot name the same file" \
     train two.csv --epochs 1 -o ./p.st --plot p.st
