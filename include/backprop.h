@@ -583,11 +583,16 @@ bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data,
 /* ------------------------------------------------------------------------ */
 
 typedef struct bp_gradcheck_result {
-    double max_rel_error;     /* worst |analytic - numeric| / max(|a|, |n|, floor) */
-    int worst_layer;          /* layer index of the worst parameter */
+    double max_rel_error;     /* worst |analytic - numeric| / max(|a|, |n|, floor)
+                                 over the judged entries (0 if none) */
+    int worst_layer;          /* layer index of the worst judged parameter, -1 if none */
     size_t worst_index;       /* index in that layer's [weight..., bias...] */
     double analytic, numeric; /* the two gradients at the worst parameter */
-    size_t checked;           /* parameters compared */
+    size_t checked;           /* parameters compared, judged or not */
+    /* Added after 0.1.0, at the end so the fields above keep their offsets
+     * (the struct grew: code built against an older header must be rebuilt). */
+    size_t kinks;             /* parameters not judged: their stencil crosses a kink */
+    double kink_max_rel_error; /* worst relative error among those (information only) */
 } bp_gradcheck_result;
 
 /* Compare backprop's gradient of `loss` on the batch x [n, inputs], y with
@@ -596,7 +601,16 @@ typedef struct bp_gradcheck_result {
  * (fourth-order accurate). Dropout masks are drawn once and reused for
  * every evaluation. eps <= 0 and floor <= 0 pick defaults for the build's
  * precision (double: 1e-3 and 1e-9; float: 1e-2 and 1e-3); an eps above 1,
- * NaN or Inf is BP_EINVAL. Parameters are restored afterwards. */
+ * NaN or Inf is BP_EINVAL. Parameters are restored afterwards.
+ *
+ * Kinks: relu and leaky_relu have no derivative where their input is 0.
+ * A parameter whose perturbations (p +- h, p +- 2h) move the input of some
+ * relu/leaky_relu unit, for some sample, to the other side of 0 than at p
+ * is counted in `kinks` and left out of max_rel_error and worst_*: there
+ * the difference quotient mixes two slopes and its disagreement with the
+ * one-sided derivative backprop uses says nothing about the code. Every
+ * parameter is still counted in `checked`; checked - kinks were judged.
+ * The other layers and the losses are smooth. */
 bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x,
                        const bp_real *y, int n, double eps, double floor,
                        bp_gradcheck_result *res, bp_error *err);

@@ -146,6 +146,14 @@ int bp_optim_state_count(const bp_train_config *cfg);
 /* Learning rate of step t (0-based) under cfg's schedule. */
 double bp_schedule_lr(const bp_train_config *cfg, long t);
 
+/* ---- gradient check (src/gradcheck.c) ----
+ * bp_gradcheck, comparing the finite differences with `analytic`
+ * [n_params, in net->params order] instead of backprop's gradient when it
+ * is not NULL: lets tests check that a wrong gradient is caught. */
+bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, const bp_real *y,
+                               int n, double eps, double floor, const bp_real *analytic,
+                               bp_gradcheck_result *res, bp_error *err);
+
 /* ---- model files (src/safetensors.c) ----
  * In-memory twins of bp_net_load / bp_net_load_weights / bp_net_save, for
  * the fuzzer and tests. `data` [size] is a whole safetensors image; `name`

@@ -1,0 +1,1 @@
+#include "test_gradcheck_kinks.c"
