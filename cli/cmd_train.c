@@ -533,6 +533,14 @@ static void state_free(train_state *s)
     free(s->spec);
 }
 
+/* 1 when a read failed on the columns matched by name (the message then
+ * says by what they were matched). */
+static int by_name_error(const char *msg)
+{
+    return strstr(msg, "missing feature column") || strstr(msg, "is neither a feature") ||
+           strstr(msg, "appears twice");
+}
+
 /* Read training and validation data; decide task, loss and classes. */
 static int prepare_data(train_state *s)
 {
@@ -568,7 +576,7 @@ static int prepare_data(train_state *s)
     char msg[768];
     int st = cli_read_data_quiet(&s->ds, a->data, &ro, msg, sizeof msg);
     free(model_target);
-    if (st && ro.feature_names)
+    if (st && ro.feature_names && by_name_error(msg))
         return cli_fail(st, "%s (with --init-from, the columns are matched to %s's features by "
                         "name)", msg, a->init_from);
     if (st) return cli_fail(st, "%s", msg);
@@ -623,7 +631,9 @@ static int prepare_data(train_state *s)
          * to its order), not by position. */
         vo.feature_names = (const char *const *)s->ds.features;
         vo.n_feature_names = s->ds.features ? d->n_inputs : 0;
-        if (!s->ds.is_idx && s->ds.targets && !a->target &&
+        /* The training targets by name too (also when --target gave an
+         * index: the validation file's columns may be in another order). */
+        if (!s->ds.is_idx && s->ds.targets &&
             header_has(a->val, s->ds.targets, s->ds.n_target_names)) {
             model_target = cli_join_names(s->ds.targets, s->ds.n_target_names);
             if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
@@ -631,7 +641,7 @@ static int prepare_data(train_state *s)
         }
         st = cli_read_data_quiet(&s->vds, a->val, &vo, msg, sizeof msg);
         free(model_target);
-        if (st && vo.feature_names)
+        if (st && vo.feature_names && by_name_error(msg))
             return cli_fail(st, "%s (--val columns are matched to %s's by name)", msg, a->data);
         if (st) return cli_fail(st, "%s", msg);
         bp_data *v = &s->vds.d;
@@ -1067,7 +1077,9 @@ static int run_steps(train_state *s)
     if (s->plot.f) {
         char title[512];
         snprintf(title, sizeof title, "%s: %s", out, bp_net_spec(s->net));
-        cli_plot_svg(s->plot.f, h, s->classify, title, bp_loss_name(s->loss));
+        /* The curves are the epochs' losses: in the scaled units. */
+        cli_plot_svg(s->plot.f, h, s->classify, title,
+                     s->tnorm.kind != BP_NORM_NONE ? "mse of the scaled targets" : bp_loss_name(s->loss));
     }
     if (bp_net_save(s->net, out, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if (s->log.f && (st = cli_out_commit(&s->log))) return st;

@@ -50,6 +50,11 @@ check "a swapped --val file reports the same validation loss and accuracy ('$v1'
     eval '[ -n "$v1" ] && [ "$v1" = "$v2" ]'
 run eval v1.safetensors va_sw.csv
 check "eval on the swapped file agrees with --val" eval '[ "$(field accuracy "$T/out")" = "${v1##* }" ]'
+# --target by index: the validation file's target is found by its name.
+awk -F, -v OFS=, '{ print $5, $1, $2, $3, $4 }' va.csv >va_tfirst.csv
+train_ok "--target 4 and a --val file with the target first" tr.csv --target 4 --val va_tfirst.csv --epochs 40 --threads 1 -o v3.safetensors --quiet
+v3=$(grep -o 'validation loss [0-9.]* accuracy [0-9.]*' "$T/out")
+check "... reports the same validation numbers ('$v3')" eval '[ "$v1" = "$v3" ]'
 run train tr.csv --val va_missing.csv -o m.safetensors --quiet
 check "--val without a training column: exit 1 naming it" \
     eval '[ "$rc" -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "missing feature column \"pw\"" "$T/err" && [ ! -e m.safetensors ]'
