@@ -74,8 +74,6 @@ static int load(model_data *m, const char *model, const char *data, const char *
     } else {
         ro.target = target;
     }
-    if (idx && target) fprintf(stderr, "backprop: note: --target does nothing with IDX data (the "
-                               "labels come from --labels)\n");
     char msg[768];
     if (need == CLI_TARGET_OPTIONAL && !idx && !target && !by_name) {
         /* predict: the file may hold the target column(s) or only features.
@@ -147,6 +145,9 @@ static int load(model_data *m, const char *model, const char *data, const char *
         if (bp_norm_invert(&m->tnorm, m->out, d->n, &err) != BP_OK)
             return cli_fail(CLI_FAIL, "%s", err.message);
     }
+    /* (Only now: an error stays one line.) */
+    if (idx && target) fprintf(stderr, "backprop: note: --target does nothing with IDX data (the "
+                               "labels come from --labels)\n");
     return CLI_OK;
 }
 

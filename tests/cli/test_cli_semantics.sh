@@ -88,6 +88,7 @@ saved_val=$(sed -n 's/.*validation loss \([0-9.]*\).*/\1/p' "$T/out")
 check "the final losses say they are in the targets' units" grep -q "(mse in the targets' units)" "$T/out"
 check "target scaling stored in the model" eval '[ "$(meta reg.safetensors normalize_target)" = standard ] &&
     [ -n "$(meta reg.safetensors target_shift)" ] && [ -n "$(meta reg.safetensors target_scale)" ]'
+check "info shows the target scaling" eval '"$BP" info reg.safetensors | grep -q "^targets *standard"'
 run eval reg.safetensors big_va.csv
 r2=$(field r2 "$T/out")
 check "R^2 on large-scale targets with the defaults >= 0.9 (got $r2)" ge "$r2" 0.9
