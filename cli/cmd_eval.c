@@ -20,7 +20,8 @@ typedef struct model_data {
     cli_model_info mi;
     cli_dataset ds;
     bp_norm norm;
-    bp_real *out;       /* [n, outputs] network outputs */
+    bp_norm tnorm;      /* regression targets' scaling, inverted on the outputs */
+    bp_real *out;       /* [n, outputs] network outputs (in the targets' units) */
 } model_data;
 
 static void md_free(model_data *m)
@@ -29,6 +30,7 @@ static void md_free(model_data *m)
     cli_model_info_free(&m->mi);
     cli_dataset_free(&m->ds);
     bp_norm_free(&m->norm);
+    bp_norm_free(&m->tnorm);
     free(m->out);
     memset(m, 0, sizeof *m);
 }
@@ -97,6 +99,9 @@ static int load(model_data *m, const char *model, const char *data, const char *
         st = cli_read_data_quiet(&m->ds, data, &ro, msg, sizeof msg);
     }
     free(auto_target);
+    /* A CSV file that lacks the model's target columns (or has other ones)
+     * is a data error, not a usage error, unless --target named them. */
+    if (st == CLI_USAGE && !idx && !target) st = CLI_FAIL;
     if (st) return cli_fail(st, "%s", msg);
 
     bp_data *d = &m->ds.d;
@@ -132,6 +137,17 @@ static int load(model_data *m, const char *model, const char *data, const char *
             BP_OK)
             return cli_fail(CLI_FAIL, "%s", err.message);
     }
+    if (!m->mi.classify) {
+        /* A model trained on standardized targets: outputs back in the
+         * targets' units (predictions and every error measure). */
+        if (bp_norm_targets_from_meta(&m->tnorm, m->net, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
+        if (bp_norm_invert(&m->tnorm, m->out, d->n, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s", err.message);
+    }
+    /* (Only now: an error stays one line.) */
+    if (idx && target) fprintf(stderr, "backprop: note: --target does nothing with IDX data (the "
+                               "labels come from --labels)\n");
     return CLI_OK;
 }
 
@@ -310,6 +326,7 @@ static int eval_regression(const model_data *m, double loss, int json, const cha
 {
     const bp_data *d = &m->ds.d;
     int T = d->n_targets, n = d->n;
+    int scaled = m->tnorm.kind != BP_NORM_NONE;
     double *mse = calloc((size_t)T, sizeof *mse), *mae = calloc((size_t)T, sizeof *mae);
     double *mean = calloc((size_t)T, sizeof *mean), *r2 = calloc((size_t)T, sizeof *r2);
     int st = CLI_OK;
@@ -337,6 +354,9 @@ static int eval_regression(const model_data *m, double loss, int json, const cha
         all_mae += mae[t] / T;
         all_r2 += r2[t] / T;
     }
+    /* The mse loss is the mean over rows and targets: with scaled targets
+     * the network's own loss is in the scaled units; report the data's. */
+    if (scaled) loss = all_mse;
     if (!json) {
         printf("model     %s (%s)\n", model, bp_net_spec(m->net));
         printf("data      %s\n", data);
@@ -460,7 +480,8 @@ int cmd_eval(int argc, char **argv)
         bp_error err = {0};
         double loss = NAN;
         bp_data *d = &m.ds.d;
-        if (bp_evaluate(m.net, m.mi.loss, d, &loss, NULL, &err) != BP_OK)
+        int scaled = !m.mi.classify && m.tnorm.kind != BP_NORM_NONE; /* loss from m.out */
+        if (!scaled && bp_evaluate(m.net, m.mi.loss, d, &loss, NULL, &err) != BP_OK)
             st = cli_fail(CLI_FAIL, "%s", err.message);
         else if (m.mi.classify)
             st = eval_classification(&m, loss, a.json, a.model, a.data);

@@ -140,6 +140,17 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
     } else {
         printf("normalize   invalid: %s\n", err.message);
     }
+    if (!mi->classify) {
+        if (bp_norm_targets_from_meta(&nm, net, &err) == BP_OK) {
+            printf("targets     %s", bp_norm_name(nm.kind));
+            if (nm.kind != BP_NORM_NONE)
+                printf(" (trained on y' = (y - shift) * scale; outputs mapped back)");
+            printf("\n");
+            bp_norm_free(&nm);
+        } else {
+            printf("targets     invalid: %s\n", err.message);
+        }
+    }
 
     printf("\n%-5s  %-18s  %-8s  %10s  %-28s  %s\n", "layer", "kind", "output", "parameters",
            "tensors", "checksum");

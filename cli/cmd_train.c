@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,8 +28,8 @@ enum {
     O_HELP, O_LABELS, O_OUT, O_TARGET, O_TASK, O_ARCH, O_LOSS, O_INIT, O_OPTIMIZER, O_LR,
     O_MOMENTUM, O_WD, O_L1, O_L2, O_CLIP_NORM, O_CLIP_VALUE, O_SCHEDULE, O_WARMUP, O_STEP_SIZE,
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
-    O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_INIT_FROM, O_FREEZE, O_THREADS, O_LOG,
-    O_PLOT, O_QUIET
+    O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
+    O_THREADS, O_LOG, O_PLOT, O_QUIET, O_COUNT
 };
 
 static const cli_opt train_opts[] = {
@@ -63,6 +64,7 @@ static const cli_opt train_opts[] = {
     [O_NO_SHUFFLE] = {"--no-shuffle", NULL, 0},
     [O_SEED] = {"--seed", NULL, 1},
     [O_NORMALIZE] = {"--normalize", NULL, 1},
+    [O_NORMALIZE_TARGET] = {"--normalize-target", NULL, 1},
     [O_INIT_FROM] = {"--init-from", NULL, 1},
     [O_FREEZE] = {"--freeze", NULL, 1},
     [O_THREADS] = {"--threads", NULL, 1},
@@ -87,7 +89,9 @@ typedef struct train_args {
     bp_schedule schedule;
     int warmup, step_size, batch, epochs, early_stop, no_shuffle, freeze, threads, quiet;
     int normalize;       /* -1 unset, else bp_norm_kind */
+    int normalize_target; /* -1 unset, else bp_norm_kind */
     uint64_t seed;
+    char given[O_COUNT]; /* 1 for each option on the command line (for the notices) */
 } train_args;
 
 static int parse_args(train_args *a, int argc, char **argv)
@@ -100,7 +104,7 @@ static int parse_args(train_args *a, int argc, char **argv)
     static const char *const scheds[] = {"constant", "step", "exp", "cosine", NULL};
     static const char *const norms[] = {"none", "standard", "minmax", NULL};
     memset(a, 0, sizeof *a);
-    a->task = a->loss = a->init = a->normalize = -1;
+    a->task = a->loss = a->init = a->normalize = a->normalize_target = -1;
     a->optimizer = BP_ADAM;
     a->schedule = BP_SCHED_CONSTANT;
     a->step_size = 10;
@@ -113,6 +117,7 @@ static int parse_args(train_args *a, int argc, char **argv)
     int k, r = 0, choice;
     while ((k = cli_next(&p, train_opts, &v)) != CLI_ARG_END) {
         const char *name = k >= 0 ? train_opts[k].name : NULL;
+        if (k >= 0) a->given[k] = 1;
         switch (k) {
         case CLI_ARG_ERROR: return CLI_USAGE;
         case CLI_ARG_POSITIONAL:
@@ -159,6 +164,7 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_NO_SHUFFLE: a->no_shuffle = 1; break;
         case O_SEED: r = cli_u64(name, v, &a->seed); break;
         case O_NORMALIZE: r = cli_choice(name, v, norms, &a->normalize); break;
+        case O_NORMALIZE_TARGET: r = cli_choice(name, v, norms, &a->normalize_target); break;
         case O_INIT_FROM: a->init_from = v; break;
         case O_FREEZE: r = cli_int(name, v, 0, 1000000, &a->freeze); break;
         case O_THREADS: r = cli_int(name, v, 0, 4096, &a->threads); break;
@@ -395,7 +401,6 @@ static int split_data(const bp_data *d, double frac, uint64_t seed, bp_data *tra
     return st;
 }
 
-/* Join names with commas (a --target value naming the model's targets). */
 /* 1 when every name is a column of the CSV header of `path`. */
 static int header_has(const char *path, char *const *names, int n)
 {
@@ -409,6 +414,45 @@ static int header_has(const char *path, char *const *names, int n)
     }
     bp_strings_free(h, nh);
     return all;
+}
+
+/* A warning when the class labels look wrong: integer labels are class
+ * indices, so one stray label (200 among 0..9) makes 191 classes that no
+ * row has; and a class count near the row count is rather a numeric target
+ * or an id column. `src` names the file of the labels. */
+static void warn_classes(const bp_data *d, const char *src, char *w, size_t wsize)
+{
+    int K = d->n_classes, n = d->n;
+    int *count = calloc((size_t)K, sizeof *count);
+    if (!count) return; /* only a warning */
+    for (int r = 0; r < n; r++) {
+        int c = (int)d->y[r];
+        if (c >= 0 && c < K) count[c]++;
+    }
+    int empty = 0;
+    for (int k = 0; k < K; k++) empty += count[k] == 0;
+    if (empty > 0) {
+        char list[160];
+        size_t len = 0;
+        int shown = 0;
+        list[0] = '\0';
+        for (int k = 0; k < K && shown < 6; k++) {
+            if (count[k]) continue;
+            const char *nm = d->class_names ? d->class_names[k] : NULL;
+            char b[32];
+            if (!nm) snprintf(b, sizeof b, "%d", k), nm = b;
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%.20s", shown ? ", " : "", nm);
+            if (len >= sizeof list) len = sizeof list - 1;
+            shown++;
+        }
+        snprintf(w, wsize, "%s: %d classes for %d rows, and %d of them have no rows (%s%s): "
+                 "integer labels are class indices, so one stray label adds classes (numeric "
+                 "targets: --task regress)", src, K, n, empty, list, empty > shown ? ", ..." : "");
+    } else if (K >= 10 && 2L * K > n) {
+        snprintf(w, wsize, "%s: %d classes for %d rows, most with a single row: is the target "
+                 "numeric (--task regress) or an id column (--target)?", src, K, n);
+    }
+    free(count);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -460,12 +504,14 @@ typedef struct train_state {
     int classify;
     bp_loss loss;
     bp_norm norm;
+    bp_norm tnorm;                /* regression targets' scaling (kind NONE to classify) */
     bp_net *net, *base;
     cli_model_info base_info;
     bp_trainer *tr;
     cli_outfile log, plot;
     progress pg;
     char *spec;
+    char warning[512];            /* printed when training starts (an error stays one line) */
 } train_state;
 
 static void state_free(train_state *s)
@@ -476,6 +522,7 @@ static void state_free(train_state *s)
     own_free(&s->vsplit);
     bp_strings_free(s->classes, s->n_classes);
     bp_norm_free(&s->norm);
+    bp_norm_free(&s->tnorm);
     bp_trainer_free(s->tr);
     bp_net_free(s->net);
     bp_net_free(s->base);
@@ -484,6 +531,14 @@ static void state_free(train_state *s)
     cli_out_abort(&s->plot);
     cli_history_free(&s->pg.hist);
     free(s->spec);
+}
+
+/* 1 when a read failed on the columns matched by name (the message then
+ * says by what they were matched). */
+static int by_name_error(const char *msg)
+{
+    return strstr(msg, "missing feature column") || strstr(msg, "is neither a feature") ||
+           strstr(msg, "appears twice");
 }
 
 /* Read training and validation data; decide task, loss and classes. */
@@ -509,10 +564,22 @@ static int prepare_data(train_state *s)
             if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
             ro.target = model_target;
         }
+        /* The first layer's weights belong to the base model's columns:
+         * match them by name, as eval and predict do, so a reordered file
+         * is reordered (and a missing or extra column is an error). IDX
+         * reads ignore the names. */
+        if (!a->labels && mi->features) {
+            ro.feature_names = (const char *const *)mi->features;
+            ro.n_feature_names = mi->n_features;
+        }
     }
-    int st = cli_read_data(&s->ds, a->data, &ro);
+    char msg[768];
+    int st = cli_read_data_quiet(&s->ds, a->data, &ro, msg, sizeof msg);
     free(model_target);
-    if (st) return st;
+    if (st && ro.feature_names && by_name_error(msg))
+        return cli_fail(st, "%s (with --init-from, the columns are matched to %s's features by "
+                        "name)", msg, a->init_from);
+    if (st) return cli_fail(st, "%s", msg);
     bp_data *d = &s->ds.d;
     if (s->base && bp_net_inputs(s->base) != d->n_inputs)
         return cli_fail(CLI_FAIL, "%s takes %d inputs, %s has %d features", a->init_from,
@@ -524,6 +591,8 @@ static int prepare_data(train_state *s)
         d->n_classes = 0;
     }
     s->classify = d->n_classes > 0;
+    if (s->classify && !ro.class_names)
+        warn_classes(d, a->labels ? a->labels : a->data, s->warning, sizeof s->warning);
 
     /* Loss for the task. */
     if (a->loss >= 0) s->loss = (bp_loss)a->loss;
@@ -558,15 +627,23 @@ static int prepare_data(train_state *s)
         vo.task = s->classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
         vo.class_names = s->classify ? (const char *const *)s->classes : NULL;
         vo.n_class_names = s->classify ? s->n_classes : 0;
-        if (!s->ds.is_idx && s->ds.targets && !a->target &&
+        /* The validation columns by the training file's names (reordered
+         * to its order), not by position. */
+        vo.feature_names = (const char *const *)s->ds.features;
+        vo.n_feature_names = s->ds.features ? d->n_inputs : 0;
+        /* The training targets by name too (also when --target gave an
+         * index: the validation file's columns may be in another order). */
+        if (!s->ds.is_idx && s->ds.targets &&
             header_has(a->val, s->ds.targets, s->ds.n_target_names)) {
             model_target = cli_join_names(s->ds.targets, s->ds.n_target_names);
             if (!model_target) return cli_fail(CLI_FAIL, "out of memory");
             vo.target = model_target;
         }
-        st = cli_read_data(&s->vds, a->val, &vo);
+        st = cli_read_data_quiet(&s->vds, a->val, &vo, msg, sizeof msg);
         free(model_target);
-        if (st) return st;
+        if (st && vo.feature_names && by_name_error(msg))
+            return cli_fail(st, "%s (--val columns are matched to %s's by name)", msg, a->data);
+        if (st) return cli_fail(st, "%s", msg);
         bp_data *v = &s->vds.d;
         if (s->vds.is_idx && !s->classify) {
             bp_strings_free(v->class_names, v->n_classes);
@@ -617,6 +694,58 @@ static int prepare_norm(train_state *s)
             (s->val && bp_norm_apply(&s->norm, s->val, &err) != BP_OK))
             return cli_fail(CLI_FAIL, "%s", err.message);
     }
+    if (s->classify) return CLI_OK;
+    /* Regression targets: standardized by default (as sklearn's
+     * TransformedTargetRegressor with a StandardScaler), so that targets in
+     * the thousands train with the default learning rate; eval and predict
+     * invert it. Fine-tuning keeps the base model's scaling (none for a
+     * model that has none stored): its output weights were trained for it. */
+    if (a->normalize_target < 0 && s->base) {
+        if (bp_norm_targets_from_meta(&s->tnorm, s->base, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s: %s", a->init_from, err.message);
+    } else {
+        bp_norm_kind k = a->normalize_target >= 0 ? (bp_norm_kind)a->normalize_target
+                                                  : BP_NORM_STANDARD;
+        if (bp_norm_fit_targets(&s->tnorm, s->train, k, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s", err.message);
+    }
+    if (s->tnorm.kind != BP_NORM_NONE) {
+        if (s->tnorm.n != s->train->n_targets)
+            return cli_fail(CLI_FAIL, "%s: the model scales %d targets, %s has %d", a->init_from,
+                            s->tnorm.n, a->data, s->train->n_targets);
+        if (bp_norm_apply_targets(&s->tnorm, s->train, &err) != BP_OK ||
+            (s->val && bp_norm_apply_targets(&s->tnorm, s->val, &err) != BP_OK))
+            return cli_fail(CLI_FAIL, "%s", err.message);
+    }
+    return CLI_OK;
+}
+
+/* Mean squared error of `net` on d in the targets' own units: d->y and the
+ * outputs are standardized, and an error e there is e / scale in the
+ * original units. (The mse loss is the mean over rows and targets.) */
+static int original_mse(bp_net *net, const bp_data *d, const bp_norm *tn, double *out)
+{
+    enum { B = 256 };
+    int T = d->n_targets;
+    bp_real *o = malloc((size_t)B * T * sizeof *o);
+    if (!o) return cli_fail(CLI_FAIL, "out of memory");
+    bp_error err = {0};
+    double sum = 0;
+    for (int r0 = 0; r0 < d->n; r0 += B) {
+        int k = d->n - r0 < B ? d->n - r0 : B;
+        if (bp_forward(net, d->x + (size_t)r0 * d->n_inputs, k, o, &err) != BP_OK) {
+            free(o);
+            return cli_fail(CLI_FAIL, "%s", err.message);
+        }
+        for (int i = 0; i < k; i++)
+            for (int t = 0; t < T; t++) {
+                double e = ((double)o[(size_t)i * T + t] - d->y[(size_t)(r0 + i) * T + t]) /
+                           tn->scale[t];
+                sum += e * e;
+            }
+    }
+    free(o);
+    *out = sum / ((double)d->n * T);
     return CLI_OK;
 }
 
@@ -692,6 +821,8 @@ static int store_meta(train_state *s, long batches)
     st = st ? st : meta_set(net, "data_format", s->ds.is_idx ? "idx" : "csv");
     if (st) return st;
     if (bp_norm_to_meta(&s->norm, net, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
+    if (!s->classify && bp_norm_targets_to_meta(&s->tnorm, net, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s", err.message);
     const char *hidden = a->arch ? a->arch : DEFAULT_ARCH;
     if (a->init_from && !a->arch) hidden = bp_net_get_meta(s->base, "hidden");
     if (hidden) st = st ? st : meta_set(net, "hidden", hidden);
@@ -740,6 +871,56 @@ static void write_log_header(FILE *f, const bp_net *net)
 }
 
 static int run_steps(train_state *s);
+
+static void note(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("backprop: note: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* One line on stderr for each option that was given but does nothing with
+ * the others (not an error: the run is what it would be without it).
+ * `opt` is the optimizer used (sgd with a momentum is the momentum one). */
+static void notices(const train_state *s, bp_optimizer opt, long batches)
+{
+    const train_args *a = &s->a;
+    const char *sched = bp_schedule_name(a->schedule);
+    if (s->warning[0]) fprintf(stderr, "backprop: warning: %s\n", s->warning);
+    /* torch's Adam, AdamW and Adagrad have no momentum (Adam's is its betas);
+     * RMSprop has one. */
+    if (a->given[O_MOMENTUM] && (opt == BP_ADAM || opt == BP_ADAMW || opt == BP_ADAGRAD))
+        note("--momentum does nothing with --optimizer %s (it is used by momentum, nesterov, "
+             "rmsprop and sgd)", bp_optimizer_name(opt));
+    if (a->given[O_MIN_LR] && a->schedule != BP_SCHED_COSINE)
+        note("--min-lr does nothing with --schedule %s (it is the floor of cosine)", sched);
+    if (a->given[O_GAMMA] && a->schedule != BP_SCHED_STEP && a->schedule != BP_SCHED_EXP)
+        note("--gamma does nothing with --schedule %s (it is the factor of step and exp)", sched);
+    if (a->given[O_STEP_SIZE] && a->schedule != BP_SCHED_STEP)
+        note("--step-size does nothing with --schedule %s (it is for step)", sched);
+    long steps = batches * (long)a->epochs;
+    if (a->warmup > 0 && a->warmup >= steps)
+        note("--warmup %d lasts the whole training (%ld steps): the learning rate never reaches "
+             "--lr and the schedule never starts", a->warmup, steps);
+    if (a->given[O_MIN_DELTA] && a->early_stop == 0)
+        note("--min-delta does nothing without --early-stop");
+    if (a->given[O_TARGET] && s->ds.is_idx)
+        note("--target does nothing with IDX data (the labels come from --labels)");
+    if (a->given[O_INIT] && a->init_from)
+        note("--init does nothing with --init-from (the weights come from %s)", a->init_from);
+    if (a->given[O_NORMALIZE_TARGET] && s->classify)
+        note("--normalize-target does nothing when classifying (it scales regression targets)");
+    if (a->no_shuffle && batches == 1)
+        note("--no-shuffle does nothing with full batches (every step sees all samples)");
+}
 
 /* Train with Ctrl-C caught: it only sets a flag, checked after each step. */
 static int run(train_state *s)
@@ -840,6 +1021,7 @@ static int run_steps(train_state *s)
         s->pg.log = s->log.f;
     }
     if (a->plot && (st = cli_out_open(&s->plot, a->plot))) return st;
+    notices(s, opt, batches); /* after every check: an error stays one line */
 
     if (!a->quiet) {
         fprintf(stderr, "training %s on %d samples", bp_net_spec(s->net), s->train->n);
@@ -849,6 +1031,10 @@ static int run_steps(train_state *s)
         if (a->batch == 0) fprintf(stderr, "full batch");
         else fprintf(stderr, "batch %d", a->batch);
         fprintf(stderr, ", %d epochs\n", a->epochs);
+        if (s->tnorm.kind != BP_NORM_NONE)
+            fprintf(stderr, "targets scaled (%s, --normalize-target): the epoch losses below are "
+                    "in scaled units, the final ones in the targets' units\n",
+                    bp_norm_name(s->tnorm.kind));
     }
 
     if (g_interrupted) return cli_fail(CLI_INTERRUPTED, "interrupted (nothing written)");
@@ -870,6 +1056,12 @@ static int run_steps(train_state *s)
     const cli_history *h = &s->pg.hist;
     double tl = h->train_loss[be - 1], ta = h->train_acc[be - 1];
     double vl = h->val_loss[be - 1], va = h->val_acc[be - 1];
+    if (s->tnorm.kind != BP_NORM_NONE) {
+        /* In the targets' units, with the kept weights (the epoch's loss
+         * is a running mean over its steps in the scaled units). */
+        if ((st = original_mse(s->net, s->train, &s->tnorm, &tl))) return st;
+        if (s->val && (st = original_mse(s->net, s->val, &s->tnorm, &vl))) return st;
+    }
     st = 0;
     st = st ? st : meta_int(s->net, "epochs_run", res.epochs_run);
     st = st ? st : meta_int(s->net, "best_epoch", res.best_epoch);
@@ -885,7 +1077,9 @@ static int run_steps(train_state *s)
     if (s->plot.f) {
         char title[512];
         snprintf(title, sizeof title, "%s: %s", out, bp_net_spec(s->net));
-        cli_plot_svg(s->plot.f, h, s->classify, title, bp_loss_name(s->loss));
+        /* The curves are the epochs' losses: in the scaled units. */
+        cli_plot_svg(s->plot.f, h, s->classify, title,
+                     s->tnorm.kind != BP_NORM_NONE ? "mse of the scaled targets" : bp_loss_name(s->loss));
     }
     if (bp_net_save(s->net, out, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if (s->log.f && (st = cli_out_commit(&s->log))) return st;
@@ -901,6 +1095,7 @@ static int run_steps(train_state *s)
         printf(", validation loss %.4f", vl);
         if (s->classify) printf(" accuracy %.4f", va);
     }
+    if (s->tnorm.kind != BP_NORM_NONE) printf(" (mse in the targets' units)");
     if (be != res.epochs_run) printf(" (epoch %d, kept by early stopping)", be);
     printf("\n");
     return CLI_OK;

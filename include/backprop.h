@@ -389,6 +389,31 @@ void bp_norm_free(bp_norm *nm);
 bp_status bp_norm_to_meta(const bp_norm *nm, bp_net *net, bp_error *err);
 bp_status bp_norm_from_meta(bp_norm *out, const bp_net *net, bp_error *err);
 
+/* Target normalization (regression): the same transform on d->y
+ * [n, n_targets], fitted on the training rows; the network is trained on
+ * y' = (y - shift) * scale and its outputs are mapped back with
+ * bp_norm_invert. nm->n is the number of targets.
+ * fit_targets: BP_EINVAL as bp_norm_fit (no rows, a NaN/Inf target naming
+ * row and target) or when d holds class labels (n_classes > 0); `out` is
+ * zeroed on failure. apply_targets: in place on d->y; a no-op for
+ * BP_NORM_NONE; BP_ESHAPE if d->n_targets differs from nm->n, BP_EINVAL
+ * for class labels. */
+bp_status bp_norm_fit_targets(bp_norm *out, const bp_data *d, bp_norm_kind kind,
+                              bp_error *err);
+bp_status bp_norm_apply_targets(const bp_norm *nm, bp_data *d, bp_error *err);
+/* The inverse v = v / scale + shift, in place on v [rows, nm->n] (e.g. a
+ * network's outputs, giving predictions in the targets' units). A no-op
+ * for BP_NORM_NONE or rows <= 0; BP_EINVAL for a NULL argument. */
+bp_status bp_norm_invert(const bp_norm *nm, bp_real *v, int rows, bp_error *err);
+/* Store in / read from a network's metadata: "normalize_target" (the
+ * name), "target_shift" and "target_scale" (one value per network output),
+ * with the rules of bp_norm_to_meta / bp_norm_from_meta (counts checked
+ * against bp_net_outputs; a net without "normalize_target" gives
+ * BP_NORM_NONE). from_meta also gives BP_EFORMAT for a zero scale (the
+ * inverse divides by it). `out` is zeroed on failure. */
+bp_status bp_norm_targets_to_meta(const bp_norm *nm, bp_net *net, bp_error *err);
+bp_status bp_norm_targets_from_meta(bp_norm *out, const bp_net *net, bp_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 /* ------------------------------------------------------------------------ */

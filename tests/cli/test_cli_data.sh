@@ -112,8 +112,9 @@ train_ok "two-feature model" lf.csv --epochs 1 -o two.safetensors --quiet
 expect_error "eval: a column the model does not know" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither a feature nor a target" eval two.safetensors three_feat.csv
 expect_error "predict: a column the model does not know" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither" predict two.safetensors three_feat.csv
 expect_error "eval: IDX data on a CSV model" 1 "img.idx has 4 features.*takes 2 inputs" eval two.safetensors img.idx --labels lab.idx
-expect_error "--val with another feature count" 1 "three_feat.csv has 3 features" train lf.csv --val three_feat.csv -o m.safetensors
-expect_error "--init-from a model of another input size" 1 "takes 2 inputs" train three_feat.csv --init-from two.safetensors -o m.safetensors
+# --val and --init-from match the columns by name (as eval does).
+expect_error "--val with another feature count" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither a feature nor a target.*matched to lf.csv's by name" train lf.csv --val three_feat.csv -o m.safetensors
+expect_error "--init-from a model of another input size" 1 "three_feat.csv:1:[0-9]+: column \"[a-z]\" is neither a feature nor a target.*two.safetensors's features by name" train three_feat.csv --init-from two.safetensors -o m.safetensors
 printf 'a,b,y\n1,2,7\n' >unknown_label.csv
 expect_error "eval: unknown class label" 1 "unknown_label.csv:2" eval two.safetensors unknown_label.csv
 
