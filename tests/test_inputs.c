@@ -243,7 +243,8 @@ static void test_header(void)
     int n = -1;
     bp_csv_options o;
     memset(&o, 0, sizeof o);
-    CHECK(bp_csv_header("\xef\xbb\xbf x ,\"y,1\"\n1,2\n", 19, "t", NULL, &h, &n, &err) == BP_OK &&
+    const char *bom = "\xef\xbb\xbf x ,\"y,1\"\n1,2\n";
+    CHECK(bp_csv_header(bom, strlen(bom), "t", NULL, &h, &n, &err) == BP_OK &&
               n == 2 && !strcmp(h[0], "x") && !strcmp(h[1], "y,1"),
           "header names: %s", err.message);
     bp_strings_free(h, n);
