@@ -130,7 +130,7 @@ expect_error "IDX header declaring more than the gzip data can hold" 1 \
 # program needs, less than the 512 MiB the bomb inflates to) the message is
 # the same. Skipped when the binary cannot start under the limit at all
 # (sanitizer builds reserve terabytes of address space).
-if (ulimit -v 409600; "$BP" --version) >/dev/null 2>&1; then
+if (bash -c 'ulimit -v 409600; exec "$0" --version' "$BP") >/dev/null 2>&1; then
     (ulimit -v 409600; exec "$BP" train bomb.gz --labels bomb-labels.idx -o m.safetensors) >/dev/null 2>"$T/err"
     check "the bomb under ulimit -v 400 MiB: same message (bounded memory)" \
         grep -q "holds more than the 78416 bytes" "$T/err"
@@ -180,7 +180,7 @@ if [ -r "$S/wine_data.csv" ] && [ -r "$S/iris.csv" ]; then
     check "predict: features only, from a pipe, options overridden" [ "$rc" -eq 0 -a "$(wc -l <"$T/out")" -eq 179 ]
     run train "$S/iris.csv" --skip-rows 1 --no-header --epochs 30 -o iris.safetensors --quiet
     check "iris trains with --skip-rows 1 --no-header" [ "$rc" -eq 0 ]
-    check "iris trains with --skip-rows 1 --no-header: iris.safetensors has 'train_samples +150'" meta_has iris.safetensors 'train_samples +150'
+    check "iris: 150 training rows" meta_has iris.safetensors 'train_samples +150'
     check "iris: classes 0, 1, 2 (not a header of numbers)" meta_has iris.safetensors '\["0","1","2"\]'
     check "iris: 4 features by index" meta_has iris.safetensors '\["0","1","2","3"\]'
 else
@@ -190,7 +190,7 @@ fi
 printf '1,5,0.5\n2,6,1.5\n3,7,2.5\n4,8,3.5\n' >nh.csv
 run train nh.csv --no-header --target 0 --task regress -o nh.safetensors "${TR[@]}"
 check "--no-header --target 0" [ "$rc" -eq 0 ]
-check "--no-header --target 0: nh.safetensors has 'features +\["1","2"\]'" meta_has nh.safetensors 'features +\["1","2"\]'
+check "--no-header --target 0: features 1 and 2" meta_has nh.safetensors 'features +\["1","2"\]'
 check "--no-header: all 4 rows are data" meta_has nh.safetensors 'train_samples +4'
 # --delimiter
 tr ',' ';' <d.csv >semi.csv
@@ -205,7 +205,7 @@ check "eval --delimiter , overrides the stored ';'" [ "$rc" -eq 0 -a "$(json_get
 tr ',' '\t' <d.csv >tab.tsv
 run train tab.tsv --delimiter tab -o tab.safetensors "${TR[@]}"
 check "--delimiter tab" [ "$rc" -eq 0 ]
-check "--delimiter tab: tab.safetensors has '\["alpha","beta","gamma"\]'" meta_has tab.safetensors '\["alpha","beta","gamma"\]'
+check "--delimiter tab: the header names" meta_has tab.safetensors '\["alpha","beta","gamma"\]'
 run train tab.tsv --delimiter '\t' -o tab2.safetensors "${TR[@]}"
 check "--delimiter '\\t'" [ "$rc" -eq 0 ]
 expect_error "--delimiter with two characters is a usage error" 2 "--delimiter: ';;' is not one character" \
@@ -216,7 +216,7 @@ expect_error "--skip-rows past the end" 1 "ends within the 5000 lines to skip" t
 printf 'a b y\n1 2 0\n3 4 1\n5 6 0\n' >sp.csv
 run train sp.csv --delimiter space -o sp.safetensors "${TR[@]}"
 check "--delimiter space" [ "$rc" -eq 0 ]
-check "--delimiter space: sp.safetensors has '\["a","b"\]'" meta_has sp.safetensors '\["a","b"\]'
+check "--delimiter space: the header names" meta_has sp.safetensors '\["a","b"\]'
 for c in eval predict; do
     run "$c" --help
     check "$c --help lists --skip-rows, --no-header, --delimiter" \
