@@ -177,6 +177,9 @@ bp_status bp_gunzip(const uint8_t *in, size_t in_len, const char *name, const bp
         break;
     }
     inflateEnd(&zs);
+    /* A step may overshoot a bound smaller than the first buffer. */
+    if (!s && !stop_at && len > max)
+        s = bp_fail(err, BP_EFORMAT, "%s: decompressed data larger than %zu bytes", name, max);
     if (s) {
         free(buf);
         return s;

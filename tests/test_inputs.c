@@ -233,6 +233,18 @@ static void test_gzip_csv(void)
         o.max_bytes = 4;
         CHECK(bp_read_csv_mem(&d, "a,y\n1,2\n", 8, "small", &o, NULL, &err) == BP_EFORMAT,
               "plain text past max_bytes");
+        /* a small gzip text over a small bound (smaller than one inflate step) */
+        uint8_t *zs;
+        size_t zsn = gz(&zs, "a,y\n1,2\n3,4\n", 12);
+        o.max_bytes = 11;
+        CHECK(bp_read_csv_mem(&d, zs, zsn, "s.gz", &o, NULL, &err) == BP_EFORMAT &&
+                  strstr(err.message, "larger than 11 bytes"),
+              "small gzip text past max_bytes: %s", err.message);
+        o.max_bytes = 12;
+        CHECK(bp_read_csv_mem(&d, zs, zsn, "s.gz", &o, NULL, &err) == BP_OK && d.n == 2,
+              "small gzip text at max_bytes: %s", err.message);
+        bp_data_free(&d);
+        free(zs);
         free(z);
     }
 }
