@@ -69,22 +69,20 @@ int cli_csv_duplicate(char *const *names, int n, int *first, int *second)
     for (int i = 0; i < n; i++) ix[i] = i;
     g_sort_names = names;
     qsort(ix, (size_t)n, sizeof *ix, cmp_names);
-    /* The pair with the smallest second column, so the message names the
-     * first duplicate a reader of the header meets. */
-    int found = 0;
-    for (int i = 1; i < n; i++)
-        if (!strcmp(names[ix[i - 1]], names[ix[i]])) {
-            int a = ix[i - 1], b = ix[i];
-            /* the earliest column of this name is the first of its run */
-            int k = i - 1;
-            while (k > 0 && !strcmp(names[ix[k - 1]], names[ix[i]])) k--;
-            a = ix[k];
-            if (!found || b < *second) {
-                *first = a;
-                *second = b;
-                found = 1;
-            }
+    /* Equal names are adjacent, in column order; the pair reported is the
+     * one whose second column comes first, as a reader of the header meets it. */
+    int found = 0, run = 0;
+    for (int i = 1; i < n; i++) {
+        if (strcmp(names[ix[i - 1]], names[ix[i]])) {
+            run = i;
+            continue;
         }
+        if (i == run + 1 && (!found || ix[i] < *second)) {
+            *first = ix[run];
+            *second = ix[i];
+            found = 1;
+        }
+    }
     free(ix);
     return found;
 }
