@@ -115,6 +115,42 @@ int cli_check_outputs(const char *const *outs, const char *const *out_names, int
 int cli_out_commit(cli_outfile *o);                       /* CLI_FAIL + message */
 void cli_out_abort(cli_outfile *o);
 
+/* ---- input files (input.c) ---- */
+/* The bytes of an input file, read once: the first call reads all of
+ * `path` ("-": standard input) into memory, later calls for the same path
+ * return the same bytes (so pipes and FIFOs work; see input.c). The data
+ * stays owned by input.c (NUL after it). CLI_FAIL with msg filled when it
+ * cannot be opened/read or is larger than cli_input_limit(). */
+int cli_input_read(const char *path, const unsigned char **data, size_t *size, char *msg,
+                   size_t msz);
+/* The name of an input in messages: "<stdin>" for "-", else path. */
+const char *cli_input_name(const char *path);
+/* The most bytes an input (or a decompressed .csv.gz) may have: half the
+ * physical memory, or $BACKPROP_MAX_INPUT (bytes, optional K/M/G suffix). */
+size_t cli_input_limit(void);
+/* Free the bytes read so far once the data sets are built (a later read
+ * of the same path is an internal error, not a silent second read). */
+void cli_inputs_release(void);
+void cli_inputs_free(void);
+
+/* The CSV dialect of the command's CSV inputs (DATA and --val): set from
+ * --delimiter / --skip-rows / --no-header, and for eval/predict from the
+ * model's metadata where no option overrides it. */
+typedef struct cli_csv_dialect {
+    char delimiter;      /* 0: ',' */
+    int skip_rows;
+    int no_header;
+    int set_delimiter, set_skip_rows, set_no_header; /* given as options */
+} cli_csv_dialect;
+extern cli_csv_dialect cli_csv;
+/* --delimiter's value: one character, or tab, \t, space, comma, semicolon. */
+int cli_delimiter(const char *opt, const char *text, char *out);
+/* Copy the dialect (and the input limit) into bp_csv_options. */
+void cli_csv_apply(bp_csv_options *co);
+/* Take the dialect a model was trained with (csv_delimiter, csv_skip_rows,
+ * csv_header) where no option set it; CLI_FAIL + message if invalid. */
+int cli_csv_from_model(const bp_net *net, const char *model_path);
+
 /* ---- data sets (dataset.c) ---- */
 typedef enum cli_need {
     CLI_TARGET_REQUIRED = 0, /* train, eval */
@@ -142,9 +178,10 @@ typedef struct cli_read_opts {
     int n_feature_names;
 } cli_read_opts;
 
-/* 1 when `path` looks like an IDX file (IDX or gzip magic, or a name
- * ending in .gz / containing "-ubyte" or ".idx"). -1 if it cannot be opened
- * (message printed). */
+/* 1 when `path` holds IDX data (bp_is_idx_data: two zero bytes first,
+ * looking inside gzip), or plain data whose name contains "-ubyte" or
+ * ".idx" (so the IDX reader reports a bad magic). -1 if it cannot be read
+ * (message printed). Reads through cli_input_read. */
 int cli_is_idx(const char *path);
 
 /* Read DATA as CSV or IDX. CLI_OK, or CLI_FAIL with the message printed. */
@@ -158,8 +195,13 @@ int cli_read_data_quiet(cli_dataset *ds, const char *path, const cli_read_opts *
 char *cli_target_for(const char *path, char *const *names, int n_names, int n_targets);
 void cli_dataset_free(cli_dataset *ds);
 
-/* Column names of a CSV file's header row; NULL on failure. */
+/* Column names of a CSV file's header row (with the cli_csv dialect, from
+ * cli_input_read's bytes); NULL on failure. */
 char **cli_csv_header(const char *path, int *n);
+/* 1 when two of names[0..n) are equal, with the first such pair's 0-based
+ * columns in *first < *second (the earliest column of the name whose
+ * second copy comes first); 0 when all differ; -1 out of memory. */
+int cli_csv_duplicate(char *const *names, int n, int *first, int *second);
 
 /* ---- model metadata helpers (dataset.c) ---- */
 /* Parse a JSON array of strings; NULL (and *n = 0) if absent or invalid. */

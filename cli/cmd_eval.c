@@ -43,6 +43,7 @@ static int load(model_data *m, const char *model, const char *data, const char *
     int st;
     if (bp_net_load(&m->net, model, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if ((st = cli_model_info_get(&m->mi, m->net, model))) return st;
+    if ((st = cli_csv_from_model(m->net, model))) return st;
     int inputs = bp_net_inputs(m->net);
 
     cli_read_opts ro;
@@ -99,6 +100,7 @@ static int load(model_data *m, const char *model, const char *data, const char *
         st = cli_read_data_quiet(&m->ds, data, &ro, msg, sizeof msg);
     }
     free(auto_target);
+    cli_inputs_release();
     /* A CSV file that lacks the model's target columns (or has other ones)
      * is a data error, not a usage error, unless --target named them. */
     if (st == CLI_USAGE && !idx && !target) st = CLI_FAIL;
@@ -413,6 +415,9 @@ static const cli_opt eval_opts[] = {
     {"--labels", NULL, 1},
     {"--target", NULL, 1},
     {"--threads", NULL, 1},
+    {"--delimiter", NULL, 1},
+    {"--skip-rows", NULL, 1},
+    {"--no-header", NULL, 0},
     {"--json", NULL, 0},
     {NULL, NULL, 0},
 };
@@ -422,6 +427,9 @@ static const cli_opt predict_opts[] = {
     {"--labels", NULL, 1},
     {"--target", NULL, 1},
     {"--threads", NULL, 1},
+    {"--delimiter", NULL, 1},
+    {"--skip-rows", NULL, 1},
+    {"--no-header", NULL, 0},
     {"--output", "-o", 1},
     {"--proba", NULL, 0},
     {NULL, NULL, 0},
@@ -458,6 +466,12 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
         else if (!strcmp(name, "--target")) a->target = v;
         else if (!strcmp(name, "--threads")) r = cli_int(name, v, 0, 4096, &a->threads);
         else if (!strcmp(name, "--json")) a->json = 1;
+        else if (!strcmp(name, "--delimiter"))
+            r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1;
+        else if (!strcmp(name, "--skip-rows"))
+            r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1;
+        else if (!strcmp(name, "--no-header"))
+            cli_csv.no_header = cli_csv.set_no_header = 1;
         else if (!strcmp(name, "--output")) a->out = v;
         else if (!strcmp(name, "--proba")) a->proba = 1;
         if (r) return r;

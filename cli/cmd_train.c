@@ -29,7 +29,7 @@ enum {
     O_MOMENTUM, O_WD, O_L1, O_L2, O_CLIP_NORM, O_CLIP_VALUE, O_SCHEDULE, O_WARMUP, O_STEP_SIZE,
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
     O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
-    O_THREADS, O_LOG, O_PLOT, O_QUIET, O_COUNT
+    O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_COUNT
 };
 
 static const cli_opt train_opts[] = {
@@ -71,6 +71,9 @@ static const cli_opt train_opts[] = {
     [O_LOG] = {"--log", NULL, 1},
     [O_PLOT] = {"--plot", NULL, 1},
     [O_QUIET] = {"--quiet", "-q", 0},
+    [O_DELIMITER] = {"--delimiter", NULL, 1},
+    [O_SKIP_ROWS] = {"--skip-rows", NULL, 1},
+    [O_NO_HEADER] = {"--no-header", NULL, 0},
     {NULL, NULL, 0},
 };
 
@@ -171,6 +174,9 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_LOG: a->log = v; break;
         case O_PLOT: a->plot = v; break;
         case O_QUIET: a->quiet = 1; break;
+        case O_DELIMITER: r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1; break;
+        case O_SKIP_ROWS: r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1; break;
+        case O_NO_HEADER: cli_csv.no_header = cli_csv.set_no_header = 1; break;
         default: break;
         }
         if (r) return r;
@@ -541,8 +547,40 @@ static int by_name_error(const char *msg)
            strstr(msg, "appears twice");
 }
 
-/* Read training and validation data; decide task, loss and classes. */
+/* A CSV whose header names a column twice trains, but its model cannot
+ * match the columns by name later (eval, predict), and --target NAME
+ * would silently pick the first: refuse it now. */
+static int check_unique_columns(const char *path)
+{
+    int idx = cli_is_idx(path);
+    if (idx < 0) return CLI_FAIL;
+    if (idx) return CLI_OK;
+    int nh = 0, a = 0, b = 0;
+    char **h = cli_csv_header(path, &nh);
+    if (!h) return CLI_OK; /* the reader reports what is wrong */
+    int dup = cli_csv_duplicate(h, nh, &a, &b);
+    int st = CLI_OK;
+    if (dup < 0) st = cli_fail(CLI_FAIL, "out of memory");
+    else if (dup)
+        st = cli_fail(CLI_FAIL, "%s: columns %d and %d are both named '%s'; a model finds its "
+                      "columns by name, so each name must be unique (rename one)",
+                      cli_input_name(path), a + 1, b + 1, h[a]);
+    bp_strings_free(h, nh);
+    return st;
+}
+
+static int prepare_data_reads(train_state *s);
+
+/* Read training and validation data; decide task, loss and classes. The
+ * input bytes (read once, see input.c) are released afterwards. */
 static int prepare_data(train_state *s)
+{
+    int st = prepare_data_reads(s);
+    cli_inputs_release();
+    return st;
+}
+
+static int prepare_data_reads(train_state *s)
 {
     train_args *a = &s->a;
     cli_read_opts ro;
@@ -574,7 +612,13 @@ static int prepare_data(train_state *s)
         }
     }
     char msg[768];
-    int st = cli_read_data_quiet(&s->ds, a->data, &ro, msg, sizeof msg);
+    msg[0] = '\0';
+    int st = a->labels ? 0 : check_unique_columns(a->data);
+    if (st) {
+        free(model_target);
+        return st; /* message printed */
+    }
+    st = cli_read_data_quiet(&s->ds, a->data, &ro, msg, sizeof msg);
     free(model_target);
     if (st && ro.feature_names && by_name_error(msg))
         return cli_fail(st, "%s (with --init-from, the columns are matched to %s's features by "
@@ -819,6 +863,13 @@ static int store_meta(train_state *s, long batches)
     if (s->ds.targets) st = st ? st : meta_names(net, "targets", s->ds.targets, s->ds.n_target_names);
     if (s->ds.features) st = st ? st : meta_names(net, "features", s->ds.features, s->ds.d.n_inputs);
     st = st ? st : meta_set(net, "data_format", s->ds.is_idx ? "idx" : "csv");
+    if (!s->ds.is_idx) {
+        /* The CSV dialect, so eval and predict read files the same way. */
+        char delim[2] = {cli_csv.delimiter ? cli_csv.delimiter : ',', '\0'};
+        st = st ? st : meta_set(net, "csv_delimiter", delim);
+        st = st ? st : meta_int(net, "csv_skip_rows", cli_csv.skip_rows);
+        st = st ? st : meta_set(net, "csv_header", cli_csv.no_header ? "0" : "1");
+    }
     if (st) return st;
     if (bp_norm_to_meta(&s->norm, net, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if (!s->classify && bp_norm_targets_to_meta(&s->tnorm, net, &err) != BP_OK)

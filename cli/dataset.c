@@ -15,29 +15,20 @@
 /* Format detection                                                          */
 /* ------------------------------------------------------------------------ */
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 int cli_is_idx(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_fail(CLI_FAIL, "%s: cannot open: %s", path, strerror(errno));
+    const unsigned char *data;
+    size_t size;
+    char msg[512];
+    if (cli_input_read(path, &data, &size, msg, sizeof msg)) {
+        cli_fail(CLI_FAIL, "%s", msg);
         return -1;
     }
-    unsigned char m[4] = {0};
-    size_t got = fread(m, 1, 4, f);
-    fclose(f);
-    if (got >= 2 && m[0] == 0x1f && m[1] == 0x8b) return 1;                 /* gzip */
-    if (got == 4 && m[0] == 0 && m[1] == 0 && m[2] >= 0x08 && m[2] <= 0x0e && m[3] >= 1 &&
-        m[3] <= 8)
-        return 1;                                                          /* IDX magic */
-    if (ends_with(path, ".gz") || strstr(path, "-ubyte") || ends_with(path, ".idx") ||
-        strstr(path, ".idx1") || strstr(path, ".idx3"))
-        return 1;
+    if (bp_is_idx_data(data, size)) return 1;
+    /* Gzip data is decided by its content (a .csv.gz is CSV); a plain file
+     * named like MNIST's goes to the IDX reader, which says what is wrong. */
+    int gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
+    if (!gz && (strstr(path, "-ubyte") || strstr(path, ".idx"))) return 1;
     return 0;
 }
 
@@ -45,106 +36,55 @@ int cli_is_idx(const char *path)
 /* CSV header                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Trim spaces and tabs at both ends of buf[0..*len). */
-static void trim(char *buf, size_t *len)
-{
-    size_t a = 0, b = *len;
-    while (a < b && (buf[a] == ' ' || buf[a] == '\t')) a++;
-    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t')) b--;
-    memmove(buf, buf + a, b - a);
-    *len = b - a;
-}
-
 char **cli_csv_header(const char *path, int *n)
 {
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    const unsigned char *data;
+    size_t size;
+    char msg[512];
+    if (cli_input_read(path, &data, &size, msg, sizeof msg)) return NULL;
+    bp_csv_options co;
+    memset(&co, 0, sizeof co);
+    cli_csv_apply(&co);
     char **names = NULL;
-    int count = 0, cap = 0, ok = 1;
-    size_t flen = 0, fcap = 64;
-    char *field = malloc(fcap);
-    int c, first = 1, inq = 0, quoted = 0, any = 0;
-    if (!field) ok = 0;
-    /* Skip a UTF-8 byte order mark. */
-    c = fgetc(f);
-    if (c == 0xEF) {
-        int c2 = fgetc(f), c3 = fgetc(f);
-        if (c2 != 0xBB || c3 != 0xBF) {
-            ok = 0; /* not a BOM: give up on names (cosmetic only) */
-        }
-        c = fgetc(f);
-    }
-    for (; ok; c = fgetc(f)) {
-        int end_field = 0, end_row = 0;
-        if (c == EOF) {
-            end_field = end_row = 1;
-        } else if (inq) {
-            if (c == '"') {
-                int d = fgetc(f);
-                if (d == '"') {
-                    c = '"';
-                } else {
-                    inq = 0;
-                    if (d != EOF) ungetc(d, f);
-                    continue;
-                }
-            }
-        } else if (c == '"' && !quoted) {
-            inq = quoted = 1;
-            flen = 0;
-            continue;
-        } else if (c == ',') {
-            end_field = 1;
-        } else if (c == '\n' || c == '\r') {
-            if (!any && flen == 0 && count == 0) continue; /* blank line before the header */
-            end_field = end_row = 1;
-        }
-        if (!end_field) {
-            if (flen + 2 > fcap) {
-                char *t = realloc(field, fcap *= 2);
-                if (!t) {
-                    ok = 0;
-                    break;
-                }
-                field = t;
-            }
-            field[flen++] = (char)c;
-            if (c != ' ' && c != '\t') any = 1;
-            continue;
-        }
-        if (c == EOF && count == 0 && flen == 0 && !quoted) break; /* empty file */
-        if (!quoted) trim(field, &flen);
-        field[flen] = '\0';
-        if (count == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **t = realloc(names, (size_t)cap * sizeof *t);
-            if (!t) {
-                ok = 0;
-                break;
-            }
-            names = t;
-        }
-        names[count] = cli_strdup(field);
-        if (!names[count]) {
-            ok = 0;
-            break;
-        }
-        count++;
-        flen = 0;
-        quoted = 0;
-        first = 0;
-        if (end_row) break;
-    }
-    (void)first;
-    free(field);
-    fclose(f);
-    if (!ok || count == 0) {
-        bp_strings_free(names, count);
-        return NULL;
-    }
-    *n = count;
+    bp_error err = {0};
+    if (bp_csv_header(data, size, cli_input_name(path), &co, &names, n, &err) != BP_OK) return NULL;
     return names;
+}
+
+/* Sort context for cli_csv_duplicate (qsort has no user pointer). */
+static char *const *g_sort_names;
+static int cmp_names(const void *pa, const void *pb)
+{
+    int a = *(const int *)pa, b = *(const int *)pb;
+    int c = strcmp(g_sort_names[a], g_sort_names[b]);
+    return c ? c : (a > b) - (a < b);
+}
+
+int cli_csv_duplicate(char *const *names, int n, int *first, int *second)
+{
+    if (n < 2) return 0;
+    int *ix = malloc((size_t)n * sizeof *ix);
+    if (!ix) return -1;
+    for (int i = 0; i < n; i++) ix[i] = i;
+    g_sort_names = names;
+    qsort(ix, (size_t)n, sizeof *ix, cmp_names);
+    /* Equal names are adjacent, in column order; the pair reported is the
+     * one whose second column comes first, as a reader of the header meets it. */
+    int found = 0, run = 0;
+    for (int i = 1; i < n; i++) {
+        if (strcmp(names[ix[i - 1]], names[ix[i]])) {
+            run = i;
+            continue;
+        }
+        if (i == run + 1 && (!found || ix[i] < *second)) {
+            *first = ix[run];
+            *second = ix[i];
+            found = 1;
+        }
+    }
+    free(ix);
+    return found;
 }
 
 /* Resolve the target option like bp_read_csv does, giving column indices.
@@ -218,23 +158,29 @@ static int msg_fail(char *msg, size_t size, int status, const char *fmt, ...)
     return status;
 }
 
-static int read_idx(cli_dataset *ds, const char *path, const cli_read_opts *o, char *msg,
-                    size_t msz)
+static int read_idx(cli_dataset *ds, const char *path, const unsigned char *data, size_t size,
+                    const cli_read_opts *o, char *msg, size_t msz)
 {
     bp_error err = {0};
     if (!o->labels && o->need == CLI_TARGET_REQUIRED)
-        return msg_fail(msg, msz, CLI_USAGE, "%s: IDX images need their labels: --labels FILE", path);
-    if (bp_read_idx(&ds->d, path, o->labels, &err) != BP_OK)
+        return msg_fail(msg, msz, CLI_USAGE, "%s: IDX images need their labels: --labels FILE",
+                        cli_input_name(path));
+    const unsigned char *lab = NULL;
+    size_t lsize = 0;
+    if (o->labels && cli_input_read(o->labels, &lab, &lsize, msg, msz)) return CLI_FAIL;
+    if (bp_read_idx_mem_named(&ds->d, data, size, cli_input_name(path), lab, lsize,
+                              o->labels ? cli_input_name(o->labels) : NULL, &err) != BP_OK)
         return msg_fail(msg, msz, CLI_FAIL, "%s", err.message);
     ds->is_idx = 1;
     if (o->labels && o->n_class_names > 0) {
         /* A model's classes: the labels must be among them. */
         for (int r = 0; r < ds->d.n; r++) {
-            int lab = (int)ds->d.y[r];
-            if (lab >= o->n_class_names) {
+            int lab_r = (int)ds->d.y[r];
+            if (lab_r >= o->n_class_names) {
                 cli_dataset_free(ds);
                 return msg_fail(msg, msz, CLI_FAIL, "%s: label %d of image %d is not a class of "
-                                "the model (0..%d)", o->labels, lab, r + 1, o->n_class_names - 1);
+                                "the model (0..%d)", cli_input_name(o->labels), lab_r, r + 1,
+                                o->n_class_names - 1);
             }
         }
         ds->d.n_classes = o->n_class_names;
@@ -247,18 +193,20 @@ int cli_read_data_quiet(cli_dataset *ds, const char *path, const cli_read_opts *
 {
     memset(ds, 0, sizeof *ds);
     msg[0] = '\0';
-    int idx;
-    if (o->labels) {
-        idx = 1;
-    } else {
-        FILE *f = fopen(path, "rb");
-        if (!f) return msg_fail(msg, msz, CLI_FAIL, "%s: cannot open: %s", path, strerror(errno));
-        fclose(f);
-        idx = cli_is_idx(path);
-        if (idx < 0) return msg_fail(msg, msz, CLI_FAIL, "%s: cannot open", path);
+    /* DATA is read once (cli_input_read): sniffing, header and parse all
+     * use the same bytes, so a pipe or "-" works. */
+    const unsigned char *data;
+    size_t size;
+    if (cli_input_read(path, &data, &size, msg, msz)) return CLI_FAIL;
+    int idx = 1;
+    if (!o->labels) {
+        idx = bp_is_idx_data(data, size);
+        int gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
+        if (!idx && !gz && (strstr(path, "-ubyte") || strstr(path, ".idx"))) idx = 1;
     }
-    if (idx) return read_idx(ds, path, o, msg, msz);
+    if (idx) return read_idx(ds, path, data, size, o, msg, msz);
 
+    const char *name = cli_input_name(path);
     bp_csv_options co;
     memset(&co, 0, sizeof co);
     co.target = o->target;
@@ -269,16 +217,19 @@ int cli_read_data_quiet(cli_dataset *ds, const char *path, const cli_read_opts *
     co.no_target = o->no_target;
     co.feature_names = o->feature_names;
     co.n_feature_names = o->n_feature_names;
+    cli_csv_apply(&co);
     bp_error err = {0};
     char **fn = NULL;
-    if (bp_read_csv(&ds->d, path, &co, &fn, &err) != BP_OK)
+    if (bp_read_csv_mem(&ds->d, data, size, name, &co, &fn, &err) != BP_OK)
         return msg_fail(msg, msz, err.code == BP_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err.message);
     ds->features = fn;
 
     /* Names of the target columns (for predict's header and the model). */
     if (ds->d.n_targets > 0) {
         int nh = 0;
-        char **h = cli_csv_header(path, &nh);
+        char **h = NULL;
+        bp_error herr = {0};
+        if (bp_csv_header(data, size, name, &co, &h, &nh, &herr) != BP_OK) h = NULL, nh = 0;
         int tidx[256], nt = h ? resolve_targets(h, nh, o->target, tidx, 256) : 0;
         if (nt == ds->d.n_targets) {
             ds->targets = calloc((size_t)nt, sizeof *ds->targets);

@@ -5,7 +5,16 @@
 
 #include <string.h>
 
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    int st = dispatch(argc, argv);
+    cli_inputs_free();
+    return st;
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
         return cli_fail(CLI_USAGE, "missing command: train, eval, predict, info or gradcheck "

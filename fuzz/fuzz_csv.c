@@ -4,7 +4,10 @@
  * The whole input is one CSV file, read through bp_read_csv_mem with each
  * of a fixed set of options (default target, target by index, several
  * targets, forced classification / regression, no target, an optional
- * named target, a fixed class list). Properties checked beyond "no crash,
+ * named target, a fixed class list, and the dialects: ';' and tab and
+ * space delimiters, skipped lines, no header row, a small max_bytes), and
+ * through bp_csv_header with the dialects (input starting with 1f 8b is
+ * gzip, inflated by the reader). Properties checked beyond "no crash,
  * no leak, no undefined behaviour":
  *   - on failure the output is zeroed, feature_names is NULL and the
  *     message is set (with the returned code);
@@ -15,6 +18,7 @@
 #include "backprop.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,9 +65,50 @@ static void check_one(const uint8_t *data, size_t size, const bp_csv_options *op
     REQUIRE(d.x == NULL && d.n == 0);
 }
 
+/* bp_csv_header: n >= 1 non-NULL names on success, nothing on failure;
+ * with no_header the names are "0".."n-1". */
+static void check_header(const uint8_t *data, size_t size, const bp_csv_options *opt)
+{
+    bp_error err;
+    memset(&err, 0, sizeof err);
+    char **names = (char **)&err;
+    int n = -7;
+    bp_status s = bp_csv_header(data, size, "fuzz.csv", opt, &names, &n, &err);
+    if (s != BP_OK) {
+        REQUIRE(names == NULL && n == 0);
+        REQUIRE(err.code == s && err.message[0] != '\0');
+        return;
+    }
+    REQUIRE(n >= 1 && names != NULL);
+    for (int i = 0; i < n; i++) REQUIRE(names[i] != NULL);
+    for (int i = 0; opt && opt->no_header && i < n; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "%d", i);
+        REQUIRE(strcmp(names[i], b) == 0);
+    }
+    bp_strings_free(names, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const classes[] = {"a", "b", "1", "cat"};
+    bp_csv_options dia[6];
+    memset(dia, 0, sizeof dia);
+    dia[0].delimiter = ';';
+    dia[1].delimiter = '\t';
+    dia[1].no_header = 1;
+    dia[2].delimiter = ' ';
+    dia[2].skip_rows = 1;
+    dia[3].skip_rows = 2;
+    dia[3].no_header = 1;
+    dia[4].no_header = 1;
+    dia[4].target = "0";
+    dia[5].max_bytes = 64;
+    for (size_t i = 0; i < sizeof dia / sizeof dia[0]; i++) {
+        check_one(data, size, &dia[i]);
+        check_header(data, size, &dia[i]);
+    }
+    check_header(data, size, NULL);
     bp_csv_options o[9];
     memset(o, 0, sizeof o);
     o[1].target = "0";

@@ -9,7 +9,9 @@
  * Properties checked beyond "no crash, no leak, no undefined behaviour":
  *   - on failure the output is zeroed and the message is set;
  *   - on success n, n_inputs >= 1, every pixel is in [0, 1], labels are
- *     integral and below n_classes (>= 2).
+ *     integral and below n_classes (>= 2);
+ *   - bp_is_idx_data answers 0 or 1, and 1 for every images buffer that
+ *     was read successfully.
  * Seed corpus: fuzz/corpus/idx/ (replayed by ctest in every build).
  */
 #include "backprop.h"
@@ -41,6 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&d, 0x5a, sizeof d);
     memset(&err, 0, sizeof err);
     bp_status s = bp_read_idx_mem(&d, img, ni, lbl, nl, &err);
+    int sniff = bp_is_idx_data(img, ni);
+    REQUIRE(sniff == 0 || sniff == 1);
     if (s != BP_OK) {
         bp_data zero;
         memset(&zero, 0, sizeof zero);
@@ -49,6 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     REQUIRE(d.n >= 1 && d.n_inputs >= 1 && d.x != NULL && d.owned == 1);
+    REQUIRE(sniff == 1);
     for (size_t i = 0; i < (size_t)d.n * (size_t)d.n_inputs; i++)
         REQUIRE(d.x[i] >= 0 && d.x[i] <= 1);
     if (lbl) {

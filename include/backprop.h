@@ -264,12 +264,28 @@ typedef struct bp_csv_options {
      * is a feature, in file order. */
     const char *const *feature_names;
     int n_feature_names;
+    /* The file's dialect. delimiter: the field separator, one byte (0:
+     * ','; ';', '\t', ' ', '|' ...; not '"', CR or LF). With a space or tab
+     * delimiter that character is not trimmed around fields, so two in a
+     * row make an empty field. skip_rows: physical lines (LF, CRLF or CR)
+     * skipped before the header, such as the count line that starts
+     * sklearn's bundled CSVs; line numbers in messages still count them.
+     * no_header: the first row is data; the columns are named "0", "1",
+     * ... (so a target or feature name is its 0-based index). */
+    char delimiter;
+    int skip_rows;
+    int no_header;
+    /* The largest text accepted, in bytes, after decompression (0: no
+     * limit but memory): a larger file, or gzip data that inflates past
+     * it, is BP_EFORMAT before more is allocated. */
+    size_t max_bytes;
 } bp_csv_options;
 
 /* Read a CSV file (RFC 4180: quoted fields, "" escapes, quoted commas and
  * line breaks, CRLF or LF, a last line without a line break, a header row;
  * empty or blank lines are skipped, a UTF-8 byte order mark is ignored,
- * spaces around a field are trimmed). Every column that is not a target is
+ * spaces around a field are trimmed; gzip-compressed text, magic 1f 8b, is
+ * inflated first; see the dialect options above). Every column that is not a target is
  * a feature and must hold decimal numbers (ints, decimals, exponents,
  * leading +/-; "nan"/"inf" are rejected); they are parsed exactly to
  * bp_real rounding.
@@ -303,8 +319,11 @@ typedef struct bp_csv_options {
  * or non-finite feature (the text is quoted), an unterminated quote, a
  * character after a closing quote, a bad target value, an unknown class
  * label, no feature column left; BP_EINVAL (bad option: unknown target
- * column, a target named twice, several targets with
- * BP_TASK_CLASSIFY), BP_ENOMEM.
+ * column, a target named twice, a target name that two header columns
+ * have ("target "y" is ambiguous: columns 2 and 5 ..."), several targets
+ * with BP_TASK_CLASSIFY, a negative skip_rows, a quote or line break as
+ * delimiter), BP_ENOMEM. A file that ends within the skip_rows lines is
+ * BP_EFORMAT.
  * `out` receives owned data; it is zeroed on failure. `feature_names`
  * (may be NULL) receives the n_inputs header names (free with
  * bp_strings_free); it is set to NULL on failure.
@@ -321,6 +340,26 @@ bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size,
                           const char *name, const bp_csv_options *opt,
                           char ***feature_names, bp_error *err);
 
+/* The column names of CSV text in memory (plain or gzip), as bp_read_csv
+ * with the same options sees them: the header row after opt->skip_rows
+ * lines, or "0".."N-1" with opt->no_header (opt may be NULL: defaults;
+ * only the dialect fields and max_bytes are used). Reads only as much of
+ * the data as the header needs (about 1 MiB unless the header is longer).
+ * On success *names holds *n >= 1 strings (free with bp_strings_free).
+ * On failure (the messages of bp_read_csv: empty file, unterminated
+ * quote, ...) *names is NULL and *n is 0. */
+bp_status bp_csv_header(const void *data, size_t size, const char *name,
+                        const bp_csv_options *opt, char ***names, int *n,
+                        bp_error *err);
+
+/* 1 when `size` bytes at `data` are IDX data rather than CSV text: they
+ * start with two zero bytes (an IDX magic; text never does), after
+ * inflating the first bytes when they are gzip-compressed (so a .csv.gz is
+ * CSV and an MNIST .gz is IDX). 0 otherwise (also for NULL or corrupt
+ * gzip data: the reader then reports it). Reads no more than a few
+ * decompressed bytes. */
+int bp_is_idx_data(const void *data, size_t size);
+
 /* Read an IDX file (the MNIST format: 00 00 TYPE NDIMS, NDIMS big-endian
  * 32-bit sizes, then the data; gzip-compressed if it starts with the gzip
  * magic 1f 8b). Images (type 0x08 unsigned byte, any rank >= 2) become
@@ -332,7 +371,9 @@ bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size,
  * or unsupported type ("unsupported IDX type 0x0D (float32)"), wrong rank,
  * a zero size, data shorter than the sizes say (truncated) or longer
  * (trailing bytes), corrupt or truncated gzip data, more than 2^31 bytes
- * of data, a label count different from the image count (naming both
+ * of data (gzip data is inflated only up to the size its header declares,
+ * and a header declaring more than the compressed bytes could hold is
+ * refused before inflating, so a small "gzip bomb" costs no memory), a label count different from the image count (naming both
  * files and counts). BP_ENOMEM. `out` is zeroed on failure. */
 bp_status bp_read_idx(bp_data *out, const char *images_path,
                       const char *labels_path, bp_error *err);
@@ -342,6 +383,13 @@ bp_status bp_read_idx(bp_data *out, const char *images_path,
 bp_status bp_read_idx_mem(bp_data *out, const void *images, size_t images_size,
                           const void *labels, size_t labels_size,
                           bp_error *err);
+
+/* bp_read_idx_mem with the names that messages use for the two buffers
+ * (e.g. their file names; NULL: "images", "labels"). */
+bp_status bp_read_idx_mem_named(bp_data *out, const void *images, size_t images_size,
+                                const char *images_name, const void *labels,
+                                size_t labels_size, const char *labels_name,
+                                bp_error *err);
 
 /* Free an array of `n` strings and the array. Accepts NULL. */
 void bp_strings_free(char **s, int n);

@@ -370,6 +370,8 @@ typedef struct csv_reader {
     long line;     /* 1-based line at p */
     const char *blk;   /* next_delim's cached 64-byte block and its mask */
     uint64_t mask;
+    char delim;        /* the field delimiter (',' unless opt->delimiter) */
+    int blank_delim;   /* delim is a space or a tab (not trimmed, not skipped) */
     const char *name;
     bp_error *err;
 } csv_reader;
@@ -402,12 +404,19 @@ static int skip_blank_lines(csv_reader *c)
     }
 }
 
+/* A space or tab around a field (trimmed), unless it is the delimiter. */
+static inline int pad_char(const csv_reader *c, char ch)
+{
+    return is_blank(ch) && ch != c->delim;
+}
+
 /* Read the field at c->p and step past its delimiter. */
 static bp_status read_field(csv_reader *c, csv_field *f, int col)
 {
     char *q = c->p, *end = c->end;
+    const char delim = c->delim;
     f->line = c->line;
-    while (q < end && is_blank(*q)) q++;
+    while (q < end && pad_char(c, *q)) q++;
     if (q < end && *q == '"') {
         long open_line = c->line;
         char *w = ++q;
@@ -434,8 +443,8 @@ static bp_status read_field(csv_reader *c, csv_field *f, int col)
         }
         f->e = w;
         f->quoted = 1;
-        while (q < end && is_blank(*q)) q++;
-        if (q < end && *q != ',' && *q != '\n' && *q != '\r') {
+        while (q < end && pad_char(c, *q)) q++;
+        if (q < end && *q != delim && *q != '\n' && *q != '\r') {
             char ex[64];
             return bp_fail(c->err, BP_EFORMAT,
                            "%s:%ld:%d: unexpected character %s after a closing quote", c->name,
@@ -443,14 +452,14 @@ static bp_status read_field(csv_reader *c, csv_field *f, int col)
         }
     } else {
         q = c->p;
-        while (q < end && *q != ',' && *q != '\n' && *q != '\r') q++;
+        while (q < end && *q != delim && *q != '\n' && *q != '\r') q++;
         f->s = c->p;
         f->e = q;
         f->quoted = 0;
         while (f->s < f->e && is_blank(*f->s)) f->s++;
         while (f->e > f->s && is_blank(f->e[-1])) f->e--;
     }
-    if (q < end && *q == ',') {
+    if (q < end && *q == delim) {
         f->last = 0;
         c->p = q + 1;
     } else {
@@ -566,11 +575,57 @@ static const char *col_name(const csv_job *j, int col)
     return (col >= 0 && col < j->ncols && j->header[col]) ? j->header[col] : "?";
 }
 
-/* Read the header row into j->header / j->ncols. */
+/* Fields of the record at c->p, counted without changing the buffer (a
+ * quote opens a quoted field only at the start of a field, as in
+ * read_field; malformed quoting is left for read_row to report). */
+static int count_fields(const csv_reader *c)
+{
+    int n = 1, inq = 0, at_start = 1;
+    for (const char *q = c->p; q < c->end; q++) {
+        char ch = *q;
+        if (inq) {
+            if (ch == '"') {
+                if (q + 1 < c->end && q[1] == '"') q++;
+                else inq = 0;
+            }
+        } else if (ch == c->delim) {
+            if (n == INT_MAX) return -1;
+            n++;
+            at_start = 1;
+        } else if (ch == '\n' || ch == '\r') {
+            break;
+        } else if (at_start && pad_char(c, ch)) {
+            /* blanks before a field */
+        } else {
+            if (at_start && ch == '"') inq = 1;
+            at_start = 0;
+        }
+    }
+    return n;
+}
+
+/* Read the header row into j->header / j->ncols; with opt->no_header the
+ * columns are named "0", "1", ... after the first record's field count,
+ * and that record stays to be read as data. */
 static bp_status read_header(csv_job *j)
 {
     csv_reader *c = &j->r;
-    if (!skip_blank_lines(c)) return bp_fail(c->err, BP_EFORMAT, "%s:1:1: empty file", c->name);
+    if (!skip_blank_lines(c))
+        return bp_fail(c->err, BP_EFORMAT, "%s:%ld:1: empty file", c->name, c->line);
+    if (j->opt->no_header) {
+        int n = count_fields(c);
+        if (n < 0) return bp_fail(c->err, BP_EFORMAT, "%s:%ld: too many columns", c->name, c->line);
+        j->header = bp_alloc_array((size_t)n, sizeof *j->header);
+        if (!j->header) return bp_fail(c->err, BP_ENOMEM, "%s: out of memory", c->name);
+        j->ncols = n;
+        for (int i = 0; i < n; i++) {
+            char b[16];
+            snprintf(b, sizeof b, "%d", i);
+            if (!(j->header[i] = bp_strdup(b)))
+                return bp_fail(c->err, BP_ENOMEM, "%s: out of memory", c->name);
+        }
+        return BP_OK;
+    }
     int cap = 16;
     j->header = bp_alloc_array((size_t)cap, sizeof *j->header);
     if (!j->header) return bp_fail(c->err, BP_ENOMEM, "%s: out of memory", c->name);
@@ -596,11 +651,24 @@ static bp_status read_header(csv_job *j)
 }
 
 /* Column of one target token: a header name, else a 0-based index.
- * Returns the column, or -1 when absent. */
-static int find_column(const csv_job *j, const char *tok, size_t len)
+ * Returns the column, or -1 when absent; a name that two columns have is
+ * BP_EINVAL (in *s), since picking the first would be a silent guess. */
+static int find_column(const csv_job *j, const char *tok, size_t len, bp_status *s)
 {
+    int first = -1;
     for (int i = 0; i < j->ncols; i++)
-        if (strlen(j->header[i]) == len && memcmp(j->header[i], tok, len) == 0) return i;
+        if (strlen(j->header[i]) == len && memcmp(j->header[i], tok, len) == 0) {
+            if (first < 0) {
+                first = i;
+                continue;
+            }
+            char ex[64];
+            bp_quote_excerpt(ex, sizeof ex, tok, len);
+            *s = bp_fail(j->r.err, BP_EINVAL, "%s: target %s is ambiguous: columns %d and %d "
+                         "are both named so (rename one)", j->r.name, ex, first + 1, i + 1);
+            return -1;
+        }
+    if (first >= 0) return first;
     if (len == 0 || len > 9) return -1;
     long v = 0;
     for (size_t i = 0; i < len; i++) {
@@ -626,7 +694,9 @@ static bp_status pick_targets(csv_job *j)
         j->tcol[nt++] = j->ncols - 1;
     } else {
         const char *t = o->target;
-        int whole = find_column(j, t, strlen(t));
+        bp_status fs = BP_OK;
+        int whole = find_column(j, t, strlen(t), &fs);
+        if (fs) return fs;
         if (whole >= 0) {
             j->tcol[nt++] = whole;
         } else {
@@ -640,7 +710,8 @@ static bp_status pick_targets(csv_job *j)
                 const char *a = p, *b = e;
                 while (a < b && is_blank(*a)) a++;
                 while (b > a && is_blank(b[-1])) b--;
-                int col = find_column(j, a, (size_t)(b - a));
+                int col = find_column(j, a, (size_t)(b - a), &fs);
+                if (fs) return fs;
                 if (col < 0) {
                     if (!missing) {
                         miss_tok = a;
@@ -773,10 +844,10 @@ static inline uint64_t bytes_eq(uint64_t w, unsigned char b)
 }
 
 /* Bit i set when byte i of the 64 bytes at b is a delimiter or a quote. */
-static inline uint64_t block_mask(const char *b)
+static inline uint64_t block_mask(const char *b, char delim)
 {
 #if defined(__SSE2__)
-    const __m128i comma = _mm_set1_epi8(','), nl = _mm_set1_epi8('\n');
+    const __m128i comma = _mm_set1_epi8(delim), nl = _mm_set1_epi8('\n');
     const __m128i cr = _mm_set1_epi8('\r'), quote = _mm_set1_epi8('"');
     uint64_t m = 0;
     for (int k = 0; k < 4; k++) {
@@ -791,7 +862,7 @@ static inline uint64_t block_mask(const char *b)
     for (int k = 0; k < 8; k++) {
         uint64_t w;
         memcpy(&w, b + 8 * k, sizeof w);
-        uint64_t e = bytes_eq(w, ',') | bytes_eq(w, '\n') | bytes_eq(w, '\r') | bytes_eq(w, '"');
+        uint64_t e = bytes_eq(w, (unsigned char)delim) | bytes_eq(w, '\n') | bytes_eq(w, '\r') | bytes_eq(w, '"');
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
         for (int i = 0; i < 8; i++) m |= (uint64_t)((e >> (8 * (7 - i) + 7)) & 1) << (8 * k + i);
 #else
@@ -915,7 +986,7 @@ static int fast_fields(csv_job *j, bp_real *xr, int col, int *ended)
         const char *b = base + (off & ~(size_t)63);
         if (b != blk) {
             blk = b;
-            mask = block_mask(b);
+            mask = block_mask(b, c->delim);
         }
         uint64_t m = mask & (~UINT64_C(0) << (off & 63));
         const char *stop = NULL;
@@ -926,7 +997,7 @@ static int fast_fields(csv_job *j, bp_real *xr, int col, int *ended)
                 blk = NULL; /* no valid cached block */
                 break;
             }
-            mask = block_mask(blk);
+            mask = block_mask(blk, c->delim);
             m = mask;
         }
         if (!stop) {
@@ -937,7 +1008,7 @@ static int fast_fields(csv_job *j, bp_real *xr, int col, int *ended)
         if (*stop == '"' || !field_number(p, (size_t)(stop - p), &v)) break;
         xr[role[col]] = (bp_real)v;
         col++;
-        if (stop < end && *stop == ',') {
+        if (stop < end && *stop == c->delim) {
             p = stop + 1;
             continue;
         }
@@ -1010,12 +1081,14 @@ static bp_status read_row(csv_job *j)
         if (role >= 0) {
             double v;
             const char *stop;
-            /* Fast path: any plain number followed by a delimiter. */
-            if (bp_scan_number(c->p, c->end, &v, NULL, &stop) == BP_NUM_OK &&
-                (stop == c->end || *stop == ',' || *stop == '\n' || *stop == '\r')) {
+            /* Fast path: any plain number followed by a delimiter (not
+             * with a space or tab delimiter: the scanner skips blanks, so
+             * it would read past an empty field). */
+            if (!c->blank_delim && bp_scan_number(c->p, c->end, &v, NULL, &stop) == BP_NUM_OK &&
+                (stop == c->end || *stop == c->delim || *stop == '\n' || *stop == '\r')) {
                 xr[role] = (bp_real)v;
                 col++;
-                if (stop < c->end && *stop == ',') {
+                if (stop < c->end && *stop == c->delim) {
                     c->p = (char *)stop + 1;
                     continue;
                 }
@@ -1379,31 +1452,61 @@ static bp_status read_rows(csv_job *j)
     return BP_OK;
 }
 
+/* The largest text a read accepts (opt->max_bytes, 0: no limit but memory). */
+static size_t max_text(const bp_csv_options *opt)
+{
+    return opt && opt->max_bytes ? opt->max_bytes : SIZE_MAX / 2;
+}
+
+/* Check the options, set up the reader on buf[0..len) (followed by
+ * BP_READ_PAD zero bytes), skip the byte order mark and opt->skip_rows
+ * lines, and read the header. */
+static bp_status csv_begin(csv_job *j, char *buf, size_t len, const char *name,
+                           const bp_csv_options *opt, bp_error *err)
+{
+    static const bp_csv_options defaults;
+    memset(j, 0, sizeof *j);
+    j->opt = opt ? opt : &defaults;
+    j->r.base = buf;
+    j->r.p = buf;
+    j->r.end = buf + len;
+    j->r.line = 1;
+    j->r.name = name;
+    j->r.err = err;
+    char d = j->opt->delimiter ? j->opt->delimiter : ',';
+    if (d == '"' || d == '\n' || d == '\r')
+        return bp_fail(err, BP_EINVAL, "%s: the delimiter cannot be a quote or a line break", name);
+    j->r.delim = d;
+    j->r.blank_delim = d == ' ' || d == '\t';
+    if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
+        (unsigned char)buf[2] == 0xBF)
+        j->r.p += 3; /* UTF-8 byte order mark */
+    if (j->opt->class_names && j->opt->n_class_names < 0)
+        return bp_fail(err, BP_EINVAL, "%s: n_class_names is negative", name);
+    if (j->opt->task != BP_TASK_AUTO && j->opt->task != BP_TASK_CLASSIFY &&
+        j->opt->task != BP_TASK_REGRESS)
+        return bp_fail(err, BP_EINVAL, "%s: unknown task %d", name, (int)j->opt->task);
+    if (j->opt->skip_rows < 0)
+        return bp_fail(err, BP_EINVAL, "%s: skip_rows is negative (%d)", name, j->opt->skip_rows);
+    /* Skipped lines are physical lines (LF, CRLF or CR), quotes or not. */
+    for (int i = 0; i < j->opt->skip_rows; i++) {
+        char *q = j->r.p;
+        while (q < j->r.end && *q != '\n' && *q != '\r') q++;
+        if (q >= j->r.end)
+            return bp_fail(err, BP_EFORMAT, "%s:%ld: the file ends within the %d line%s to skip",
+                           name, j->r.line, j->opt->skip_rows, j->opt->skip_rows == 1 ? "" : "s");
+        end_record(&j->r, q);
+    }
+    return read_header(j);
+}
+
 /* Parse buf[0..len), followed by BP_READ_PAD zero bytes. The buffer is
  * modified (quoted fields are unescaped in place). */
 static bp_status csv_parse(bp_data *out, char *buf, size_t len, const char *name,
                            const bp_csv_options *opt, char ***feature_names, bp_error *err)
 {
-    static const bp_csv_options defaults;
     csv_job j;
-    memset(&j, 0, sizeof j);
-    j.opt = opt ? opt : &defaults;
-    j.r.base = buf;
-    j.r.p = buf;
-    j.r.end = buf + len;
-    j.r.line = 1;
-    j.r.name = name;
-    j.r.err = err;
-    if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
-        (unsigned char)buf[2] == 0xBF)
-        j.r.p += 3; /* UTF-8 byte order mark */
-    if (j.opt->class_names && j.opt->n_class_names < 0)
-        return bp_fail(err, BP_EINVAL, "%s: n_class_names is negative", name);
-    if (j.opt->task != BP_TASK_AUTO && j.opt->task != BP_TASK_CLASSIFY &&
-        j.opt->task != BP_TASK_REGRESS)
-        return bp_fail(err, BP_EINVAL, "%s: unknown task %d", name, (int)j.opt->task);
-
-    bp_status s = read_header(&j);
+    bp_status s = csv_begin(&j, buf, len, name, opt, err);
     if (!s) s = pick_targets(&j);
     if (!s) s = read_rows(&j);
     if (!s && j.n == 0)
@@ -1445,6 +1548,75 @@ static bp_status csv_parse(bp_data *out, char *buf, size_t len, const char *name
     return BP_OK;
 }
 
+/* Inflate gzip text (bounded by max_text) or copy plain text into a new
+ * buffer with BP_READ_PAD zero bytes after it. `prefix` > 0: only about
+ * that many bytes are needed; *full tells whether the buffer holds all. */
+static bp_status text_buffer(const void *data, size_t size, const char *name,
+                             const bp_csv_options *opt, size_t prefix, char **buf, size_t *len,
+                             int *full, bp_error *err)
+{
+    *buf = NULL;
+    *len = 0;
+    *full = 1;
+    size_t max = max_text(opt);
+    if (bp_is_gzip(data, size)) {
+        bp_gunzip_opts g = {max, prefix, NULL};
+        uint8_t *b;
+        bp_status s = bp_gunzip(data, size, name, &g, &b, len, err);
+        if (s) return s;
+        *buf = (char *)b;
+        *full = prefix == 0 || *len < prefix;
+        return BP_OK;
+    }
+    size_t n = prefix && prefix < size ? prefix : size;
+    if (n > max)
+        return bp_fail(err, BP_EFORMAT, "%s: text larger than %zu bytes (%zu)", name, max, size);
+    if (n > SIZE_MAX - BP_READ_PAD) return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+    char *b = malloc(n + BP_READ_PAD);
+    if (!b) return bp_fail(err, BP_ENOMEM, "%s: out of memory (%zu bytes)", name, n);
+    if (n) memcpy(b, data, n);
+    memset(b + n, 0, BP_READ_PAD);
+    *buf = b;
+    *len = n;
+    *full = n == size;
+    return BP_OK;
+}
+
+bp_status bp_csv_header(const void *data, size_t size, const char *name,
+                        const bp_csv_options *opt, char ***names, int *n, bp_error *err)
+{
+    if (names) *names = NULL;
+    if (n) *n = 0;
+    if (!name) name = "<csv>";
+    if (!names || !n) return bp_fail(err, BP_EINVAL, "%s: names or n is NULL", name);
+    if (!data && size) return bp_fail(err, BP_EINVAL, "%s: data is NULL", name);
+    /* The header is at the start: read 1 MiB, all of it only when the
+     * header (or a line to skip) reaches past that. */
+    for (size_t prefix = (size_t)1 << 20;; prefix = 0) {
+        char *buf;
+        size_t len;
+        int full;
+        bp_status s = text_buffer(data, size, name, opt, prefix, &buf, &len, &full, err);
+        if (s) return s;
+        csv_job j;
+        s = csv_begin(&j, buf, len, name, opt, err);
+        if (!full && (s || j.r.p >= j.r.end)) {
+            csv_cleanup(&j);
+            free(buf);
+            continue; /* it may end past the prefix: read everything */
+        }
+        if (!s) {
+            *names = j.header;
+            *n = j.ncols;
+            j.header = NULL;
+            j.ncols = 0;
+        }
+        csv_cleanup(&j);
+        free(buf);
+        return s;
+    }
+}
+
 bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size, const char *name,
                           const bp_csv_options *opt, char ***feature_names, bp_error *err)
 {
@@ -1453,12 +1625,12 @@ bp_status bp_read_csv_mem(bp_data *out, const void *data, size_t size, const cha
     memset(out, 0, sizeof *out);
     if (!name) name = "<csv>";
     if (!data && size) return bp_fail(err, BP_EINVAL, "%s: data is NULL", name);
-    if (size > SIZE_MAX - BP_READ_PAD) return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
-    char *buf = malloc(size + BP_READ_PAD);
-    if (!buf) return bp_fail(err, BP_ENOMEM, "%s: out of memory (%zu bytes)", name, size);
-    if (size) memcpy(buf, data, size);
-    memset(buf + size, 0, BP_READ_PAD);
-    bp_status s = csv_parse(out, buf, size, name, opt, feature_names, err);
+    char *buf;
+    size_t len;
+    int full;
+    bp_status s = text_buffer(data, size, name, opt, 0, &buf, &len, &full, err);
+    if (s) return s;
+    s = csv_parse(out, buf, len, name, opt, feature_names, err);
     free(buf);
     return s;
 }
@@ -1472,8 +1644,19 @@ bp_status bp_read_csv(bp_data *out, const char *path, const bp_csv_options *opt,
     if (!path) return bp_fail(err, BP_EINVAL, "bp_read_csv: path is NULL");
     char *buf;
     size_t len;
-    bp_status s = bp_read_file(path, SIZE_MAX / 2, &buf, &len, err);
+    bp_status s = bp_read_file(path, max_text(opt), &buf, &len, err);
     if (s) return s;
+    if (bp_is_gzip(buf, len)) {
+        /* .csv.gz: inflate (bounded by max_text), then parse that */
+        char *plain;
+        size_t plen;
+        int full;
+        s = text_buffer(buf, len, path, opt, 0, &plain, &plen, &full, err);
+        free(buf);
+        if (s) return s;
+        buf = plain;
+        len = plen;
+    }
     s = csv_parse(out, buf, len, path, opt, feature_names, err);
     free(buf);
     return s;

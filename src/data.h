@@ -45,4 +45,30 @@ char *bp_quote_excerpt(char *dst, size_t cap, const char *text, size_t len);
 bp_status bp_read_file(const char *path, size_t max, char **buf_out, size_t *len_out,
                        bp_error *err);
 
+/* ---- gzip (src/gzip.c) ---- */
+
+/* 1 when data starts with the gzip magic 1f 8b. */
+int bp_is_gzip(const void *data, size_t size);
+
+/* Bounds of one bp_gunzip call. */
+typedef struct bp_gunzip_opts {
+    size_t max;     /* more decompressed bytes than this is BP_EFORMAT */
+    size_t prefix;  /* > 0: stop quietly once this many bytes are out */
+    /* Optional: the exact decompressed size the data declares, from the
+     * first `len` bytes: 1 with *size set once known, 0 while more bytes
+     * are needed, -1 when the header is bad (inflating stops, and the
+     * caller reports the header). */
+    int (*expect)(const uint8_t *buf, size_t len, size_t *size);
+} bp_gunzip_opts;
+
+/* Inflate gzip data (one or more members) into a new malloc'd buffer
+ * followed by BP_READ_PAD zero bytes. Past g->max bytes, or past the size
+ * g->expect found, it stops with BP_EFORMAT (nothing more is inflated or
+ * allocated); a declared size larger than in_len bytes of deflate data can
+ * hold is BP_EFORMAT at once. BP_EFORMAT for corrupt, truncated or
+ * trailing data (not with g->prefix: then what could be inflated is
+ * returned), BP_ENOMEM. On failure *out is NULL. */
+bp_status bp_gunzip(const uint8_t *in, size_t in_len, const char *name, const bp_gunzip_opts *g,
+                    uint8_t **out, size_t *out_len, bp_error *err);
+
 #endif /* BP_DATA_H */

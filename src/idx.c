@@ -8,9 +8,13 @@
  * labels of rank 1 as class indices.
  *
  * A file is read whole; a gzip file (magic 1f 8b) is inflated with zlib
- * into a buffer that grows as data arrives (so a lying header allocates
- * nothing it cannot fill), up to BP_IDX_MAX_BYTES. Only then is the
- * header checked against the real length and the float array allocated.
+ * (src/gzip.c) into a buffer that grows as data arrives (so a lying header
+ * allocates nothing it cannot fill). Inflating stops as soon as the output
+ * passes the size its own header declares (known after 4 + 4 * NDIMS
+ * bytes), so a small file that inflates to gigabytes costs no more than
+ * its header says; a header that declares more than the compressed bytes
+ * can hold is refused before inflating. Then the header is checked
+ * against the real length and the float array allocated.
  */
 #include "data.h"
 
@@ -33,116 +37,22 @@ typedef struct idx_info {
     const uint8_t *data;   /* count bytes */
 } idx_info;
 
-static int is_gzip(const uint8_t *p, size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }
-
-/* Inflate a gzip buffer (one or more members) into a new buffer.
- * `hint` is the expected size (the gzip trailer's ISIZE). */
-static bp_status gunzip(const uint8_t *in, size_t in_len, const char *name, uint8_t **out,
-                        size_t *out_len, bp_error *err)
+/* bp_gunzip's expect: the size (header + data) an IDX header declares. */
+static int idx_declared(const uint8_t *b, size_t len, size_t *size)
 {
-    *out = NULL;
-    *out_len = 0;
-    /* ISIZE (size mod 2^32) as the first guess, bounded by deflate's best
-     * ratio (~1032:1) and by the cap. */
-    size_t cap = 1 << 16;
-    if (in_len >= 18) {
-        const uint8_t *t = in + in_len - 4;
-        size_t isize = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
-        size_t bound = in_len < BP_IDX_MAX_BYTES / 1040 ? in_len * 1040 : BP_IDX_MAX_BYTES;
-        if (isize > cap && isize <= bound) cap = isize;
+    if (len < 4) return 0;
+    if (b[0] != 0 || b[1] != 0 || b[3] == 0) return -1;
+    size_t hdr = 4 + 4 * (size_t)b[3];
+    if (len < hdr) return 0;
+    uint64_t count = 1;
+    for (int i = 0; i < b[3]; i++) {
+        const uint8_t *p = b + 4 + 4 * i;
+        uint32_t d = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (d == 0 || count > (uint64_t)BP_IDX_MAX_BYTES / d) return -1; /* parse_idx says why */
+        count *= d;
     }
-    uint8_t *buf = malloc(cap);
-    if (!buf) return bp_fail(err, BP_ENOMEM, "%s: out of memory inflating gzip data", name);
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) {
-        free(buf);
-        return bp_fail(err, BP_ENOMEM, "%s: cannot start zlib", name);
-    }
-    const uint8_t *next = in;
-    size_t left = in_len, len = 0;
-    bp_status s = BP_OK;
-    for (;;) {
-        if (zs.avail_in == 0 && left > 0) {
-            uInt chunk = left > UINT_MAX ? UINT_MAX : (uInt)left;
-            zs.next_in = (Bytef *)next;
-            zs.avail_in = chunk;
-            next += chunk;
-            left -= chunk;
-        }
-        if (len == cap) {
-            if (cap >= BP_IDX_MAX_BYTES) {
-                s = bp_fail(err, BP_EFORMAT, "%s: decompressed data larger than %zu bytes", name,
-                            (size_t)BP_IDX_MAX_BYTES);
-                break;
-            }
-            size_t ncap = cap * 2 > BP_IDX_MAX_BYTES ? BP_IDX_MAX_BYTES : cap * 2;
-            uint8_t *nb = realloc(buf, ncap);
-            if (!nb) {
-                s = bp_fail(err, BP_ENOMEM, "%s: out of memory inflating gzip data", name);
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t room = cap - len;
-        zs.next_out = buf + len;
-        zs.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
-        uInt before_out = zs.avail_out, before_in = zs.avail_in;
-        int r = inflate(&zs, Z_NO_FLUSH);
-        len += before_out - zs.avail_out;
-        if (r == Z_STREAM_END) {
-            size_t rest = zs.avail_in + left;
-            if (rest == 0) break;
-            /* another gzip member may follow; anything else is an error */
-            if (zs.avail_in == 0) { /* refill so the magic can be seen */
-                uInt chunk = left > UINT_MAX ? UINT_MAX : (uInt)left;
-                zs.next_in = (Bytef *)next;
-                zs.avail_in = chunk;
-                next += chunk;
-                left -= chunk;
-            }
-            if (!is_gzip(zs.next_in, zs.avail_in)) {
-                s = bp_fail(err, BP_EFORMAT, "%s: %zu bytes of trailing garbage after the gzip "
-                            "data", name, rest);
-                break;
-            }
-            if (inflateReset(&zs) != Z_OK) {
-                s = bp_fail(err, BP_EFORMAT, "%s: corrupt gzip data", name);
-                break;
-            }
-            continue;
-        }
-        if (r == Z_OK) continue;
-        if (r == Z_BUF_ERROR) {
-            if (zs.avail_out == 0) continue; /* output full: grow */
-            if (zs.avail_in == 0 && left == 0) {
-                s = bp_fail(err, BP_EFORMAT, "%s: truncated gzip data (unexpected end of file)",
-                            name);
-                break;
-            }
-            if (before_out == zs.avail_out && before_in == zs.avail_in) {
-                s = bp_fail(err, BP_EFORMAT, "%s: corrupt gzip data (no progress)", name);
-                break;
-            }
-            continue;
-        }
-        if (r == Z_MEM_ERROR) {
-            s = bp_fail(err, BP_ENOMEM, "%s: out of memory inflating gzip data", name);
-            break;
-        }
-        s = bp_fail(err, BP_EFORMAT, "%s: corrupt gzip data (%s)", name,
-                    zs.msg ? zs.msg : "inflate failed");
-        break;
-    }
-    inflateEnd(&zs);
-    if (s) {
-        free(buf);
-        return s;
-    }
-    *out = buf;
-    *out_len = len;
-    return BP_OK;
+    *size = hdr + (size_t)count;
+    return 1;
 }
 
 static const char *type_name(int t)
@@ -227,8 +137,9 @@ static bp_status plain_bytes(const uint8_t *data, size_t size, const char *name,
                              bp_error *err)
 {
     *owned = NULL;
-    if (is_gzip(data, size)) {
-        bp_status s = gunzip(data, size, name, owned, plain_len, err);
+    if (bp_is_gzip(data, size)) {
+        bp_gunzip_opts g = {BP_IDX_MAX_BYTES, 0, idx_declared};
+        bp_status s = bp_gunzip(data, size, name, &g, owned, plain_len, err);
         if (s) return s;
         *plain = *owned;
         return BP_OK;
@@ -303,6 +214,17 @@ bp_status bp_read_idx_mem(bp_data *out, const void *images, size_t images_size,
     memset(out, 0, sizeof *out);
     if (!images) return bp_fail(err, BP_EINVAL, "bp_read_idx_mem: images is NULL");
     return idx_decode(out, images, images_size, "images", labels, labels_size, "labels", err);
+}
+
+bp_status bp_read_idx_mem_named(bp_data *out, const void *images, size_t images_size,
+                                const char *images_name, const void *labels, size_t labels_size,
+                                const char *labels_name, bp_error *err)
+{
+    if (!out) return bp_fail(err, BP_EINVAL, "bp_read_idx_mem_named: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!images) return bp_fail(err, BP_EINVAL, "bp_read_idx_mem_named: images is NULL");
+    return idx_decode(out, images, images_size, images_name ? images_name : "images", labels,
+                      labels_size, labels_name ? labels_name : "labels", err);
 }
 
 bp_status bp_read_idx(bp_data *out, const char *images_path, const char *labels_path,
