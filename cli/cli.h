@@ -115,6 +115,15 @@ int cli_check_outputs(const char *const *outs, const char *const *out_names, int
 int cli_out_commit(cli_outfile *o);                       /* CLI_FAIL + message */
 void cli_out_abort(cli_outfile *o);
 
+/* ---- threads (threads.c) ---- */
+/* train, eval and predict: make OpenMP's idle threads wait briefly before
+ * sleeping (GOMP_SPINCOUNT) unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
+ * set, by setting it and re-executing the program once. First thing in main. */
+void cli_short_waits(int argc, char **argv);
+/* --threads N (n < 0: not given): bp_set_threads, with a warning on stderr
+ * when N is more than the cores available. */
+void cli_set_threads(int n);
+
 /* ---- data sets (dataset.c) ---- */
 typedef enum cli_need {
     CLI_TARGET_REQUIRED = 0, /* train, eval */

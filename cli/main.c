@@ -7,6 +7,7 @@
 
 int main(int argc, char **argv)
 {
+    cli_short_waits(argc, argv);
     if (argc < 2)
         return cli_fail(CLI_USAGE, "missing command: train, eval, predict, info or gradcheck "
                         "(see 'backprop --help')");
