@@ -85,9 +85,7 @@ const char *bp_version(void);
  * affinity mask and cgroup CPU quota), since more threads than cores only
  * wait for each other. Returns the count in effect (1..cores), which is
  * below n when n was capped. This is a maximum: each parallel region uses
- * as many threads as its size is worth (a small layer runs on one), and
- * bp_fit runs its steps on one thread when it measures that to be faster
- * (a busy machine).
+ * as many threads as its size is worth (a small layer runs on one).
  * Waiting OpenMP threads spin before sleeping (libgomp: up to
  * GOMP_SPINCOUNT iterations, 300,000 by default, read when the program
  * starts); on a shared machine set OMP_WAIT_POLICY=passive or a small
