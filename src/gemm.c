@@ -91,10 +91,8 @@ int bp_cores(void)
     return g_cores;
 }
 
-/* bp_set_threads' value (0: not set, OpenMP's own default applies) and the
- * calling thread's cap (bp_threads_cap; 0: none). */
+/* bp_set_threads' value (0: not set, OpenMP's own default applies). */
 static int g_threads;
-static _Thread_local int t_cap;
 
 int bp_set_threads(int n)
 {
@@ -110,11 +108,8 @@ int bp_threads_max(void)
     int n = g_threads > 0 ? g_threads : omp_get_max_threads();
     int c = bp_cores();
     if (n > c) n = c;
-    if (t_cap > 0 && n > t_cap) n = t_cap;
     return n > 0 ? n : 1;
 }
-
-void bp_threads_cap(int n) { t_cap = n > 0 ? n : 0; }
 
 int bp_threads_for(double work, double grain)
 {
@@ -242,7 +237,7 @@ fail:
 
 int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
 {
-    /* Made for another count (bp_set_threads or a cap changed since): the
+    /* Made for another count (bp_set_threads changed since): the
      * caller's bp_gemm then picks the count itself. */
     if (!mm || bp_threads_for(mm->flops, BP_GEMM_GRAIN) != mm->threads) return 0;
     /* oneDNN takes non-const handles; it only reads A, B and bias. */

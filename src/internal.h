@@ -54,17 +54,13 @@ void bp_gemm_ref(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
  * machine, wait for cores that other processes hold).
  * bp_cores: cores available to the process (affinity mask, cgroup quota).
  * bp_threads_max: the most threads a region may use: bp_set_threads' value
- * (else OpenMP's max threads), at most bp_cores, at most the calling
- * thread's cap.
- * bp_threads_cap: cap for the calling thread's regions (n <= 0: none); the
- * trainer uses it to run steps on one thread when that is faster.
+ * (else OpenMP's max threads), at most bp_cores.
  * bp_threads_for: threads for a region of `work` units where each thread
  * should get at least `grain` units: floor(work / grain) clamped to
  * [1, bp_threads_max()]. */
 #define BP_GEMM_GRAIN 1e6 /* FLOPs per thread: ~10 us at ~100 GFLOP/s, well above a fork + join */
 int bp_cores(void);
 int bp_threads_max(void);
-void bp_threads_cap(int n);
 int bp_threads_for(double work, double grain);
 
 /* ---- prepared GEMMs (oneDNN matmul primitives, float build) ----
@@ -83,8 +79,8 @@ bp_gemm_ctx *bp_gemm_ctx_create(void);   /* NULL: no primitives */
 void bp_gemm_ctx_free(bp_gemm_ctx *ctx);
 bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, int with_bias);
 /* Run it on the thread count bp_threads_for chose at creation; returns 0
- * (did nothing) if that choice is different now (bp_set_threads or a cap
- * changed), so the caller falls back to bp_gemm. */
+ * (did nothing) if that choice is different now (bp_set_threads changed),
+ * so the caller falls back to bp_gemm. */
 int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C);
 void bp_mm_free(bp_mm *mm);
 

@@ -4,8 +4,8 @@
  *     thread, even after bp_set_threads(4096);
  *   - bp_set_threads caps at the cores and says what it applied;
  *   - the per-region choice (bp_threads_for) picks one thread for tiny
- *     GEMMs, several for large ones, obeys the calling thread's cap, and
- *     leaves the caller's OpenMP thread count as it was;
+ *     GEMMs, several for large ones, and leaves the caller's OpenMP thread
+ *     count as it was;
  *   - training gives the same parameters on 1 and on all threads, with the
  *     prepared GEMMs made for one count and run under another.
  */
@@ -100,12 +100,6 @@ static void thread_counts(void)
           bp_threads_for(big, BP_GEMM_GRAIN), want);
     CHECK(bp_threads_for(3.5 * BP_GEMM_GRAIN, BP_GEMM_GRAIN) == (c < 3 ? c : 3),
           "3.5 grains: %d threads", bp_threads_for(3.5 * BP_GEMM_GRAIN, BP_GEMM_GRAIN));
-    bp_threads_cap(1);
-    CHECK(bp_threads_for(big, BP_GEMM_GRAIN) == 1, "capped at 1: %d threads",
-          bp_threads_for(big, BP_GEMM_GRAIN));
-    bp_threads_cap(0);
-    CHECK(bp_threads_for(big, BP_GEMM_GRAIN) == want, "cap removed: %d threads",
-          bp_threads_for(big, BP_GEMM_GRAIN));
 
     /* bp_gemm sets OpenMP's count per call and restores the caller's. */
     static bp_real A[128 * 784], B[256 * 784], C[128 * 256];
