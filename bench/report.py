@@ -23,11 +23,25 @@ TITLES = {
 }
 
 
+def load_busy(dir_):
+    """The rows of bench_busy.sh (busy.json: one JSON line per case)."""
+    out = {}
+    try:
+        with open(os.path.join(dir_, "busy.json")) as f:
+            for ln in f:
+                if ln.strip():
+                    r = json.loads(ln)
+                    out[r["workload"]] = r
+    except (OSError, ValueError, KeyError):
+        pass
+    return out
+
+
 def load(dir_):
     res = {}
     for p in sorted(glob.glob(os.path.join(dir_, "*.json"))):
         tag = os.path.basename(p)[:-5]
-        if tag in ("env", "summary"):
+        if tag in ("env", "summary", "busy"):
             continue
         try:
             with open(p) as f:
@@ -80,7 +94,8 @@ def main():
         return 2
     dir_ = sys.argv[1]
     res = load(dir_)
-    if not res:
+    busy = load_busy(dir_)
+    if not res and not busy:
         print("report: no results in %s" % dir_, file=sys.stderr)
         return 1
     try:
@@ -197,6 +212,22 @@ def main():
                 print("    backprop 2 threads / 1 thread: %.2fx" % (b2[key] / b1[key]))
         print("    * = best backprop row (the one the ratios use) and best PyTorch row")
 
+    if busy:
+        print()
+        print("BUSY  the backprop CLI while two other processes keep both cores busy "
+              "(`while :; do :; done` x 2)")
+        print("  %-52s %11s %13s %8s" % ("command", "default", "--threads 1", "ratio"))
+        titles = {"busy_train": "train wine (178 rows, dense(64) relu, 200 epochs)",
+                  "busy_eval": "eval wine model on 500,000 rows"}
+        for k in ("busy_train", "busy_eval"):
+            r = busy.get(k)
+            if r:
+                print("  %-52s %10.2fs %12.2fs %7.2fx" % (titles[k], r["default_median_s"],
+                                                      r["threads1_median_s"], r["ratio"]))
+        print("    medians of %s alternating runs each; wall time of the whole command"
+              % len(next(iter(busy.values()))["default_s"]))
+        summary["busy"] = busy
+
     # Targets.
     def target(name, value, goal, ok, unit="x"):
         status = "n/a" if value is None else ("pass" if ok else "MISS")
@@ -231,6 +262,9 @@ def main():
     r = ratio("W4", get("torch", "W4"))
     target("W4 inference samples/s, backprop / PyTorch best", r, ">= 3x",
            r is not None and r >= 3)
+    r = busy.get("busy_train", {}).get("ratio")
+    target("wine, 2 busy processes: default threads / --threads 1", r, "<= 1.2x",
+           r is not None and r <= 1.2)
     bw = [x["peak_rss_kb"] for x in get("backprop", "W1", "step") if x.get("peak_rss_kb")]
     tw = [x["peak_rss_kb"] for x in get("torch", "W1") if x.get("peak_rss_kb")]
     r = max(bw) / min(tw) if (bw and tw) else None

@@ -2,10 +2,11 @@
 # run.sh - build the benchmark programs, run every measurement of issue 4 as
 # its own process, print the comparison table (see bench/README.md).
 #
-#   bench/run.sh [--quick] [--only W1,W2,W3,W4] [--no-torch] [--no-fann] [--out DIR]
+#   bench/run.sh [--quick] [--only W1,W2,W3,W4,BUSY] [--no-torch] [--no-fann] [--out DIR]
 #
 # --quick   smoke test: 1 repetition, 0.2 s minimum, W3 10 steps (numbers meaningless)
-# --only    run these workloads only (the GEMM rate runs with W3)
+# --only    run these workloads only (the GEMM rate runs with W3; BUSY: the CLI's default
+#           threads against --threads 1 while two busy processes run, bench/bench_busy.sh)
 # --out     where the JSON results, logs and the table go
 #           (default build-bench/results-YYYYmmdd-HHMMSS, and build-bench/latest links to it)
 # Environment: BP_BENCH_BUILD (build dir, default <repo>/build-bench),
@@ -20,7 +21,7 @@ PY=/usr/bin/python3   # Debian's, where python3-torch and numpy live
 REPS=${BP_BENCH_REPS:-3}
 MIN_TIME=${BP_BENCH_MIN_TIME:-1.0}
 W3_STEPS=60
-ONLY=W1,W2,W3,W4
+ONLY=W1,W2,W3,W4,BUSY
 DO_TORCH=1
 DO_FANN=1
 OUT=""
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --no-torch) DO_TORCH=0 ;;
     --no-fann) DO_FANN=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,7 +47,7 @@ LINK_LATEST=0
 [ -n "$OUT" ] || { OUT=$BUILD/results-$(date +%Y%m%d-%H%M%S); LINK_LATEST=1; }
 mkdir -p "$OUT"
 echo "bench: building into $BUILD (log: $OUT/build.log)"
-targets=(bench_backprop gemm_rate)
+targets=(bench_backprop gemm_rate backprop_cli)
 [ $DO_FANN = 1 ] && targets+=(bench_fann)
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBP_BUILD_BENCH=ON \
          -DBP_BUILD_TESTS=OFF -DBP_BUILD_FUZZ=OFF &&
@@ -145,6 +146,31 @@ for w in W1 W2 W3 W4; do
     esac
   fi
 done
+
+# The CLI on a busy machine (issue 7): wine training and a 500k-row eval,
+# default threads vs --threads 1, two `while :; do :; done` loops running
+# (started and killed by bench_busy.sh).
+if want BUSY; then
+  echo "bench: BUSY (two busy processes)"
+  busy_reps=5
+  [ "$REPS" -lt 3 ] && busy_reps=$REPS
+  bash "$ROOT/bench/bench_busy.sh" "$BUILD/backprop" "$OUT/busy" "$busy_reps" >"$OUT/busy.json" \
+    2>"$OUT/busy.err"
+  brc=$?
+  if [ $brc -eq 3 ]; then
+    echo "bench: BUSY skipped: $(tail -n 1 "$OUT/busy.err")" >&2
+    rm -f "$OUT/busy.json"
+  elif [ $brc -eq 0 ]; then
+    "$PY" -c 'import json,sys
+for ln in open(sys.argv[1]):
+    r = json.loads(ln)
+    print("  %-28s default %6.2fs  --threads 1 %6.2fs  ratio %.2fx" % (r["workload"], r["default_median_s"], r["threads1_median_s"], r["ratio"]))' "$OUT/busy.json"
+  else
+    echo "bench: FAILED busy (see $OUT/busy.err)" >&2
+    tail -n 5 "$OUT/busy.err" >&2
+    FAILED=$((FAILED + 1))
+  fi
+fi
 
 "$PY" - "$OUT/env.json" <<EOF
 import json, sys

@@ -151,6 +151,15 @@ void cli_csv_apply(bp_csv_options *co);
  * csv_header) where no option set it; CLI_FAIL + message if invalid. */
 int cli_csv_from_model(const bp_net *net, const char *model_path);
 
+/* ---- threads (threads.c) ---- */
+/* train, eval and predict: make OpenMP's idle threads wait briefly before
+ * sleeping (GOMP_SPINCOUNT) unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
+ * set, by setting it and re-executing the program once. First thing in main. */
+void cli_short_waits(int argc, char **argv);
+/* --threads N (n < 0: not given): bp_set_threads, with a warning on stderr
+ * when N is more than the cores available. */
+void cli_set_threads(int n);
+
 /* ---- data sets (dataset.c) ---- */
 typedef enum cli_need {
     CLI_TARGET_REQUIRED = 0, /* train, eval */

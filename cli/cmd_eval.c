@@ -478,7 +478,7 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
     }
     if (!a->model || !a->data)
         return cli_fail(CLI_USAGE, "%s: needs MODEL and DATA (see 'backprop %s --help')", cmd, cmd);
-    if (a->threads >= 0) bp_set_threads(a->threads);
+    cli_set_threads(a->threads);
     return 0;
 }
 

@@ -976,7 +976,7 @@ static void notices(const train_state *s, bp_optimizer opt, long batches)
 /* Train with Ctrl-C caught: it only sets a flag, checked after each step. */
 static int run(train_state *s)
 {
-    if (s->a.threads >= 0) bp_set_threads(s->a.threads);
+    cli_set_threads(s->a.threads);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;

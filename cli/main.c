@@ -9,6 +9,7 @@ static int dispatch(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
+    cli_short_waits(argc, argv);
     int st = dispatch(argc, argv);
     cli_inputs_free();
     return st;

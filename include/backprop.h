@@ -79,9 +79,18 @@ const char *bp_status_name(bp_status s);
 /* Library version string, e.g. "0.1.0". */
 const char *bp_version(void);
 
-/* Process-wide number of threads used by the GEMM library (OpenMP).
- * n <= 0 restores the default (all cores). */
-void bp_set_threads(int n);
+/* Process-wide maximum number of threads (OpenMP) for the GEMMs, the
+ * optimizer update and CSV parsing. n <= 0 restores the default, all
+ * cores; n is capped at the cores available to the process (its CPU
+ * affinity mask and cgroup CPU quota), since more threads than cores only
+ * wait for each other. Returns the count in effect (1..cores), which is
+ * below n when n was capped. This is a maximum: each parallel region uses
+ * as many threads as its size is worth (a small layer runs on one).
+ * Waiting OpenMP threads spin before sleeping (libgomp: up to
+ * GOMP_SPINCOUNT iterations, 300,000 by default, read when the program
+ * starts); on a shared machine set OMP_WAIT_POLICY=passive or a small
+ * GOMP_SPINCOUNT in the environment (the backprop tool does). */
+int bp_set_threads(int n);
 
 /* ------------------------------------------------------------------------ */
 /* Networks                                                                  */

@@ -1377,7 +1377,8 @@ static bp_status read_rows(csv_job *j)
     int T = 1;
 #ifdef _OPENMP
     if (len >= BP_CSV_PARALLEL_MIN && simple_lines(start, len)) {
-        T = omp_get_max_threads();
+        /* One thread per 2 MiB at least, at most the cores (bp_threads_for). */
+        T = bp_threads_for((double)len, (double)(BP_CSV_PARALLEL_MIN / 2));
         if (T > BP_CSV_MAX_CHUNKS) T = BP_CSV_MAX_CHUNKS;
         if (T < 1) T = 1;
     }

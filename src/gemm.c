@@ -10,6 +10,8 @@
 #include "internal.h"
 
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,16 +43,80 @@ void bp_gemm(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
 #ifdef BP_DOUBLE
     bp_gemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
-    /* Arguments are valid by construction (callers size every buffer), so
-     * dnnl_sgemm cannot fail here; its status only reports bad arguments. */
+    /* oneDNN runs on omp_get_max_threads() threads, read at the call: set
+     * it to what this product's size is worth, and back. Arguments are
+     * valid by construction (callers size every buffer), so dnnl_sgemm
+     * cannot fail here; its status only reports bad arguments. */
+    int old = omp_get_max_threads();
+    int t = bp_threads_for(2.0 * M * N * K, BP_GEMM_GRAIN);
+    if (t != old) omp_set_num_threads(t);
     (void)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
                      beta, C, ldc);
+    if (t != old) omp_set_num_threads(old);
 #endif
 }
 
-void bp_set_threads(int n)
+/* ------------------------------------------------------------------------ */
+/* Thread counts                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Cores this process may run on: the CPU affinity mask (omp_get_num_procs
+ * counts it), lowered by a cgroup v2 CPU quota ("cpu.max": QUOTA PERIOD,
+ * e.g. a container limited to 1.5 CPUs gets 2). More threads than this
+ * only take turns on the same cores: every barrier then waits for a thread
+ * the scheduler has parked. Computed once. */
+static int g_cores;
+static pthread_once_t g_cores_once = PTHREAD_ONCE_INIT;
+
+static void count_cores(void)
 {
-    omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+    int n = omp_get_num_procs();
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        char quota[32];
+        long period = 0;
+        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 && period > 0) {
+            long q = strtol(quota, NULL, 10);
+            long c = q > 0 ? (q + period - 1) / period : 1;
+            if (c < n) n = (int)c;
+        }
+        fclose(f);
+    }
+    g_cores = n > 0 ? n : 1;
+}
+
+int bp_cores(void)
+{
+    pthread_once(&g_cores_once, count_cores);
+    return g_cores;
+}
+
+/* bp_set_threads' value (0: not set, OpenMP's own default applies). */
+static int g_threads;
+
+int bp_set_threads(int n)
+{
+    int c = bp_cores();
+    n = n <= 0 || n > c ? c : n;
+    g_threads = n;
+    omp_set_num_threads(n);
+    return n;
+}
+
+int bp_threads_max(void)
+{
+    int n = g_threads > 0 ? g_threads : omp_get_max_threads();
+    int c = bp_cores();
+    if (n > c) n = c;
+    return n > 0 ? n : 1;
+}
+
+int bp_threads_for(double work, double grain)
+{
+    int max = bp_threads_max();
+    if (max <= 1 || !(work >= 2 * grain)) return 1;
+    double t = work / grain;
+    return t < max ? (int)t : max;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -82,7 +148,8 @@ struct bp_gemm_ctx {
 
 struct bp_mm {
     bp_gemm_ctx *ctx;
-    int threads;                 /* OpenMP threads when created */
+    int threads;                 /* OpenMP threads it was made for (bp_threads_for) */
+    double flops;                /* 2 M N K */
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, bias, c; /* descriptors; data handles set per run */
     int nargs;
@@ -131,7 +198,12 @@ bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int w
     bp_mm *mm = calloc(1, sizeof *mm);
     if (!mm) return NULL;
     mm->ctx = ctx;
-    mm->threads = omp_get_max_threads();
+    /* The primitive splits its work for the thread count current at its
+     * creation: make it for the count its size is worth. */
+    mm->flops = 2.0 * M * N * K;
+    mm->threads = bp_threads_for(mm->flops, BP_GEMM_GRAIN);
+    int old = omp_get_max_threads();
+    if (mm->threads != old) omp_set_num_threads(mm->threads);
     /* op(A) [M, K]: stored [K, M] when transposed, i.e. the "ba" layout. */
     dnnl_memory_desc_t a, b, bias, c;
     dnnl_dims_t da = {M, K}, db = {K, N}, dbias = {1, N}, dc = {M, N};
@@ -146,6 +218,7 @@ bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int w
         goto fail;
     dnnl_status_t st = dnnl_primitive_create(&mm->prim, pd);
     dnnl_primitive_desc_destroy(pd);
+    pd = NULL;
     if (st) goto fail;
     if (dnnl_memory_create(&mm->a, &a, ctx->engine, DNNL_MEMORY_NONE) ||
         dnnl_memory_create(&mm->b, &b, ctx->engine, DNNL_MEMORY_NONE) ||
@@ -153,15 +226,20 @@ bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int w
         (with_bias && dnnl_memory_create(&mm->bias, &bias, ctx->engine, DNNL_MEMORY_NONE)))
         goto fail;
     mm->nargs = with_bias ? 4 : 3;
+    if (mm->threads != old) omp_set_num_threads(old);
     return mm;
 fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (mm->threads != old) omp_set_num_threads(old);
     bp_mm_free(mm);
     return NULL;
 }
 
 int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
 {
-    if (!mm || omp_get_max_threads() != mm->threads) return 0;
+    /* Made for another count (bp_set_threads changed since): the
+     * caller's bp_gemm then picks the count itself. */
+    if (!mm || bp_threads_for(mm->flops, BP_GEMM_GRAIN) != mm->threads) return 0;
     /* oneDNN takes non-const handles; it only reads A, B and bias. */
     if (dnnl_memory_set_data_handle(mm->a, (void *)(uintptr_t)A) ||
         dnnl_memory_set_data_handle(mm->b, (void *)(uintptr_t)B) ||
@@ -170,8 +248,12 @@ int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias
         return 0;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mm->a}, {DNNL_ARG_WEIGHTS, mm->b},
                                {DNNL_ARG_DST, mm->c}, {DNNL_ARG_BIAS, mm->bias}};
-    if (dnnl_primitive_execute(mm->prim, mm->ctx->stream, mm->nargs, args) != dnnl_success) return 0;
-    return dnnl_stream_wait(mm->ctx->stream) == dnnl_success;
+    int old = omp_get_max_threads();
+    if (mm->threads != old) omp_set_num_threads(mm->threads);
+    int ok = dnnl_primitive_execute(mm->prim, mm->ctx->stream, mm->nargs, args) == dnnl_success &&
+             dnnl_stream_wait(mm->ctx->stream) == dnnl_success;
+    if (mm->threads != old) omp_set_num_threads(old);
+    return ok;
 }
 
 #endif

@@ -46,6 +46,23 @@ void bp_gemm_ref(int trans_a, int trans_b, int M, int N, int K, bp_real alpha,
                  const bp_real *A, int lda, const bp_real *B, int ldb,
                  bp_real beta, bp_real *C, int ldc);
 
+/* ---- thread counts (src/gemm.c) ----
+ * Threads follow the work: each parallel region (a GEMM, the optimizer
+ * update, a CSV parse) asks bp_threads_for how many threads its size is
+ * worth, so a small layer runs on the calling thread alone and never pays
+ * a fork, a barrier and the waiting of the other threads (which, on a busy
+ * machine, wait for cores that other processes hold).
+ * bp_cores: cores available to the process (affinity mask, cgroup quota).
+ * bp_threads_max: the most threads a region may use: bp_set_threads' value
+ * (else OpenMP's max threads), at most bp_cores.
+ * bp_threads_for: threads for a region of `work` units where each thread
+ * should get at least `grain` units: floor(work / grain) clamped to
+ * [1, bp_threads_max()]. */
+#define BP_GEMM_GRAIN 1e6 /* FLOPs per thread: ~10 us at ~100 GFLOP/s, well above a fork + join */
+int bp_cores(void);
+int bp_threads_max(void);
+int bp_threads_for(double work, double grain);
+
 /* ---- prepared GEMMs (oneDNN matmul primitives, float build) ----
  * dnnl_sgemm's row-major C = A B^T (the dense forward) scales poorly to two
  * threads; oneDNN's matmul primitive (brgemm kernels) does not. A bp_mm is
@@ -61,8 +78,9 @@ typedef struct bp_mm bp_mm;
 bp_gemm_ctx *bp_gemm_ctx_create(void);   /* NULL: no primitives */
 void bp_gemm_ctx_free(bp_gemm_ctx *ctx);
 bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int trans_a, int trans_b, int M, int N, int K, int with_bias);
-/* Run it; returns 0 (did nothing) if the OpenMP thread count changed since
- * creation, so the caller falls back to bp_gemm. */
+/* Run it on the thread count bp_threads_for chose at creation; returns 0
+ * (did nothing) if that choice is different now (bp_set_threads changed),
+ * so the caller falls back to bp_gemm. */
 int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C);
 void bp_mm_free(bp_mm *mm);
 

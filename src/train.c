@@ -23,8 +23,8 @@
 #include <string.h>
 #include <time.h>
 
-/* Below this many trainable parameters the optimizer runs on one thread. */
-#define PARALLEL_UPDATE_MIN 65536
+/* Trainable parameters per optimizer thread: from 65,536 on, two threads. */
+#define PARALLEL_UPDATE_GRAIN 32768
 
 struct bp_trainer {
     bp_net *net;
@@ -411,7 +411,7 @@ static bp_status train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, 
     size_t off = tr->train_off, m = tr->net->n_params - off;
     /* The update is elementwise: large parameter sets are split across the
      * OpenMP threads in 64-byte aligned slices (same results as serial). */
-    int threads = m >= PARALLEL_UPDATE_MIN ? omp_get_max_threads() : 1;
+    int threads = bp_threads_for((double)m, PARALLEL_UPDATE_GRAIN);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
