@@ -39,8 +39,13 @@ done
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 # --------------------------------------------------------------------------
-# Build (Release, tests off) into build-bench/.
+# Install what is missing (FANN, /usr/bin/time, torch, ...), then build
+# (Release, tests off) into build-bench/.
 # --------------------------------------------------------------------------
+if ! "$ROOT/scripts/deps.sh" bench; then
+  echo "bench: scripts/deps.sh bench failed" >&2
+  exit 1
+fi
 mkdir -p "$BUILD"
 LINK_LATEST=0
 [ -n "$OUT" ] || { OUT=$BUILD/results-$(date +%Y%m%d-%H%M%S); LINK_LATEST=1; }
