@@ -107,9 +107,23 @@ WORK=$(mktemp -d "$PARENT/backprop-fresh.XXXXXX") || die "mktemp failed in $PARE
 ROOTFS=$WORK/root
 mkdir -p "$ROOTFS"
 mounts_below() { awk -v r="$ROOTFS/" 'index($5 "/", r) == 1 { print $5 }' /proc/self/mountinfo; }
+CHILD=""
+step() { # run "$@" in its own process group, so a signal can stop all of it
+  set -m
+  "$@" &
+  CHILD=$!
+  set +m
+  wait "$CHILD"
+  local rc=$?
+  CHILD=""
+  return $rc
+}
 cleanup() {
   local rc=$? p pid tries
   trap - EXIT INT TERM
+  if [ -n "$CHILD" ]; then  # the step we were waiting for (debootstrap, a command)
+    kill -TERM -- "-$CHILD" 2>/dev/null; sleep 1; kill -KILL -- "-$CHILD" 2>/dev/null
+  fi
   for tries in 1 2 3; do  # processes left in the chroot (started by this script)
     pid=""
     for p in /proc/[0-9]*; do
@@ -167,7 +181,7 @@ else
     tail -n 5 "$WORK/debootstrap.log" >&2
     die "mirror $MIRROR unreachable: the fresh system cannot be built" 3
   fi
-  if ! debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >>"$WORK/debootstrap.log" 2>&1; then
+  if ! step debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" </dev/null >>"$WORK/debootstrap.log" 2>&1; then
     tail -n 20 "$WORK/debootstrap.log" >&2
     die "debootstrap failed: the fresh system cannot be built" 3
   fi
@@ -231,19 +245,21 @@ git clone -q --no-hardlinks --no-checkout "$REPO" "$ROOTFS$DEST" 2>"$WORK/clone.
 # The commands, each in a clean environment, with its time; the tail of its
 # output on failure.
 # --------------------------------------------------------------------------
+in_chroot() { # COMMAND LOG: COMMAND in the fresh system, clean environment, output to LOG
+  local clean=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+               HOME=/root LANG=C.UTF-8 TERM=dumb)
+  if [ $VERBOSE = 1 ]; then
+    chroot "$ROOTFS" "${clean[@]}" /bin/bash -c "cd $DEST && $1" </dev/null 2>&1 | tee "$2"
+    return "${PIPESTATUS[0]}"
+  fi
+  chroot "$ROOTFS" "${clean[@]}" /bin/bash -c "cd $DEST && $1" </dev/null >"$2" 2>&1
+}
 FAILED=0
 run_in_fresh() { # LOGNAME COMMAND
   local log=$WORK/$1.log cmd=$2 t=$SECONDS rc
   say "running '$cmd' in the fresh system (log: $1.log)"
-  if [ $VERBOSE = 1 ]; then
-    chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      HOME=/root LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd $DEST && $cmd" </dev/null 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
-  else
-    chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      HOME=/root LANG=C.UTF-8 TERM=dumb /bin/bash -c "cd $DEST && $cmd" </dev/null >"$log" 2>&1
-    rc=$?
-  fi
+  step in_chroot "$cmd" "$log"
+  rc=$?
   local took
   took=$(fmt_time $((SECONDS - t)))
   if [ $rc -eq 0 ]; then
