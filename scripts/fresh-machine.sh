@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # fresh-machine.sh - run the README's two commands on a fresh Debian 12.
 #
-#   scripts/fresh-machine.sh [--test-only | --demo-only] [--ref REF] [--keep]
-#                            [--no-cache] [--verbose] [--dir DIR]
+#   scripts/fresh-machine.sh [--test-only | --demo-only] [--also CMD] [--ref REF]
+#                            [--keep] [--no-cache] [--verbose] [--dir DIR]
 #
 # Builds a minimal Debian 12 (debootstrap --variant=minbase) from this
 # machine's own configured Debian mirror in a temporary folder, clones the
@@ -13,6 +13,7 @@
 #
 # --test-only   run scripts/test.sh only (what .ci/run does)
 # --demo-only   run scripts/demo.sh only
+# --also CMD    then run CMD there too (e.g. 'bench/run.sh --quick --only W2')
 # --ref REF     test this commit (branch, tag, sha) instead of HEAD
 # --keep        keep the folder (and its logs) instead of removing it
 # --no-cache    debootstrap afresh and download every package again
@@ -26,23 +27,24 @@
 #
 # Exit status: 0 if every command passed, 1 if one failed, 2 for usage
 # errors, 3 if the fresh system could not be built (mirror unreachable,
-# debootstrap failed): .ci/run falls back to the host only on 3.
+# debootstrap failed, mounts refused): .ci/run falls back to the host only on 3.
 set -uo pipefail
 
 SUITE=bookworm
 CACHE=/var/cache/backprop-fresh
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-RUN_DEMO=1 RUN_TEST=1 KEEP=0 USE_CACHE=1 VERBOSE=0 REF=HEAD PARENT=${TMPDIR:-/var/tmp}
+ALSO="" RUN_DEMO=1 RUN_TEST=1 KEEP=0 USE_CACHE=1 VERBOSE=0 REF=HEAD PARENT=${TMPDIR:-/var/tmp}
 while [ $# -gt 0 ]; do
   case "$1" in
     --test-only) RUN_DEMO=0 ;;
     --demo-only) RUN_TEST=0 ;;
+    --also) [ $# -ge 2 ] || { echo "fresh-machine: --also needs a value" >&2; exit 2; }; ALSO=$2; shift ;;
     --ref) [ $# -ge 2 ] || { echo "fresh-machine: --ref needs a value" >&2; exit 2; }; REF=$2; shift ;;
     --keep) KEEP=1 ;;
     --no-cache) USE_CACHE=0 ;;
     --verbose) VERBOSE=1 ;;
     --dir) [ $# -ge 2 ] || { echo "fresh-machine: --dir needs a value" >&2; exit 2; }; PARENT=$2; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "fresh-machine: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -211,26 +213,38 @@ grep -rhi '^[^#]*Acquire::.*Proxy' /etc/apt/apt.conf /etc/apt/apt.conf.d/ 2>/dev
 # never mounted inside, so nothing can delete its nodes. /usr/share/datasets
 # and the rest of the host stay outside.
 # --------------------------------------------------------------------------
-mount -t proc proc "$ROOTFS/proc" || die "cannot mount proc" 1
-mount -t sysfs -o ro sysfs "$ROOTFS/sys" || mount --rbind -o ro /sys "$ROOTFS/sys" || die "cannot mount sysfs" 1
-mount -t tmpfs -o mode=755,size=16m,nosuid tmpfs "$ROOTFS/dev" || die "cannot mount a tmpfs on dev" 1
+NOSETUP=": the fresh system cannot be set up here"
+mount -t proc proc "$ROOTFS/proc" || die "cannot mount proc$NOSETUP" 3
+mount -t sysfs -o ro sysfs "$ROOTFS/sys" || mount --rbind -o ro /sys "$ROOTFS/sys" ||
+  die "cannot mount sysfs$NOSETUP" 3
+mount -t tmpfs -o mode=755,size=16m,nosuid tmpfs "$ROOTFS/dev" ||
+  die "cannot mount a tmpfs on dev$NOSETUP" 3
 for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
   set -- $n
   mknod -m 666 "$ROOTFS/dev/$1" c "$2" "$3" 2>/dev/null ||
-    { touch "$ROOTFS/dev/$1" && mount --bind "/dev/$1" "$ROOTFS/dev/$1"; } || die "cannot make /dev/$1" 1
+    { touch "$ROOTFS/dev/$1" && mount --bind "/dev/$1" "$ROOTFS/dev/$1"; } ||
+    die "cannot make /dev/$1$NOSETUP" 3
 done
 mkdir -p "$ROOTFS/dev/pts" "$ROOTFS/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$ROOTFS/dev/pts" || die "cannot mount devpts" 1
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$ROOTFS/dev/pts" ||
+  die "cannot mount devpts$NOSETUP" 3
 ln -s pts/ptmx "$ROOTFS/dev/ptmx"
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$ROOTFS/dev/shm" || die "cannot mount dev/shm" 1
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$ROOTFS/dev/shm" ||
+  die "cannot mount dev/shm$NOSETUP" 3
 ln -s /proc/self/fd "$ROOTFS/dev/fd"
 ln -s /proc/self/fd/0 "$ROOTFS/dev/stdin"
 ln -s /proc/self/fd/1 "$ROOTFS/dev/stdout"
 ln -s /proc/self/fd/2 "$ROOTFS/dev/stderr"
 if [ $USE_CACHE = 1 ] && mkdir -p "$CACHE/archives/partial"; then
   # Downloaded .deb files only: apt inside still updates its lists from the
-  # mirror and installs every package itself.
-  mount --bind "$CACHE/archives" "$ROOTFS/var/cache/apt/archives" || die "cannot mount the .deb cache" 1
+  # mirror and installs every package itself. One run at a time uses it (apt
+  # locks the folder); a second run downloads into its own.
+  exec 9>"$CACHE/archives.lock"
+  if flock -n 9; then
+    mount --bind "$CACHE/archives" "$ROOTFS/var/cache/apt/archives" || die "cannot mount the .deb cache" 1
+  else
+    say "another run is using $CACHE/archives: downloading every package"
+  fi
 fi
 
 # --------------------------------------------------------------------------
@@ -254,9 +268,10 @@ in_chroot() { # COMMAND LOG: COMMAND in the fresh system, clean environment, out
   fi
   chroot "$ROOTFS" "${clean[@]}" /bin/bash -c "cd $DEST && $1" </dev/null >"$2" 2>&1
 }
-FAILED=0
+FAILED=0 NRUN=0
 run_in_fresh() { # LOGNAME COMMAND
   local log=$WORK/$1.log cmd=$2 t=$SECONDS rc
+  NRUN=$((NRUN + 1))
   say "running '$cmd' in the fresh system (log: $1.log)"
   step in_chroot "$cmd" "$log"
   rc=$?
@@ -279,6 +294,7 @@ run_in_fresh() { # LOGNAME COMMAND
 }
 [ $RUN_DEMO = 1 ] && run_in_fresh demo scripts/demo.sh
 [ $RUN_TEST = 1 ] && run_in_fresh test scripts/test.sh
+[ -n "$ALSO" ] && run_in_fresh also "$ALSO"
 
 # Closing lines: each command's time, CTest's summaries, and a count that
 # CI reads as the last line.
@@ -293,6 +309,6 @@ if [ $RUN_TEST = 1 ]; then
   [ $FAILED -gt 0 ] && [ "$nf" -eq 0 ] && nf=1   # the command failed outside CTest
   echo "fresh-machine: $np passed, $nf failed"
 else
-  echo "fresh-machine: $((RUN_DEMO - FAILED)) passed, $FAILED failed"
+  echo "fresh-machine: $((NRUN - FAILED)) passed, $FAILED failed"
 fi
 [ $FAILED -eq 0 ]
