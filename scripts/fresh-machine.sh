@@ -169,6 +169,13 @@ if ! command -v debootstrap >/dev/null; then
     >"$WORK/debootstrap-install.log" 2>&1 || { tail -n 20 "$WORK/debootstrap-install.log" >&2
                                                die "cannot install debootstrap" 3; }
 fi
+# Reachable at all? Checked even with a cached base, since the packages come
+# from there too; a clear message rather than debootstrap's or apt's.
+if ! /usr/lib/apt/apt-helper download-file "$MIRROR/dists/$SUITE/Release" "$WORK/Release" \
+     >"$WORK/mirror-check.log" 2>&1; then
+  tail -n 5 "$WORK/mirror-check.log" >&2
+  die "mirror $MIRROR unreachable: the fresh system cannot be built" 3
+fi
 mkey=$(printf '%s' "$MIRROR" | md5sum | cut -c1-12)
 BASE=$CACHE/$SUITE-minbase-$mkey.tar.gz
 t0=$SECONDS
@@ -177,12 +184,6 @@ if [ $USE_CACHE = 1 ] && [ -n "$(find "$BASE" -mtime -7 2>/dev/null)" ]; then
   tar -xzpf "$BASE" --numeric-owner -C "$ROOTFS" || die "cannot unpack $BASE (remove it and retry)" 3
 else
   say "base system: debootstrap --variant=minbase $SUITE from $MIRROR (log: debootstrap.log)"
-  # Reachable at all? A clear message rather than debootstrap's.
-  if ! /usr/lib/apt/apt-helper download-file "$MIRROR/dists/$SUITE/Release" "$WORK/Release" \
-       >"$WORK/debootstrap.log" 2>&1; then
-    tail -n 5 "$WORK/debootstrap.log" >&2
-    die "mirror $MIRROR unreachable: the fresh system cannot be built" 3
-  fi
   if ! step debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" </dev/null >>"$WORK/debootstrap.log" 2>&1; then
     tail -n 20 "$WORK/debootstrap.log" >&2
     die "debootstrap failed: the fresh system cannot be built" 3
