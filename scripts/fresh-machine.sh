@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # fresh-machine.sh - run the README's two commands on a fresh Debian 12.
 #
-#   scripts/fresh-machine.sh [--test-only | --demo-only] [--also CMD] [--ref REF]
-#                            [--keep] [--no-cache] [--verbose] [--dir DIR]
+#   scripts/fresh-machine.sh [--test-only | --demo-only | --only CMD] [--also CMD]
+#                            [--ref REF] [--keep] [--no-cache] [--verbose] [--dir DIR]
 #
 # Builds a minimal Debian 12 (debootstrap --variant=minbase) from this
 # machine's own configured Debian mirror in a temporary folder, clones the
@@ -14,6 +14,7 @@
 # --test-only   run scripts/test.sh only (what .ci/run does)
 # --demo-only   run scripts/demo.sh only
 # --also CMD    then run CMD there too (e.g. 'bench/run.sh --quick --only W2')
+# --only CMD    run CMD alone, on the bare fresh system
 # --ref REF     test this commit (branch, tag, sha) instead of HEAD
 # --keep        keep the folder (and its logs) instead of removing it
 # --no-cache    debootstrap afresh and download every package again
@@ -38,18 +39,21 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --test-only) RUN_DEMO=0 ;;
     --demo-only) RUN_TEST=0 ;;
-    --also) [ $# -ge 2 ] || { echo "fresh-machine: --also needs a value" >&2; exit 2; }; ALSO=$2; shift ;;
+    --also|--only) [ $# -ge 2 ] || { echo "fresh-machine: $1 needs a value" >&2; exit 2; }
+                   [ "$1" = --only ] && RUN_DEMO=0 RUN_TEST=0
+                   ALSO=$2; shift ;;
     --ref) [ $# -ge 2 ] || { echo "fresh-machine: --ref needs a value" >&2; exit 2; }; REF=$2; shift ;;
     --keep) KEEP=1 ;;
     --no-cache) USE_CACHE=0 ;;
     --verbose) VERBOSE=1 ;;
     --dir) [ $# -ge 2 ] || { echo "fresh-machine: --dir needs a value" >&2; exit 2; }; PARENT=$2; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "fresh-machine: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ $RUN_DEMO = 1 ] || [ $RUN_TEST = 1 ] || { echo "fresh-machine: --test-only and --demo-only exclude each other" >&2; exit 2; }
+[ $RUN_DEMO = 1 ] || [ $RUN_TEST = 1 ] || [ -n "$ALSO" ] ||
+  { echo "fresh-machine: --test-only, --demo-only and --only exclude each other" >&2; exit 2; }
 say() { echo "fresh-machine: $*"; }
 die() { echo "fresh-machine: $1" >&2; exit "${2:-1}"; }
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot, mount)" 2
