@@ -72,6 +72,13 @@ fi
 # --------------------------------------------------------------------------
 # Environment record.
 # --------------------------------------------------------------------------
+# The commit, +dirty with local changes; "unknown" without git (a fresh system
+# needs no git: scripts/fresh-machine.sh clones from outside).
+if GITREV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+  git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GITREV=$GITREV+dirty
+else
+  GITREV=unknown
+fi
 TIME_BIN=/usr/bin/time
 [ -x "$TIME_BIN" ] || TIME_BIN=""
 {
@@ -82,7 +89,7 @@ TIME_BIN=/usr/bin/time
   echo "\"nproc\": $(nproc),"
   echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
   echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS,"
-  echo "\"git\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)\","
+  echo "\"git\": \"$GITREV\","
   echo "\"dnnl\": \"$(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null)\","
   echo "\"fann\": \"$(dpkg-query -W -f='${Version}' libfann-dev 2>/dev/null)\","
   echo "\"torch\": \"$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)\","
