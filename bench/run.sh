@@ -40,8 +40,13 @@ done
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 # --------------------------------------------------------------------------
-# Build (Release, tests off) into build-bench/.
+# Install what is missing (FANN, /usr/bin/time, torch, ...), then build
+# (Release, tests off) into build-bench/.
 # --------------------------------------------------------------------------
+if ! "$ROOT/scripts/deps.sh" bench; then
+  echo "bench: scripts/deps.sh bench failed" >&2
+  exit 1
+fi
 mkdir -p "$BUILD"
 LINK_LATEST=0
 [ -n "$OUT" ] || { OUT=$BUILD/results-$(date +%Y%m%d-%H%M%S); LINK_LATEST=1; }
@@ -68,6 +73,13 @@ fi
 # --------------------------------------------------------------------------
 # Environment record.
 # --------------------------------------------------------------------------
+# The commit, +dirty with local changes; "unknown" without git (a fresh system
+# needs no git: scripts/fresh-machine.sh clones from outside).
+if GITREV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+  git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GITREV=$GITREV+dirty
+else
+  GITREV=unknown
+fi
 TIME_BIN=/usr/bin/time
 [ -x "$TIME_BIN" ] || TIME_BIN=""
 {
@@ -78,7 +90,7 @@ TIME_BIN=/usr/bin/time
   echo "\"nproc\": $(nproc),"
   echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
   echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS,"
-  echo "\"git\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)\","
+  echo "\"git\": \"$GITREV\","
   echo "\"dnnl\": \"$(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null)\","
   echo "\"fann\": \"$(dpkg-query -W -f='${Version}' libfann-dev 2>/dev/null)\","
   echo "\"torch\": \"$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)\","

@@ -3,13 +3,24 @@
 # Usage: scripts/deps.sh [build|test|bench]   (each level includes the previous)
 set -euo pipefail
 level=${1:-build}
-pkgs=(build-essential cmake pkg-config libdnnl-dev libcjson-dev zlib1g-dev dataset-fashion-mnist)
+case $level in build|test|bench) ;; *) echo "deps: unknown level '$level' (build, test or bench)" >&2; exit 2 ;; esac
+# ocl-icd-opencl-dev: Debian's libdnnl is built with the OpenCL GPU runtime, so
+# its CMake package (dnnl-config.cmake) runs find_package(OpenCL REQUIRED) and
+# its DNNL::dnnl target links OpenCL::OpenCL. libdnnl-dev only recommends the
+# OpenCL dev files and we install without recommends, so name them here. We keep
+# oneDNN's own CMake package (rather than find_library) because it carries the
+# library's version, compile flags and transitive link libraries as packaged.
+pkgs=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcjson-dev zlib1g-dev
+      dataset-fashion-mnist)
 if [ "$level" = test ] || [ "$level" = bench ]; then
   # sklearn ships the iris/wine CSVs of the end-to-end tests; torch checks
   # that saved models load in PyTorch; clang builds the fuzz targets.
   pkgs+=(python3-sklearn python3-torch python3-numpy clang libclang-rt-14-dev)
 fi
 if [ "$level" = bench ]; then
+  # bench/run.sh: FANN for bench_fann, /usr/bin/time for peak RSS, OpenBLAS
+  # (PyTorch's BLAS, recorded in the results); torch and numpy come from the
+  # test level (Debian's /usr/bin/python3, no venv).
   pkgs+=(libfann-dev libopenblas-dev time)
 fi
 missing=()
