@@ -122,6 +122,11 @@ const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n,
  * (bce) is fused into the loss. */
 int bp_loss_input_layer(const bp_net *net, bp_loss loss);
 
+/* Add a metadata pair whose key the network does not have yet, without
+ * the search bp_net_set_meta makes (so loading M distinct keys is linear,
+ * not quadratic, in M). The caller guarantees the key is new. */
+bp_status bp_net_meta_append(bp_net *net, const char *key, const char *value, bp_error *err);
+
 /* Spec word of a layer kind ("dense", "relu", ...). */
 const char *bp_layer_name(bp_layer_kind k);
 

@@ -323,8 +323,9 @@ bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
     if (s) return s;
     memcpy(c->params, net->params, net->n_params * sizeof(bp_real));
     c->rng = net->rng;
+    /* The keys are distinct already: append without searching (linear). */
     for (int i = 0; i < net->n_meta && !s; i++)
-        s = bp_net_set_meta(c, net->meta_key[i], net->meta_val[i], err);
+        s = bp_net_meta_append(c, net->meta_key[i], net->meta_val[i], err);
     if (s) {
         bp_net_free(c);
         return s;
@@ -409,14 +410,21 @@ bp_real *bp_net_bias(bp_net *net, int i)
 bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value, bp_error *err)
 {
     if (!net || !key || !value) return bp_fail(err, BP_EINVAL, "bp_net_set_meta: NULL argument");
-    char *v = bp_strdup(value);
-    if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
     for (int i = 0; i < net->n_meta; i++)
         if (strcmp(net->meta_key[i], key) == 0) {
+            char *v = bp_strdup(value);
+            if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
             free(net->meta_val[i]);
             net->meta_val[i] = v;
             return BP_OK;
         }
+    return bp_net_meta_append(net, key, value, err);
+}
+
+bp_status bp_net_meta_append(bp_net *net, const char *key, const char *value, bp_error *err)
+{
+    char *v = bp_strdup(value);
+    if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
     if (net->n_meta == net->cap_meta) {
         int cap = net->cap_meta ? 2 * net->cap_meta : 8;
         char **k2 = realloc(net->meta_key, (size_t)cap * sizeof *k2);

@@ -580,8 +580,10 @@ static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
     s = st_fill_params(f, net, net->params, err);
     if (s == BP_OK && f->meta) {
         const cJSON *v;
+        /* st_parse_meta refused duplicate keys, and the new network has
+         * no metadata: append (linear in the number of keys). */
         cJSON_ArrayForEach(v, f->meta) {
-            s = bp_net_set_meta(net, v->string, v->valuestring, &sub);
+            s = bp_net_meta_append(net, v->string, v->valuestring, &sub);
             if (s != BP_OK) {
                 bp_fail(err, s, "%s: metadata \"%.64s\": %s", f->name, v->string,
                         sub.message);

