@@ -79,6 +79,20 @@ const char *bp_status_name(bp_status s);
 /* Library version string, e.g. "0.1.0". */
 const char *bp_version(void);
 
+/* Check, before allocating, that `bytes` more can be held: BP_OK, or
+ * BP_ENOMEM with "SUBJECT needs 745.1 GiB (DETAIL); this machine has
+ * 23.4 GiB" in err (DETAIL and its parentheses are left out when NULL or
+ * empty; SUBJECT NULL means "this operation"). "Available" is the least of
+ * the physical memory (the total, not what is free now), what the
+ * address-space limit (RLIMIT_AS, ulimit -v) leaves beyond what the
+ * process maps, and what a cgroup memory limit leaves; the message names
+ * the one that does not fit. bp_net_create, bp_net_reserve,
+ * bp_trainer_create and bp_net_load make the same check on their sizes
+ * (computed without overflow) before they allocate, so a network too large
+ * for the machine is refused instead of being killed by the kernel. */
+bp_status bp_memory_check(uint64_t bytes, const char *subject, const char *detail,
+                          bp_error *err);
+
 /* Process-wide number of threads used by the GEMM library (OpenMP).
  * n <= 0 restores the default (all cores). */
 void bp_set_threads(int n);

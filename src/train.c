@@ -149,6 +149,37 @@ static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
     return BP_OK;
 }
 
+/* Everything training will hold, computed from the sizes before any of it
+ * is allocated (saturating, so no size_t overflow): the parameters (held
+ * already), gradients, optimizer state, relu diagnostics, the activations
+ * and dropout masks of bp_net_reserve, the two backward buffers, and what
+ * bp_fit adds (a batch copy of x and y, the best weights with patience). */
+static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int max_batch,
+                              bp_error *err)
+{
+    const uint64_t R = sizeof(bp_real);
+    uint64_t np = (uint64_t)net->n_params, b = (uint64_t)max_batch;
+    uint64_t params = bp_mul_sat(np, R);
+    uint64_t fresh = bp_mul_sat(params, 1 + (uint64_t)bp_optim_state_count(cfg)); /* grad, state */
+    if (cfg->patience > 0) fresh = bp_add_sat(fresh, params);                  /* best weights */
+    uint64_t act = 0, relu = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        uint64_t sz = bp_mul_sat(bp_mul_sat(b, (uint64_t)net->layers[i].out), R);
+        act = bp_add_sat(act, net->layers[i].kind == BP_DROPOUT ? bp_add_sat(sz, sz) : sz);
+        if (net->layers[i].kind == BP_RELU) relu = bp_add_sat(relu, (uint64_t)net->layers[i].out * R);
+    }
+    int reserved = max_batch <= net->max_batch; /* activations held already */
+    fresh = bp_add_sat(fresh, bp_add_sat(reserved ? 0 : act, relu));
+    fresh = bp_add_sat(fresh, bp_mul_sat(2, bp_mul_sat(bp_mul_sat(b, (uint64_t)max_width(net)), R)));
+    int tw = cfg->loss == BP_LOSS_CROSS_ENTROPY ? 1 : bp_net_outputs(net);
+    fresh = bp_add_sat(fresh, bp_mul_sat(bp_mul_sat(b, (uint64_t)net->n_inputs + (uint64_t)tw), R));
+    uint64_t held = bp_add_sat(params, reserved ? act : 0);
+    char detail[128];
+    snprintf(detail, sizeof detail, "parameters, gradients, optimizer state, activations for batch %d",
+             max_batch);
+    return bp_mem_check(bp_add_sat(held, fresh), fresh, "this network", detail, err);
+}
+
 bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config *cfg,
                             int max_batch, bp_error *err)
 {
@@ -156,6 +187,8 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     *out = NULL;
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
     bp_status s = check_config(cfg, net, err);
+    if (s) return s;
+    s = check_memory(net, cfg, max_batch, err);
     if (s) return s;
     bp_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");

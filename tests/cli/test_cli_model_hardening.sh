@@ -127,4 +127,51 @@ $META m.safetensors bare.safetensors --del n_classes --del n_targets --del featu
 run eval bare.safetensors three.csv --target label
 check "a model without the optional keys still evaluates" [ "$rc" -eq 0 ]
 
+# ---- 2.6: model paths that never end or lie about their size ----
+# A safety net for the code before the fix, which grew without bound: at most
+# 4 GB of address space outside ASan (which needs terabytes of it), and a timeout.
+limited() { if [ $ASAN -eq 0 ]; then (ulimit -v 4000000; timeout 20 "$@"); else timeout 20 "$@"; fi; }
+limited "$BP" info /dev/zero >"$T/out" 2>"$T/err"; rc=$?
+fails_with "info /dev/zero fails at once" /dev/zero header
+limited "$BP" eval /dev/zero three.csv >"$T/out" 2>"$T/err"; rc=$?
+fails_with "eval with MODEL /dev/zero fails at once" /dev/zero header
+yes | limited "$BP" info /dev/stdin >"$T/out" 2>"$T/err"; rc=$?
+fails_with "info of an endless pipe (yes) fails at once" /dev/stdin "oversized header"
+# A valid model followed by an endless stream: only what the header's tensors use is read.
+endless() {
+    /usr/bin/python3 -c 'import sys
+sys.stdout.buffer.write(open(sys.argv[1], "rb").read())
+try:
+    while True: sys.stdout.buffer.write(bytes(65536))
+except (BrokenPipeError, KeyboardInterrupt): pass' "$1" 2>/dev/null
+}
+endless m.safetensors | limited "$BP" info /dev/stdin >"$T/out" 2>"$T/err"; rc=$?
+check "info of a model followed by an endless pipe reads only the model" eval '[ $rc -eq 0 ] && grep -q "^inputs *3" out'
+$META m.safetensors claim.safetensors --header-length 99999992
+limited "$BP" info claim.safetensors >"$T/out" 2>"$T/err"; rc=$?
+fails_with "a header length beyond the file size is refused before reading" claim.safetensors "truncated file"
+cat claim.safetensors | limited "$BP" info /dev/stdin >"$T/out" 2>"$T/err"; rc=$?
+fails_with "the same through a pipe" /dev/stdin "truncated file"
+
+# ---- 2.6: networks too large for the machine are refused with their size ----
+# 10^16 parameters: more than any machine, so this holds everywhere (and under ASan).
+run train three.csv --arch "dense(100000000) dense(100000000)" -o big.safetensors
+fails_with "a 35 PiB network is refused with its size" "this network needs" "PiB" "parameters" "this machine has"
+check "nothing written" [ ! -e big.safetensors ]
+# The issue's case: dense(10^8) on a small CSV is ~2.6 GiB of parameters; with
+# ulimit -v 2 GB it must be refused with the limit named, not killed.
+if [ $ASAN -eq 0 ]; then
+    (ulimit -v 2000000; timeout 60 "$BP" train three.csv --arch "dense(100000000) relu" -o big.safetensors) >"$T/out" 2>"$T/err"; rc=$?
+    fails_with "dense(10^8) under ulimit -v 2 GB: refused with the size and the limit" "this network needs" "GiB" "ulimit -v"
+else
+    echo "SKIP: ulimit -v check (ASan reserves more address space than any such limit)"
+fi
+# The trainer's batch-dependent workspaces are in the estimate: 10^7 units on
+# 1 input are 0.1 GiB of parameters, their activations for batch 10^5 are
+# 7.5 TiB. (Refused by bp_trainer_create / bp_net_reserve before allocating.)
+/usr/bin/python3 -c 'print("a,y"); [print("%d,%d" % (i % 7, i % 2)) for i in range(100000)]' >rows.csv
+run train rows.csv --arch "dense(10000000) relu" --batch 100000 --epochs 1 -o big.safetensors
+fails_with "training workspaces for batch 100000 are checked before allocation" "this network needs" "activations for batch 100000"
+check "nothing written" [ ! -e big.safetensors ]
+
 finish
