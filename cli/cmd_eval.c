@@ -128,7 +128,7 @@ static int load(model_data *m, const char *model, const char *data, const char *
     uint64_t out_bytes = (uint64_t)d->n * (uint64_t)outs * sizeof(bp_real);
     char what[96];
     snprintf(what, sizeof what, "%d rows x %d outputs", d->n, outs);
-    if (bp_memory_check(out_bytes, "the model's outputs", what, &err) != BP_OK)
+    if (bp_memory_check(out_bytes, "the output buffer", what, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
     m->out = malloc((size_t)out_bytes);
     if (!m->out) return cli_fail(CLI_FAIL, "out of memory");

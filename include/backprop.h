@@ -541,6 +541,17 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net,
                             bp_error *err);
 void bp_trainer_free(bp_trainer *tr);
 
+/* The memory check of bp_trainer_create made from a spec alone, before the
+ * network exists: everything bp_net_create(n_inputs, spec) and then
+ * bp_trainer_create(cfg, max_batch) would hold (parameters, gradients,
+ * optimizer state, activations and workspaces for max_batch, bp_fit's
+ * copies). Nothing is allocated but the parsed spec. BP_OK; BP_ENOMEM with
+ * bp_memory_check's message; BP_ESPEC / BP_EINVAL / BP_ESHAPE for a bad
+ * spec, n_inputs or max_batch. Lets a caller refuse a network too large
+ * for the machine before spending time creating it. */
+bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
+                                int max_batch, bp_error *err);
+
 /* One training step on a batch x [n, inputs], y [n, targets] (targets are
  * class indices [n] for cross-entropy): forward in training mode, loss,
  * backward, penalties, clipping, optimizer update, schedule advance.

@@ -180,6 +180,45 @@ static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int
     return bp_mem_check(bp_add_sat(held, fresh), fresh, "this network", detail, err);
 }
 
+bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
+                                int max_batch, bp_error *err)
+{
+    if (!spec || !cfg) return bp_fail(err, BP_EINVAL, "bp_train_memory_check: NULL argument");
+    if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
+    if (n_inputs < 1) return bp_fail(err, BP_EINVAL, "network needs at least 1 input, got %d", n_inputs);
+    int n = 0;
+    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);
+    if (s) return s;
+    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
+    bp_layer *layers = bp_alloc_array((size_t)n, sizeof *layers);
+    if (!d || !layers) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
+    if (!s) s = bp_spec_parse(spec, d, n, &n, err);
+    if (!s) {
+        /* A network with its sizes only (no parameters, no workspaces):
+         * what check_memory reads. */
+        bp_net shape;
+        memset(&shape, 0, sizeof shape);
+        shape.n_inputs = n_inputs;
+        shape.n_layers = n;
+        shape.layers = layers;
+        uint64_t np = 0;
+        int width = n_inputs;
+        for (int i = 0; i < n; i++) {
+            layers[i].kind = d[i].kind;
+            layers[i].in = width;
+            layers[i].out = d[i].kind == BP_DENSE ? d[i].units : width;
+            if (d[i].kind == BP_DENSE)
+                np = bp_add_sat(np, bp_mul_sat((uint64_t)layers[i].out, (uint64_t)width + 1));
+            width = layers[i].out;
+        }
+        shape.n_params = np > SIZE_MAX ? SIZE_MAX : (size_t)np;
+        s = check_memory(&shape, cfg, max_batch, err);
+    }
+    free(d);
+    free(layers);
+    return s;
+}
+
 bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config *cfg,
                             int max_batch, bp_error *err)
 {

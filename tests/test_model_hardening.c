@@ -75,6 +75,17 @@ static void test_huge_networks(void)
     }
     bp_net_free(net);
 
+    /* The same estimate before the network exists. */
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_ADAM);
+    s = bp_train_memory_check("dense(100000000) relu dense(3)", 4, &cfg, 2000000, &err);
+    CHECK(s == BP_ENOMEM && strstr(err.message, "activations for batch 2000000"),
+          "bp_train_memory_check, batch 2*10^6: %s", err.message);
+    s = bp_train_memory_check("dense(16) relu dense(3)", 4, &cfg, 32, &err);
+    CHECK(s == BP_OK, "bp_train_memory_check, a small network: %s", bp_status_name(s));
+    s = bp_train_memory_check("dense(", 4, &cfg, 32, &err);
+    CHECK(s == BP_ESPEC, "bp_train_memory_check, a bad spec: %s", bp_status_name(s));
+
     s = bp_memory_check(UINT64_MAX, "this buffer", NULL, &err);
     CHECK(s == BP_ENOMEM && strstr(err.message, "this buffer needs more than 16 EiB; ") != NULL,
           "bp_memory_check(UINT64_MAX): %s", err.message);
