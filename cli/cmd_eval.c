@@ -245,6 +245,14 @@ static int eval_classification(const model_data *m, double loss, int json, const
                                const char *data)
 {
     int K = m->mi.n_classes, n = m->ds.d.n;
+    /* K x K counts: a model with 10^5 outputs would need 80 GB. K < 2^31,
+     * so the product fits 64 bits. */
+    bp_error err = {0};
+    char what[64];
+    snprintf(what, sizeof what, "%d x %d classes", K, K);
+    if (bp_memory_check((uint64_t)K * (uint64_t)K * sizeof(long), "the confusion matrix", what,
+                        &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
     long *conf = calloc((size_t)K * K, sizeof *conf);
     if (!conf) return cli_fail(CLI_FAIL, "out of memory");
     for (int r = 0; r < n; r++) {

@@ -174,4 +174,23 @@ run train rows.csv --arch "dense(10000000) relu" --batch 100000 --epochs 1 -o bi
 fails_with "training workspaces for batch 100000 are checked before allocation" "this network needs" "activations for batch 100000"
 check "nothing written" [ ! -e big.safetensors ]
 
+# A hostile model with 200000 classes (a 1.6 MB file): eval's confusion
+# matrix would be 320 GB; it is refused with its size before allocation.
+/usr/bin/python3 - <<'EOF'
+import json, struct
+K = 200000
+hdr = {"__metadata__": {"format": "backprop/1", "spec": "dense(%d)" % K, "inputs": "1",
+                        "task": "classify", "loss": "cross-entropy"},
+       "0.weight": {"dtype": "F32", "shape": [K, 1], "data_offsets": [0, 4 * K]},
+       "0.bias": {"dtype": "F32", "shape": [K], "data_offsets": [4 * K, 8 * K]}}
+t = json.dumps(hdr, separators=(",", ":")).encode()
+t += b" " * (-len(t) % 8)
+with open("wide_out.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(t)) + t + bytes(8 * K))
+with open("two.csv", "w") as f:
+    f.write("a,label\n1,0\n2,1\n")
+EOF
+limited "$BP" eval wide_out.safetensors two.csv >"$T/out" 2>"$T/err"; rc=$?
+fails_with "eval: a 200000-class confusion matrix is refused with its size" wide_out.safetensors "the confusion matrix needs"
+
 finish
