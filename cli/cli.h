@@ -231,7 +231,15 @@ typedef struct cli_model_info {
     int n_features;
     int out_kind;         /* kind of the last layer (softmax/sigmoid already applied) */
 } cli_model_info;
+/* Reads the task, classes, targets and features of a model; calls
+ * cli_model_check first. CLI_OK, or CLI_FAIL with the message printed. */
 int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *model_path);
+/* Validate every metadata key the tool uses (task, loss, classes, n_classes,
+ * n_targets, targets, features, data_format, normalize / norm_shift /
+ * norm_scale, hidden) against the network: a key that is present must be
+ * well formed and agree with it (model_check.c). CLI_OK, or CLI_FAIL with
+ * "backprop: MODEL: metadata "KEY" ..." printed. */
+int cli_model_check(const bp_net *net, const char *model_path);
 void cli_model_info_free(cli_model_info *mi);
 
 /* ---- SVG learning curves (plot.c) ---- */

@@ -129,7 +129,15 @@ static int load(model_data *m, const char *model, const char *data, const char *
         return cli_fail(CLI_FAIL, "%s", err.message);
 
     int outs = bp_net_outputs(m->net);
-    m->out = malloc((size_t)d->n * outs * sizeof(bp_real));
+    /* n and outs are ints, so the product fits 64 bits; check it against
+     * the machine before the allocation (a wide output layer times many
+     * rows can exceed it). */
+    uint64_t out_bytes = (uint64_t)d->n * (uint64_t)outs * sizeof(bp_real);
+    char what[96];
+    snprintf(what, sizeof what, "%d rows x %d outputs", d->n, outs);
+    if (bp_memory_check(out_bytes, "the output buffer", what, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
+    m->out = malloc((size_t)out_bytes);
     if (!m->out) return cli_fail(CLI_FAIL, "out of memory");
     if (bp_net_reserve(m->net, d->n < FORWARD_BATCH ? d->n : FORWARD_BATCH, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "%s", err.message);
@@ -255,6 +263,14 @@ static int eval_classification(const model_data *m, double loss, int json, const
                                const char *data)
 {
     int K = m->mi.n_classes, n = m->ds.d.n;
+    /* K x K counts: a model with 10^5 outputs would need 80 GB. K < 2^31,
+     * so the product fits 64 bits. */
+    bp_error err = {0};
+    char what[64];
+    snprintf(what, sizeof what, "%d x %d classes", K, K);
+    if (bp_memory_check((uint64_t)K * (uint64_t)K * sizeof(long), "the confusion matrix", what,
+                        &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
     long *conf = calloc((size_t)K * K, sizeof *conf);
     if (!conf) return cli_fail(CLI_FAIL, "out of memory");
     for (int r = 0; r < n; r++) {

@@ -835,6 +835,16 @@ static int prepare_net(train_state *s)
             in = L.units;
         }
     } else {
+        /* Refuse a network too large for the machine before creating it
+         * (bp_trainer_create checks again with the exact settings). */
+        bp_train_config mc;
+        bp_train_config_default(&mc, a->optimizer == BP_SGD && a->has_momentum && a->momentum > 0
+                                         ? BP_MOMENTUM : a->optimizer);
+        mc.loss = s->loss;
+        mc.patience = a->early_stop;
+        int n = s->train->n, mb = a->batch == 0 || a->batch > n ? n : a->batch;
+        if (bp_train_memory_check(s->spec, n_in, &mc, mb, &err) == BP_ENOMEM)
+            return cli_fail(CLI_FAIL, "%s", err.message);
         if (bp_net_create(&s->net, n_in, s->spec, a->seed, &err) != BP_OK)
             return cli_fail(err.code == BP_ESPEC ? CLI_USAGE : CLI_FAIL, "--arch: %s", err.message);
         if (a->init >= 0) {

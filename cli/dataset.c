@@ -310,11 +310,15 @@ char **cli_json_strings(const char *json, int *n)
     }
     int count = cJSON_GetArraySize(a);
     char **s = calloc((size_t)(count > 0 ? count : 1), sizeof *s);
-    int ok = s != NULL;
-    for (int i = 0; ok && i < count; i++) {
-        cJSON *e = cJSON_GetArrayItem(a, i);
+    int ok = s != NULL, i = 0;
+    /* Walk the list once: cJSON_GetArrayItem(a, i) walks from the head
+     * every time, which made loading a model with 10^5 features take
+     * minutes. */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        if (!ok || i >= count) break;
         if (!cJSON_IsString(e)) ok = 0;
-        else if (!(s[i] = cli_strdup(e->valuestring))) ok = 0;
+        else if (!(s[i++] = cli_strdup(e->valuestring))) ok = 0;
     }
     cJSON_Delete(a);
     if (!ok) {
@@ -361,6 +365,8 @@ void cli_model_info_free(cli_model_info *mi)
 int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *path)
 {
     memset(mi, 0, sizeof *mi);
+    int vst = cli_model_check(net, path);
+    if (vst) return vst;
     int outs = bp_net_outputs(net), nl = bp_net_layers(net);
     mi->out_kind = bp_net_layer(net, nl - 1).kind;
     const char *task = bp_net_get_meta(net, "task");

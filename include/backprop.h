@@ -79,6 +79,20 @@ const char *bp_status_name(bp_status s);
 /* Library version string, e.g. "0.1.0". */
 const char *bp_version(void);
 
+/* Check, before allocating, that `bytes` more can be held: BP_OK, or
+ * BP_ENOMEM with "SUBJECT needs 745.1 GiB (DETAIL); this machine has
+ * 23.4 GiB" in err (DETAIL and its parentheses are left out when NULL or
+ * empty; SUBJECT NULL means "this operation"). "Available" is the least of
+ * the physical memory (the total, not what is free now), what the
+ * address-space limit (RLIMIT_AS, ulimit -v) leaves beyond what the
+ * process maps, and what a cgroup memory limit leaves; the message names
+ * the one that does not fit. bp_net_create, bp_net_reserve,
+ * bp_trainer_create and bp_net_load make the same check on their sizes
+ * (computed without overflow) before they allocate, so a network too large
+ * for the machine is refused instead of being killed by the kernel. */
+bp_status bp_memory_check(uint64_t bytes, const char *subject, const char *detail,
+                          bp_error *err);
+
 /* Process-wide maximum number of threads (OpenMP) for the GEMMs, the
  * optimizer update and CSV parsing. n <= 0 restores the default, all
  * cores; n is capped at the cores available to the process (its CPU
@@ -608,6 +622,17 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net,
                             const bp_train_config *cfg, int max_batch,
                             bp_error *err);
 void bp_trainer_free(bp_trainer *tr);
+
+/* The memory check of bp_trainer_create made from a spec alone, before the
+ * network exists: everything bp_net_create(n_inputs, spec) and then
+ * bp_trainer_create(cfg, max_batch) would hold (parameters, gradients,
+ * optimizer state, activations and workspaces for max_batch, bp_fit's
+ * copies). Nothing is allocated but the parsed spec. BP_OK; BP_ENOMEM with
+ * bp_memory_check's message; BP_ESPEC / BP_EINVAL / BP_ESHAPE for a bad
+ * spec, n_inputs or max_batch. Lets a caller refuse a network too large
+ * for the machine before spending time creating it. */
+bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
+                                int max_batch, bp_error *err);
 
 /* One training step on a batch x [n, inputs], y [n, targets] (targets are
  * class indices [n] for cross-entropy): forward in training mode, loss,

@@ -678,6 +678,32 @@ static int find_column(const csv_job *j, const char *tok, size_t len, bp_status 
     return v < j->ncols ? (int)v : -1;
 }
 
+/* A name and its position, for sorting a list of names. */
+typedef struct name_ref {
+    const char *s;
+    int k;
+} name_ref;
+
+/* By name, then by position (so the first of equal names comes first). */
+static int cmp_name_ref(const void *pa, const void *pb)
+{
+    const name_ref *a = pa, *b = pb;
+    int c = strcmp(a->s, b->s);
+    return c ? c : (a->k > b->k) - (a->k < b->k);
+}
+
+/* Position of the first name equal to s in sorted[n], or -1. */
+static int find_name(const name_ref *sorted, int n, const char *s)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid].s, s) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && strcmp(sorted[lo].s, s) == 0 ? sorted[lo].k : -1;
+}
+
 /* Decide the role of every column from the options. */
 static bp_status pick_targets(csv_job *j)
 {
@@ -749,33 +775,47 @@ static bp_status pick_targets(csv_job *j)
     int nin = 0;
     if (o->feature_names && o->n_feature_names > 0) {
         /* Features by name: every other column must be one of them, each
-         * once, and x follows the given order. */
+         * once, and x follows the given order. The names are sorted once
+         * and looked up by binary search, and owner[k] remembers the column
+         * of name k, so 10^5 columns cost n log n, not n^2 string
+         * comparisons. */
         int nf = o->n_feature_names;
-        for (int c = 0; c < j->ncols; c++) {
+        name_ref *byname = bp_alloc_array((size_t)nf, sizeof *byname);
+        int *owner = bp_alloc_array((size_t)nf, sizeof *owner);
+        if (!byname || !owner) {
+            free(byname);
+            free(owner);
+            return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
+        }
+        for (int k = 0; k < nf; k++) byname[k] = (name_ref){o->feature_names[k], k};
+        qsort(byname, (size_t)nf, sizeof *byname, cmp_name_ref);
+        bp_status fs = BP_OK;
+        for (int c = 0; c < j->ncols && !fs; c++) {
             if (j->role[c] < 0) continue;
-            int k = 0;
-            while (k < nf && strcmp(j->header[c], o->feature_names[k]) != 0) k++;
+            int k = find_name(byname, nf, j->header[c]);
             char ex[64];
-            bp_quote_excerpt(ex, sizeof ex, j->header[c], strlen(j->header[c]));
-            if (k == nf)
-                return bp_fail(err, BP_ESHAPE, "%s:1:%d: column %s is neither a feature nor a target "
-                               "of the model", name, c + 1, ex);
-            for (int q = 0; q < c; q++)
-                if (j->role[q] >= 0 && j->role[q] == k + 1)
-                    return bp_fail(err, BP_ESHAPE, "%s:1:%d: feature column %s appears twice", name,
-                                   c + 1, ex);
+            if (k < 0 || owner[k]) {
+                bp_quote_excerpt(ex, sizeof ex, j->header[c], strlen(j->header[c]));
+                fs = k < 0 ? bp_fail(err, BP_ESHAPE, "%s:1:%d: column %s is neither a feature nor a "
+                                     "target of the model", name, c + 1, ex)
+                           : bp_fail(err, BP_ESHAPE, "%s:1:%d: feature column %s appears twice",
+                                     name, c + 1, ex);
+                break;
+            }
+            owner[k] = c + 1;
             j->role[c] = k + 1; /* shifted by one while 0 still means "unassigned" */
             nin++;
         }
-        for (int k = 0; k < nf && nin < nf; k++) {
-            int found = 0;
-            for (int c = 0; c < j->ncols && !found; c++) found = j->role[c] == k + 1;
-            if (!found) {
+        for (int k = 0; !fs && k < nf && nin < nf; k++) {
+            if (!owner[k]) {
                 char ex[64];
                 bp_quote_excerpt(ex, sizeof ex, o->feature_names[k], strlen(o->feature_names[k]));
-                return bp_fail(err, BP_ESHAPE, "%s: missing feature column %s", name, ex);
+                fs = bp_fail(err, BP_ESHAPE, "%s: missing feature column %s", name, ex);
             }
         }
+        free(byname);
+        free(owner);
+        if (fs) return fs;
         for (int c = 0; c < j->ncols; c++)
             if (j->role[c] > 0) j->role[c]--;
     } else {

@@ -25,6 +25,19 @@ void *bp_alloc_array(size_t count, size_t size);    /* zeroed */
 void *bp_alloc_aligned(size_t count, size_t size);  /* zeroed, 64-byte aligned */
 char *bp_strdup(const char *s);
 
+/* ---- memory checks (src/mem.c) ----
+ * Saturating arithmetic for size computations: UINT64_MAX means "does not
+ * fit", never a wrapped small number. */
+uint64_t bp_mul_sat(uint64_t a, uint64_t b);
+uint64_t bp_add_sat(uint64_t a, uint64_t b);
+/* Before allocating: `total` bytes is everything the object will hold,
+ * `fresh` the part still to be allocated. BP_ENOMEM with "SUBJECT needs
+ * 745.1 GiB (DETAIL); this machine has 23.4 GiB" (or the ulimit -v / cgroup
+ * limit that does not fit) when it exceeds the physical memory (total) or
+ * what a limit leaves (fresh); BP_OK otherwise. */
+bp_status bp_mem_check(uint64_t total, uint64_t fresh, const char *subject, const char *detail,
+                       bp_error *err);
+
 /* ---- random numbers: xoshiro256**, seeded with splitmix64 ---- */
 typedef struct bp_rng {
     uint64_t s[4];
@@ -139,6 +152,11 @@ const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n,
  * n_layers-1, or n_layers-2 when a final softmax (cross-entropy) or sigmoid
  * (bce) is fused into the loss. */
 int bp_loss_input_layer(const bp_net *net, bp_loss loss);
+
+/* Add a metadata pair whose key the network does not have yet, without
+ * the search bp_net_set_meta makes (so loading M distinct keys is linear,
+ * not quadratic, in M). The caller guarantees the key is new. */
+bp_status bp_net_meta_append(bp_net *net, const char *key, const char *value, bp_error *err);
 
 /* Spec word of a layer kind ("dense", "relu", ...). */
 const char *bp_layer_name(bp_layer_kind k);

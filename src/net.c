@@ -269,12 +269,24 @@ bp_status bp_net_create_layers(bp_net **out, int n_inputs, const bp_layer_desc *
         if (L->kind == BP_DENSE) {
             L->offset = total;
             L->n_params = (size_t)L->out * (size_t)L->in + (size_t)L->out;
-            if (total > SIZE_MAX / 2 - L->n_params) goto nomem;
-            total += L->n_params;
+            /* Saturate instead of wrapping; the memory check below then
+             * reports "more than 16 EiB". */
+            total = total > SIZE_MAX / 2 - L->n_params ? SIZE_MAX / 2 : total + L->n_params;
         }
         width = L->out;
     }
     net->n_params = total;
+    {
+        /* Before the (zeroing, so committing) allocation: a spec too large
+         * for the machine is BP_ENOMEM with its size, not an OOM kill. */
+        uint64_t bytes = total == SIZE_MAX / 2 ? UINT64_MAX
+                                               : bp_mul_sat((uint64_t)total, sizeof(bp_real));
+        bp_status ms = bp_mem_check(bytes, bytes, "this network", "parameters", err);
+        if (ms) {
+            bp_net_free(net);
+            return ms;
+        }
+    }
     net->params = bp_alloc_aligned(total, sizeof(bp_real));
     if (!net->params) goto nomem;
     for (int i = 0; i < n_layers; i++) {
@@ -323,8 +335,9 @@ bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
     if (s) return s;
     memcpy(c->params, net->params, net->n_params * sizeof(bp_real));
     c->rng = net->rng;
+    /* The keys are distinct already: append without searching (linear). */
     for (int i = 0; i < net->n_meta && !s; i++)
-        s = bp_net_set_meta(c, net->meta_key[i], net->meta_val[i], err);
+        s = bp_net_meta_append(c, net->meta_key[i], net->meta_val[i], err);
     if (s) {
         bp_net_free(c);
         return s;
@@ -409,14 +422,21 @@ bp_real *bp_net_bias(bp_net *net, int i)
 bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value, bp_error *err)
 {
     if (!net || !key || !value) return bp_fail(err, BP_EINVAL, "bp_net_set_meta: NULL argument");
-    char *v = bp_strdup(value);
-    if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
     for (int i = 0; i < net->n_meta; i++)
         if (strcmp(net->meta_key[i], key) == 0) {
+            char *v = bp_strdup(value);
+            if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
             free(net->meta_val[i]);
             net->meta_val[i] = v;
             return BP_OK;
         }
+    return bp_net_meta_append(net, key, value, err);
+}
+
+bp_status bp_net_meta_append(bp_net *net, const char *key, const char *value, bp_error *err)
+{
+    char *v = bp_strdup(value);
+    if (!v) return bp_fail(err, BP_ENOMEM, "out of memory storing metadata");
     if (net->n_meta == net->cap_meta) {
         int cap = net->cap_meta ? 2 * net->cap_meta : 8;
         char **k2 = realloc(net->meta_key, (size_t)cap * sizeof *k2);
@@ -467,6 +487,21 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
     if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve: NULL network");
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "batch size must be >= 1, got %d", max_batch);
     if (max_batch <= net->max_batch) return BP_OK;
+    {
+        /* Activations of every layer and the dropout masks, checked before
+         * anything is freed or allocated (sizes saturate, never wrap). */
+        uint64_t need = 0;
+        for (int i = 0; i < net->n_layers; i++) {
+            uint64_t sz = bp_mul_sat(bp_mul_sat((uint64_t)max_batch, (uint64_t)net->layers[i].out),
+                                     sizeof(bp_real));
+            need = bp_add_sat(need, net->layers[i].kind == BP_DROPOUT ? bp_add_sat(sz, sz) : sz);
+        }
+        char detail[96];
+        snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
+        uint64_t params = bp_mul_sat((uint64_t)net->n_params, sizeof(bp_real));
+        bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
+        if (ms) return ms;
+    }
     free_workspaces(net);
     net->act = bp_alloc_array((size_t)net->n_layers, sizeof *net->act);
     net->mask_off = bp_alloc_array((size_t)net->n_layers, sizeof *net->mask_off);

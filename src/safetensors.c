@@ -580,8 +580,10 @@ static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
     s = st_fill_params(f, net, net->params, err);
     if (s == BP_OK && f->meta) {
         const cJSON *v;
+        /* st_parse_meta refused duplicate keys, and the new network has
+         * no metadata: append (linear in the number of keys). */
         cJSON_ArrayForEach(v, f->meta) {
-            s = bp_net_set_meta(net, v->string, v->valuestring, &sub);
+            s = bp_net_meta_append(net, v->string, v->valuestring, &sub);
             if (s != BP_OK) {
                 bp_fail(err, s, "%s: metadata \"%.64s\": %s", f->name, v->string,
                         sub.message);
@@ -636,7 +638,63 @@ bp_status bp_net_load_weights_buffer(bp_net *net, const uint8_t *data, size_t si
     return s;
 }
 
-/* Read a whole file into memory. */
+/* Read up to `want` bytes at b + *n, growing *b (capacity *cap) as data
+ * arrives: a header that claims more than the stream holds costs only what
+ * the stream holds. Stops at end of file. */
+static bp_status read_some(int fd, const char *path, uint8_t **b, size_t *cap, size_t *n,
+                           size_t want, bp_error *err)
+{
+    size_t goal = *n + want;
+    while (*n < goal) {
+        if (*n == *cap) {
+            size_t ncap = *cap < 65536 ? 65536 : *cap * 2;
+            if (ncap > goal || ncap < *cap) ncap = goal;
+            uint8_t *nb = realloc(*b, ncap);
+            if (!nb) return bp_fail(err, BP_ENOMEM, "%s: out of memory", path);
+            *b = nb;
+            *cap = ncap;
+        }
+        size_t chunk = *cap - *n;
+        if (chunk > ((size_t)1 << 30)) chunk = (size_t)1 << 30;
+        ssize_t r = read(fd, *b + *n, chunk);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return bp_fail(err, BP_EIO, "%s: read failed: %s", path, strerror(errno));
+        }
+        if (r == 0) break;
+        *n += (size_t)r;
+    }
+    return BP_OK;
+}
+
+/* The end of the data section the header's tensors use: the largest
+ * "data_offsets" end (0 when the header does not parse; st_parse then
+ * reports why). */
+static uint64_t header_data_end(const uint8_t *hdr, size_t hlen)
+{
+    cJSON *root = cJSON_ParseWithLength((const char *)hdr, hlen);
+    uint64_t end = 0;
+    const cJSON *item;
+    if (cJSON_IsObject(root)) {
+        cJSON_ArrayForEach(item, root) {
+            const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+            uint64_t e;
+            if (cJSON_IsArray(offs) && offs->child && offs->child->next &&
+                json_uint(offs->child->next, &e) && e > end)
+                end = e;
+        }
+    }
+    cJSON_Delete(root);
+    return end;
+}
+
+/* Read a model file: the 8-byte header length first, checked against the
+ * limit and (for a regular file) the file size before the header is read,
+ * then the header, then only as many data bytes as its tensors use. So
+ * /dev/zero, an endless pipe or a huge file never make the reader grow
+ * without bound: what is read is bounded by ST_MAX_HEADER plus what the
+ * header's tensors need, and that is checked against the memory available
+ * before it is allocated. */
 static bp_status read_file(const char *path, uint8_t **buf, size_t *size, bp_error *err)
 {
     *buf = NULL;
@@ -653,37 +711,40 @@ static bp_status read_file(const char *path, uint8_t **buf, size_t *size, bp_err
         close(fd);
         return bp_fail(err, BP_EIO, "%s: is a directory", path);
     }
-    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
-    size_t n = 0;
-    uint8_t *b = malloc(cap);
-    if (!b) {
-        close(fd);
-        return bp_fail(err, BP_ENOMEM, "%s: out of memory (%zu bytes)", path, cap);
-    }
-    for (;;) {
-        if (n == cap) {
-            size_t ncap = cap * 2;
-            uint8_t *nb = ncap > cap ? realloc(b, ncap) : NULL;
-            if (!nb) {
-                free(b);
-                close(fd);
-                return bp_fail(err, BP_ENOMEM, "%s: out of memory", path);
+    /* A regular file's size bounds everything (files in /proc say 0:
+     * treat those like a stream). */
+    int known = S_ISREG(st.st_mode) && st.st_size > 0;
+    uint64_t fsize = known ? (uint64_t)st.st_size : 0;
+    uint8_t *b = NULL;
+    size_t cap = 0, n = 0;
+    bp_status s = read_some(fd, path, &b, &cap, &n, 8, err);
+    if (s == BP_OK && n == 8) {
+        uint64_t hlen = get_u64le(b);
+        if (hlen > ST_MAX_HEADER) {
+            /* st_parse reports it from the 8 bytes. */
+        } else if (known && hlen > fsize - 8) {
+            s = bp_fail(err, BP_EFORMAT, "%s: truncated file: header length %llu exceeds the %llu "
+                        "bytes after it", path, (unsigned long long)hlen,
+                        (unsigned long long)(fsize - 8));
+        } else {
+            s = read_some(fd, path, &b, &cap, &n, (size_t)hlen, err);
+            if (s == BP_OK && n == 8 + hlen) {
+                uint64_t dend = header_data_end(b + 8, (size_t)hlen);
+                if (known && dend > fsize - 8 - hlen) dend = fsize - 8 - hlen; /* st_parse says why */
+                uint64_t total = 8 + hlen + dend;
+                s = bp_mem_check(total, total, path, "the tensor data its header declares", err);
+                if (s == BP_OK && dend > SIZE_MAX - n) s = bp_fail(err, BP_ENOMEM, "%s: out of memory", path);
+                if (s == BP_OK) s = read_some(fd, path, &b, &cap, &n, (size_t)dend, err);
             }
-            b = nb;
-            cap = ncap;
         }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            free(b);
-            close(fd);
-            return bp_fail(err, BP_EIO, "%s: read failed: %s", path, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
     }
     close(fd);
+    if (s != BP_OK) {
+        free(b);
+        return s;
+    }
+    if (!b) b = malloc(1); /* an empty file: st_parse reports it */
+    if (!b) return bp_fail(err, BP_ENOMEM, "%s: out of memory", path);
     *buf = b;
     *size = n;
     return BP_OK;

@@ -149,6 +149,76 @@ static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
     return BP_OK;
 }
 
+/* Everything training will hold, computed from the sizes before any of it
+ * is allocated (saturating, so no size_t overflow): the parameters (held
+ * already), gradients, optimizer state, relu diagnostics, the activations
+ * and dropout masks of bp_net_reserve, the two backward buffers, and what
+ * bp_fit adds (a batch copy of x and y, the best weights with patience). */
+static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int max_batch,
+                              bp_error *err)
+{
+    const uint64_t R = sizeof(bp_real);
+    uint64_t np = (uint64_t)net->n_params, b = (uint64_t)max_batch;
+    uint64_t params = bp_mul_sat(np, R);
+    uint64_t fresh = bp_mul_sat(params, 1 + (uint64_t)bp_optim_state_count(cfg)); /* grad, state */
+    if (cfg->patience > 0) fresh = bp_add_sat(fresh, params);                  /* best weights */
+    uint64_t act = 0, relu = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        uint64_t sz = bp_mul_sat(bp_mul_sat(b, (uint64_t)net->layers[i].out), R);
+        act = bp_add_sat(act, net->layers[i].kind == BP_DROPOUT ? bp_add_sat(sz, sz) : sz);
+        if (net->layers[i].kind == BP_RELU) relu = bp_add_sat(relu, (uint64_t)net->layers[i].out * R);
+    }
+    int reserved = max_batch <= net->max_batch; /* activations held already */
+    fresh = bp_add_sat(fresh, bp_add_sat(reserved ? 0 : act, relu));
+    fresh = bp_add_sat(fresh, bp_mul_sat(2, bp_mul_sat(bp_mul_sat(b, (uint64_t)max_width(net)), R)));
+    int tw = cfg->loss == BP_LOSS_CROSS_ENTROPY ? 1 : bp_net_outputs(net);
+    fresh = bp_add_sat(fresh, bp_mul_sat(bp_mul_sat(b, (uint64_t)net->n_inputs + (uint64_t)tw), R));
+    uint64_t held = bp_add_sat(params, reserved ? act : 0);
+    char detail[128];
+    snprintf(detail, sizeof detail, "parameters, gradients, optimizer state, activations for batch %d",
+             max_batch);
+    return bp_mem_check(bp_add_sat(held, fresh), fresh, "this network", detail, err);
+}
+
+bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
+                                int max_batch, bp_error *err)
+{
+    if (!spec || !cfg) return bp_fail(err, BP_EINVAL, "bp_train_memory_check: NULL argument");
+    if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
+    if (n_inputs < 1) return bp_fail(err, BP_EINVAL, "network needs at least 1 input, got %d", n_inputs);
+    int n = 0;
+    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);
+    if (s) return s;
+    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
+    bp_layer *layers = bp_alloc_array((size_t)n, sizeof *layers);
+    if (!d || !layers) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
+    if (!s) s = bp_spec_parse(spec, d, n, &n, err);
+    if (!s) {
+        /* A network with its sizes only (no parameters, no workspaces):
+         * what check_memory reads. */
+        bp_net shape;
+        memset(&shape, 0, sizeof shape);
+        shape.n_inputs = n_inputs;
+        shape.n_layers = n;
+        shape.layers = layers;
+        uint64_t np = 0;
+        int width = n_inputs;
+        for (int i = 0; i < n; i++) {
+            layers[i].kind = d[i].kind;
+            layers[i].in = width;
+            layers[i].out = d[i].kind == BP_DENSE ? d[i].units : width;
+            if (d[i].kind == BP_DENSE)
+                np = bp_add_sat(np, bp_mul_sat((uint64_t)layers[i].out, (uint64_t)width + 1));
+            width = layers[i].out;
+        }
+        shape.n_params = np > SIZE_MAX ? SIZE_MAX : (size_t)np;
+        s = check_memory(&shape, cfg, max_batch, err);
+    }
+    free(d);
+    free(layers);
+    return s;
+}
+
 bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config *cfg,
                             int max_batch, bp_error *err)
 {
@@ -156,6 +226,8 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     *out = NULL;
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
     bp_status s = check_config(cfg, net, err);
+    if (s) return s;
+    s = check_memory(net, cfg, max_batch, err);
     if (s) return s;
     bp_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
