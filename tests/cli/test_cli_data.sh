@@ -7,25 +7,6 @@
 # Usage: bash test_cli_data.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-train_ok() {
-    local name=$1; shift
-    run train "$@"
-    if [ "$rc" -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc: $(head -c 300 "$T/err"))"; fi
-}
-# expect_error NAME RC REGEX ARGS...: status RC, one "backprop: " line matching REGEX, no m.safetensors.
-expect_error() {
-    local name=$1 want=$2 re=$3; shift 3
-    rm -f m.safetensors
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q '^backprop: ' "$T/err" &&
-        grep -Eq -- "$re" "$T/err" && [ ! -e m.safetensors ]; then
-        ok "$name"
-    else
-        bad "$name (rc=$rc, want $want; stderr: $(head -c 300 "$T/err"))"
-    fi
-}
-# json_get KEY: a key of the JSON object in $T/out.
-json_get() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/out" "$1"; }
 
 # ---- CSV edge cases that must work ----
 printf '\xef\xbb\xbf"x 1","x,2",label\r\n"1.5",2,a\r\n\r\n-1, "-2.5" ,b\r\n"3e0",4,"a"\r\n\r\n-3,-4,b' >quoted.csv

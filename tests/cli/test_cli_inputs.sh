@@ -8,19 +8,6 @@
 # Usage: bash test_cli_inputs.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# expect_error NAME RC REGEX ARGS...: status RC, one "backprop: " line matching REGEX, no m.safetensors.
-expect_error() {
-    local name=$1 want=$2 re=$3; shift 3
-    rm -f m.safetensors
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q '^backprop: ' "$T/err" &&
-        grep -Eq -- "$re" "$T/err" && [ ! -e m.safetensors ]; then
-        ok "$name"
-    else
-        bad "$name (rc=$rc, want $want; stderr: $(head -c 300 "$T/err"))"
-    fi
-}
-json_get() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/out" "$1"; }
 meta_has() { "$BP" info --full "$1" | grep -Eq -- "$2"; }
 # A training file over 4 KiB (the size a sniffing read used to swallow):
 # 300 rows, 3 features, two classes.

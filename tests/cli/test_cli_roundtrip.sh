@@ -6,11 +6,6 @@
 # Usage: bash test_cli_roundtrip.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-train_ok() {
-    local name=$1; shift
-    run train "$@"
-    if [ "$rc" -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc: $(head -c 300 "$T/err"))"; fi
-}
 # py EXPR: evaluate a Python expression over d = the JSON object in $T/out; exit 0 when true.
 py() { /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$T/out" "$1"; }
 

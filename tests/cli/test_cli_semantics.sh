@@ -7,14 +7,6 @@
 # Usage: bash test_cli_semantics.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# train_ok NAME ARGS...: `backprop train ARGS` must exit 0.
-train_ok() {
-    local name=$1; shift
-    run train "$@"
-    if [ "$rc" -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc: $(head -c 300 "$T/err"))"; fi
-}
-# meta MODEL KEY: a metadata value from `backprop info --full`.
-meta() { "$BP" info --full "$1" | awk -v k="$2" '/^metadata$/ { m = 1 } m && $1 == k { sub(/^ *[^ ]+ +/, ""); print; exit }'; }
 # field NAME FILE: the value after "NAME " on an eval line ("r2        0.95").
 field() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
 # ge A B: A >= B (numbers).

@@ -6,14 +6,6 @@
 # Usage: bash test_cli_train.sh PATH_TO_BACKPROP SOURCE_DIR
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# train_ok NAME ARGS...: `backprop train ARGS` must exit 0.
-train_ok() {
-    local name=$1; shift
-    run train "$@"
-    if [ "$rc" -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc: $(head -c 300 "$T/err"))"; fi
-}
-# meta MODEL KEY: a metadata value from `backprop info --full`.
-meta() { "$BP" info --full "$1" | awk -v k="$2" '/^metadata$/ { m = 1 } m && $1 == k { sub(/^ *[^ ]+ +/, ""); print; exit }'; }
 # lr_col LOG: the lr column of a training log, one value per line.
 lr_col() { awk -F, 'NR > 1 { print $6 }' "$1"; }
 # close "A B C" "X Y Z": the numbers agree to 1e-5 relative.
