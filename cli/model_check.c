@@ -63,25 +63,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A name that occurs twice in s[n] (sorted copy), or NULL; *oom on ENOMEM. */
-static const char *duplicate(char *const *s, int n, int *oom)
-{
-    *oom = 0;
-    if (n < 2) return NULL;
-    char **c = malloc((size_t)n * sizeof *c);
-    if (!c) {
-        *oom = 1;
-        return NULL;
-    }
-    memcpy(c, s, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, cmp_str);
-    const char *d = NULL;
-    for (int i = 1; i < n && !d; i++)
-        if (!strcmp(c[i - 1], c[i])) d = c[i];
-    free(c);
-    return d;
-}
-
 /* A name of a[na] that is also in b[nb], or NULL; *oom on ENOMEM. */
 static const char *common(char *const *a, int na, char *const *b, int nb, int *oom)
 {
@@ -126,15 +107,15 @@ static int check_names(const bp_net *net, const char *path, const char *key, int
         return cli_fail(CLI_FAIL, "%s: metadata \"%s\" is not a JSON array of strings: %s", path, key,
                         ex);
     }
-    int st = CLI_OK, oom = 0;
-    const char *d = n == want ? duplicate(s, n, &oom) : NULL;
+    int st = CLI_OK, d1 = 0, d2 = 0;
+    int dup = n == want ? cli_csv_duplicate(s, n, &d1, &d2) : 0;
     if (n != want) {
         st = cli_fail(CLI_FAIL, "%s: metadata \"%s\" has %d names, the model has %d", path, key, n,
                       want);
-    } else if (oom) {
+    } else if (dup < 0) {
         st = cli_fail(CLI_FAIL, "out of memory");
-    } else if (d) {
-        excerpt(ex, sizeof ex, d);
+    } else if (dup) {
+        excerpt(ex, sizeof ex, s[d1]);
         st = cli_fail(CLI_FAIL, "%s: metadata \"%s\" names %s twice", path, key, ex);
     }
     if (st || !out) {
