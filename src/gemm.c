@@ -173,6 +173,9 @@ bp_gemm_ctx *bp_gemm_ctx_create(void)
     return ctx;
 }
 
+dnnl_engine_t bp_gemm_ctx_engine(bp_gemm_ctx *ctx) { return ctx ? ctx->engine : NULL; }
+dnnl_stream_t bp_gemm_ctx_stream(bp_gemm_ctx *ctx) { return ctx ? ctx->stream : NULL; }
+
 void bp_gemm_ctx_free(bp_gemm_ctx *ctx)
 {
     if (!ctx) return;

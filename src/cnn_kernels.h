@@ -1,0 +1,143 @@
+/*
+ * cnn_kernels.h - the kernels of the convolutional layers: convolution,
+ * max / average / global average pooling and batch normalization, each as
+ *   - a plain reference loop (bp_*_ref), exact PyTorch semantics, used by the
+ *     double build and by the tests as the definition, and
+ *   - a prepared oneDNN primitive (bp_*_prim), float build only: created for
+ *     one fixed geometry (batch size included) when workspaces are reserved,
+ *     run inside a training step without allocating (every buffer, the
+ *     scratchpad included, is owned by the primitive object and allocated
+ *     at creation). In the double build, or when oneDNN fails, the create
+ *     functions return NULL and callers use the reference loop.
+ *
+ * Layout: every tensor is plain row-major, batch first, as in PyTorch:
+ * activations [N, C, H, W], conv weights [OC, C, K, K]. A primitive may
+ * keep its data in oneDNN's preferred (blocked) layouts internally, but takes
+ * and returns these plain layouts.
+ *
+ * Backward functions OVERWRITE their outputs (dx, dw, db, dgamma, dbeta),
+ * never accumulate. Any output pointer documented "may be NULL" is skipped.
+ * Outputs never alias inputs.
+ */
+#ifndef BP_CNN_KERNELS_H
+#define BP_CNN_KERNELS_H
+
+#include "internal.h"
+
+/* ---- convolution: torch.nn.Conv2d(C, OC, K, stride, padding=pad) ----
+ * y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] x[n,c, i*s + p - pad, j*s + q - pad]
+ * (x is zero outside [0,H) x [0,W)); OH = (H + 2 pad - K) / s + 1 (floor). */
+typedef struct bp_conv_geom {
+    int N, C, H, W;  /* input [N, C, H, W] */
+    int OC, K;       /* OC output channels, K x K kernel */
+    int stride, pad; /* stride >= 1, zero padding >= 0 on every side */
+    int OH, OW;      /* output spatial size (bp_conv_geom_init computes them) */
+} bp_conv_geom;
+
+/* Fill OH, OW; returns 0 when the output would be empty (K > H + 2 pad, or
+ * any size < 1), 1 otherwise. */
+int bp_conv_geom_init(bp_conv_geom *g);
+
+/* y [N, OC, OH, OW] = conv(x [N, C, H, W], w [OC, C, K, K]) + b [OC]
+ * (b may be NULL: no bias). */
+void bp_conv_forward_ref(bp_real *y, const bp_real *x, const bp_real *w, const bp_real *b,
+                         const bp_conv_geom *g);
+/* From dy [N, OC, OH, OW]: dx [N, C, H, W] (may be NULL), dw [OC, C, K, K]
+ * (may be NULL), db [OC] = sum of dy over n, i, j (may be NULL). */
+void bp_conv_backward_ref(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *dy,
+                          const bp_real *x, const bp_real *w, const bp_conv_geom *g);
+
+typedef struct bp_conv_prim bp_conv_prim;
+/* training: also prepare the backward (weights, and data when need_dx).
+ * NULL when unavailable (double build, oneDNN failure). */
+bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
+                                  int need_dx);
+/* Same contracts as the reference loops; return 1 on success, 0 if nothing
+ * was done (the caller then runs the reference loop). */
+int bp_conv_prim_forward(bp_conv_prim *p, bp_real *y, const bp_real *x, const bp_real *w,
+                         const bp_real *b);
+int bp_conv_prim_backward(bp_conv_prim *p, bp_real *dx, bp_real *dw, bp_real *db,
+                          const bp_real *dy, const bp_real *x, const bp_real *w);
+void bp_conv_prim_free(bp_conv_prim *p);
+
+/* ---- pooling: torch.nn.MaxPool2d(K, stride) / AvgPool2d(K, stride) ----
+ * no padding, floor mode: OH = (H - K) / stride + 1. Windows may overlap
+ * (stride < K); the backward then adds every window's share. */
+typedef struct bp_pool_geom {
+    int N, C, H, W; /* input [N, C, H, W] */
+    int K, stride;
+    int OH, OW;     /* bp_pool_geom_init computes them */
+} bp_pool_geom;
+int bp_pool_geom_init(bp_pool_geom *g); /* 0 when pooling to nothing (K > H or K > W) */
+
+/* Max pooling. idx [N, C, OH, OW] (may be NULL in inference) receives, for
+ * each output, the flat index h*W + w inside its input plane of the value
+ * taken: the first maximum in row-major window order, as torch does (a NaN
+ * wins). The backward routes dy to those indices. */
+void bp_maxpool_forward_ref(bp_real *y, int32_t *idx, const bp_real *x, const bp_pool_geom *g);
+void bp_maxpool_backward_ref(bp_real *dx, const bp_real *dy, const int32_t *idx,
+                             const bp_pool_geom *g);
+/* Average pooling: y = mean of the K*K window. */
+void bp_avgpool_forward_ref(bp_real *y, const bp_real *x, const bp_pool_geom *g);
+void bp_avgpool_backward_ref(bp_real *dx, const bp_real *dy, const bp_pool_geom *g);
+/* Global average pooling: y [N, C] = mean over H, W of x [N, C, H, W]. */
+void bp_global_avgpool_forward_ref(bp_real *y, const bp_real *x, int N, int C, int H, int W);
+void bp_global_avgpool_backward_ref(bp_real *dx, const bp_real *dy, int N, int C, int H, int W);
+
+typedef struct bp_pool_prim bp_pool_prim;
+/* max != 0: max pooling (training keeps oneDNN's workspace inside the
+ * primitive, so backward must follow the forward of the same batch);
+ * max == 0: average. NULL when unavailable. */
+bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training);
+int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x);
+int bp_pool_prim_backward(bp_pool_prim *p, bp_real *dx, const bp_real *dy);
+void bp_pool_prim_free(bp_pool_prim *p);
+
+/* ---- batch normalization: torch.nn.BatchNorm1d / BatchNorm2d ----
+ * x [N, C, S] with S = H*W (S = 1 for BatchNorm1d on [N, C]); statistics
+ * per channel over N*S values.
+ * Training: mean = E[x], var = E[(x - mean)^2] (biased), invstd =
+ *   1 / sqrt(var + eps), y = gamma (x - mean) invstd + beta; and, when
+ *   running_mean/running_var are not NULL, running = (1 - momentum) running
+ *   + momentum stat, the variance unbiased (var * M / (M - 1), M = N*S;
+ *   M = 1 leaves the unbiased variance as var, torch would fail).
+ * Inference: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta. */
+void bp_bn_forward_train_ref(bp_real *y, bp_real *mean, bp_real *invstd, const bp_real *x,
+                             const bp_real *gamma, const bp_real *beta, bp_real *running_mean,
+                             bp_real *running_var, int N, int C, int S, double eps,
+                             double momentum);
+void bp_bn_forward_infer_ref(bp_real *y, const bp_real *x, const bp_real *gamma,
+                             const bp_real *beta, const bp_real *running_mean,
+                             const bp_real *running_var, int N, int C, int S, double eps);
+/* Backward of the training-mode forward, from the mean and invstd it saved:
+ * dgamma[c] = sum dy xhat, dbeta[c] = sum dy,
+ * dx = gamma invstd / M (M dy - dbeta - xhat dgamma), xhat = (x - mean) invstd.
+ * dx, dgamma, dbeta may each be NULL. */
+void bp_bn_backward_ref(bp_real *dx, bp_real *dgamma, bp_real *dbeta, const bp_real *dy,
+                        const bp_real *x, const bp_real *mean, const bp_real *invstd,
+                        const bp_real *gamma, int N, int C, int S);
+
+typedef struct bp_bn_prim bp_bn_prim;
+/* training: forward computes the batch statistics (mean, invstd out, as the
+ * reference) and backward is prepared; else inference from running stats.
+ * NULL when unavailable. */
+bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training);
+int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
+                             const bp_real *x, const bp_real *gamma, const bp_real *beta,
+                             bp_real *running_mean, bp_real *running_var, double momentum);
+int bp_bn_prim_forward_infer(bp_bn_prim *p, bp_real *y, const bp_real *x, const bp_real *gamma,
+                             const bp_real *beta, const bp_real *running_mean,
+                             const bp_real *running_var);
+int bp_bn_prim_backward(bp_bn_prim *p, bp_real *dx, bp_real *dgamma, bp_real *dbeta,
+                        const bp_real *dy, const bp_real *x, const bp_real *mean,
+                        const bp_real *invstd, const bp_real *gamma);
+void bp_bn_prim_free(bp_bn_prim *p);
+
+/* The engine and stream of a context (float build), for the primitives. */
+#ifndef BP_DOUBLE
+#include <oneapi/dnnl/dnnl.h>
+dnnl_engine_t bp_gemm_ctx_engine(bp_gemm_ctx *ctx);
+dnnl_stream_t bp_gemm_ctx_stream(bp_gemm_ctx *ctx);
+#endif
+
+#endif /* BP_CNN_KERNELS_H */
