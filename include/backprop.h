@@ -121,16 +121,39 @@ typedef enum bp_layer_kind {
     BP_RELU,         /* relu: y = max(0, x) */
     BP_LEAKY_RELU,   /* leaky_relu(a): y = x > 0 ? x : a x */
     BP_SOFTMAX,      /* softmax: y_i = exp(x_i) / sum_j exp(x_j), per row */
-    BP_DROPOUT       /* dropout(p): training only, y = x * mask / (1-p) */
+    BP_DROPOUT,      /* dropout(p): training only, y = x * mask / (1-p) */
+    BP_CONV,         /* conv(C,K[,stride[,pad]]): torch.nn.Conv2d, W [C, in_ch, K, K], b [C] */
+    BP_MAXPOOL,      /* maxpool(K[,stride]): torch.nn.MaxPool2d (stride defaults to K) */
+    BP_AVGPOOL,      /* avgpool(K[,stride]): torch.nn.AvgPool2d (stride defaults to K) */
+    BP_GLOBAL_AVGPOOL, /* global_avgpool: AdaptiveAvgPool2d(1), [C, H, W] -> [C, 1, 1] */
+    BP_FLATTEN,      /* flatten: [C, H, W] (or [T, F]) -> [C*H*W] */
+    BP_BATCHNORM     /* batchnorm: BatchNorm1d on [F], BatchNorm2d on [C, H, W] */
 } bp_layer_kind;
 
-/* One layer description: `units` is used by BP_DENSE, `param` by
- * BP_LEAKY_RELU (negative slope) and BP_DROPOUT (drop probability). */
+/* One layer description. `units`: dense width, conv output channels.
+ * `param`: leaky_relu slope, dropout probability. `kernel`, `stride`,
+ * `pad`: conv and pools (0 in a description given to bp_net_create_layers
+ * means the default: stride 1 for conv, K for pools; pad 0). */
 typedef struct bp_layer_desc {
     bp_layer_kind kind;
     int units;
     double param;
+    int kernel, stride, pad;
 } bp_layer_desc;
+
+/* Per-sample shape of an activation (batch dimension not included):
+ * rank 1 [F], rank 2 [T, F] (a sequence) or rank 3 [C, H, W] (an image). */
+#define BP_MAX_RANK 3
+typedef struct bp_shape {
+    int rank;
+    int dim[BP_MAX_RANK];
+} bp_shape;
+/* Rank-1 shape [features]. */
+bp_shape bp_shape_flat(int features);
+/* Number of values of one sample (product of dims; 0 for rank 0). */
+size_t bp_shape_size(bp_shape s);
+/* "[1, 28, 28]" into buf (always terminated). */
+void bp_shape_format(bp_shape s, char *buf, size_t size);
 
 /* Weight initialization schemes. Biases start at zero.
  * BP_INIT_DEFAULT picks He (uniform) for a dense layer followed by relu or
@@ -158,6 +181,15 @@ bp_status bp_net_create_layers(bp_net **out, int n_inputs,
                                const bp_layer_desc *layers, int n_layers,
                                uint64_t seed, bp_error *err);
 
+/* Build a network whose input samples have shape `input` (e.g. [1, 28, 28]
+ * for images). A dense layer that follows an image-shaped ([C, H, W])
+ * layer gets a flatten inserted before it, and the stored spec shows it.
+ * Shape errors (a kernel larger than its input, pooling to nothing, a conv
+ * on a flat input) are BP_ESPEC "spec:1:COL: ...". bp_net_create is this
+ * with bp_shape_flat(n_inputs). */
+bp_status bp_net_create_shaped(bp_net **out, bp_shape input, const char *spec,
+                               uint64_t seed, bp_error *err);
+
 /* Free a network and everything it owns. Accepts NULL. */
 void bp_net_free(bp_net *net);
 
@@ -175,12 +207,42 @@ size_t bp_net_param_count(const bp_net *net);
  * output width for every kind. */
 bp_layer_desc bp_net_layer(const bp_net *net, int i);
 
+/* Input shape, and the output shape of layer i (0 <= i < bp_net_layers). */
+bp_shape bp_net_input_shape(const bp_net *net);
+bp_shape bp_net_layer_shape(const bp_net *net, int i);
+/* Trainable parameters of layer i (weights and biases; not buffers). */
+size_t bp_net_layer_param_count(const bp_net *net, int i);
+/* 1 for the kinds that hold parameters (dense, conv, batchnorm): the
+ * layers `freeze` counts. */
+int bp_layer_is_parametric(bp_layer_kind kind);
+
+/* The tensors of a network as the model file holds them, in spec order:
+ * trainable parameters ("0.weight", "0.bias") and buffers (batchnorm's
+ * "1.running_mean", "1.running_var", "1.num_batches_tracked"). */
+typedef enum bp_dtype { BP_DTYPE_F32 = 0, BP_DTYPE_I64 } bp_dtype;
+typedef struct bp_tensor {
+    char name[40];        /* state_dict key */
+    int layer;            /* index of its layer in the spec */
+    int rank;             /* 0 (a scalar) .. 4 */
+    int64_t shape[4];
+    size_t count;         /* elements */
+    bp_dtype dtype;
+    int trainable;        /* 1: a parameter; 0: a buffer */
+    bp_real *data;        /* BP_DTYPE_F32: the values (owned by the network) */
+    int64_t *i64;         /* BP_DTYPE_I64: the values (owned by the network) */
+} bp_tensor;
+int bp_net_tensor_count(const bp_net *net);
+/* Fill *out with tensor j (0 <= j < count); returns 0 when out of range.
+ * The pointers stay valid for the network's lifetime. */
+int bp_net_tensor(bp_net *net, int j, bp_tensor *out);
+
 /* Canonical spec of the network, e.g. "dense(64) relu dense(10)".
  * The string is owned by the network and valid until it is freed. */
 const char *bp_net_spec(const bp_net *net);
 
-/* Parameter tensor access for layer i (a dense layer): weight is
- * [units, in] row-major, bias [units]. Returns NULL for a layer without
+/* Parameter tensor access for layer i: dense weight [units, in], conv
+ * weight [C, in_ch, K, K], batchnorm weight (gamma) [C]; bias [units] / [C]
+ * / batchnorm's beta [C]. Returns NULL for a layer without
  * parameters. The pointers stay valid for the network's lifetime. */
 bp_real *bp_net_weight(bp_net *net, int i);
 bp_real *bp_net_bias(bp_net *net, int i);
@@ -555,7 +617,13 @@ typedef struct bp_train_config {
     long total_steps;     /* BP_SCHED_COSINE length. 0: only in bp_fit, where each call
                              ends the curve at its last step (steps done before the call
                              + epochs * steps per epoch); bp_train_step then gives BP_EINVAL */
-    int freeze;           /* keep the first `freeze` dense layers fixed */
+    int freeze;           /* keep the first `freeze` parametric layers (dense, conv,
+                             batchnorm) fixed; a frozen batchnorm normalizes with its
+                             running statistics and does not update them */
+    int augment_hflip;    /* [fit] image inputs [C, H, W]: flip each training sample
+                             horizontally with probability 1/2 (default 0) */
+    int augment_shift;    /* [fit] image inputs: translate each training sample by a
+                             random (dy, dx) in [-s, s]^2, zero fill (default 0) */
 
     int batch_size;       /* [fit] 0 = full batch, 1 = stochastic, default 32 */
     int epochs;           /* [fit] default 10 */
