@@ -165,6 +165,7 @@ struct bp_bn_prim {
     float *varbuf;               /* [C] the batch variance (training) */
     float *spare_dg, *spare_db;  /* [C] dgamma, dbeta when the caller passes NULL */
     float *spare_dx;             /* [N, C, S] dx when the caller passes NULL */
+    float *zero_shift;           /* [C] zeros: the shift the backward demands but never reads */
     void *scratch;
 };
 
@@ -181,6 +182,7 @@ void bp_bn_prim_free(bp_bn_prim *p)
     free(p->spare_dg);
     free(p->spare_db);
     free(p->spare_dx);
+    free(p->zero_shift);
     free(p->scratch);
     free(p);
 }
@@ -238,6 +240,7 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
     if (training && (!(p->varbuf = bp_alloc_array((size_t)C, sizeof(float))) ||
                      !(p->spare_dg = bp_alloc_array((size_t)C, sizeof(float))) ||
                      !(p->spare_db = bp_alloc_array((size_t)C, sizeof(float))) ||
+                     !(p->zero_shift = bp_alloc_array((size_t)C, sizeof(float))) ||
                      !(p->spare_dx = bp_alloc_aligned((size_t)N * C * S, sizeof(float)))))
         goto fail;
     dnnl_memory_t *plain[] = {&p->src, &p->dst}, *chan[] = {&p->scale, &p->shift, &p->mean, &p->var};
@@ -323,7 +326,9 @@ int bp_bn_prim_forward_infer(bp_bn_prim *p, bp_real *y, const bp_real *x, const 
 
 /* The reference backward's equations (dbeta = sum dy, dgamma = sum dy xhat,
  * dx = gamma invstd / M (M dy - dbeta - xhat dgamma)), computed by oneDNN
- * from mean and var = 1 / invstd^2 - eps (it recomputes 1 / sqrt(var + eps)). */
+ * from mean and var = 1 / invstd^2 - eps (it recomputes 1 / sqrt(var + eps)).
+ * oneDNN 2.6 refuses to execute it without a DNNL_ARG_SHIFT (dnnl_use_shift
+ * is set), though the backward never reads beta: it gets p->zero_shift. */
 int bp_bn_prim_backward(bp_bn_prim *p, bp_real *dx, bp_real *dgamma, bp_real *dbeta,
                         const bp_real *dy, const bp_real *x, const bp_real *mean,
                         const bp_real *invstd, const bp_real *gamma)
@@ -336,16 +341,18 @@ int bp_bn_prim_backward(bp_bn_prim *p, bp_real *dx, bp_real *dgamma, bp_real *db
         p->varbuf[c] = (float)(var > 0 ? var : 0);
     }
     if (!BN_HANDLE(p->src, x) || !BN_HANDLE(p->ddst, dy) || !BN_HANDLE(p->scale, gamma) ||
-        !BN_HANDLE(p->mean, mean) || !BN_HANDLE(p->var, p->varbuf) ||
+        !BN_HANDLE(p->shift, p->zero_shift) || !BN_HANDLE(p->mean, mean) ||
+        !BN_HANDLE(p->var, p->varbuf) ||
         !BN_HANDLE(p->dsrc, dx ? dx : p->spare_dx) ||
         !BN_HANDLE(p->dscale, dgamma ? dgamma : p->spare_dg) ||
         !BN_HANDLE(p->dshift, dbeta ? dbeta : p->spare_db))
         return 0;
-    dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, p->src},           {DNNL_ARG_DIFF_DST, p->ddst},
-                               {DNNL_ARG_SCALE, p->scale},       {DNNL_ARG_MEAN, p->mean},
-                               {DNNL_ARG_VARIANCE, p->var},      {DNNL_ARG_DIFF_SRC, p->dsrc},
-                               {DNNL_ARG_DIFF_SCALE, p->dscale}, {DNNL_ARG_DIFF_SHIFT, p->dshift}};
-    int n = 8;
+    dnnl_exec_arg_t args[10] = {{DNNL_ARG_SRC, p->src},           {DNNL_ARG_DIFF_DST, p->ddst},
+                                {DNNL_ARG_SCALE, p->scale},       {DNNL_ARG_SHIFT, p->shift},
+                                {DNNL_ARG_MEAN, p->mean},         {DNNL_ARG_VARIANCE, p->var},
+                                {DNNL_ARG_DIFF_SRC, p->dsrc},     {DNNL_ARG_DIFF_SCALE, p->dscale},
+                                {DNNL_ARG_DIFF_SHIFT, p->dshift}};
+    int n = 9;
     if (p->pad_b) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_b};
     return bn_exec(p, p->bwd, n, args);
 }

@@ -140,6 +140,9 @@ void bp_global_avgpool_backward_ref(bp_real *dx, const bp_real *dy, int N, int C
 /* ------------------------------------------------------------------------ */
 /* oneDNN pooling primitives (float build)                                   */
 /* ------------------------------------------------------------------------ */
+/* The primitives compute the same y and dx; which element of a tie or of
+ * a window holding NaN takes the gradient is oneDNN's choice (the tests
+ * compare them on distinct values). */
 
 #ifdef BP_DOUBLE
 
