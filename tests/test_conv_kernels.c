@@ -413,6 +413,35 @@ static void test_prim(void)
     /* The target network's two layers, small batch (the reference is slow). */
     check_prim(ctx, geom(4, 1, 28, 28, 32, 3, 1, 1), &s, 1);
     check_prim(ctx, geom(4, 32, 14, 14, 64, 3, 1, 1), &s, 1);
+
+    /* A geometry whose OH / OW disagree with bp_conv_geom_init: refused. */
+    bp_conv_geom bad = geom(1, 1, 5, 5, 1, 3, 1, 0);
+    bad.OH = 5;
+    CHECK(bp_conv_prim_create(ctx, &bad, 1, 1) == NULL, "inconsistent OH refused");
+
+    /* Made for 2 threads, run after bp_set_threads(1): does nothing (the
+     * caller falls back), as bp_mm_run. Needs 2 cores to mean anything. */
+    if (bp_cores() >= 2) {
+        bp_set_threads(2);
+        bp_conv_geom g = geom(8, 32, 14, 14, 64, 3, 1, 1);
+        bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1);
+        CHECK(p != NULL, "2-thread primitive created");
+        bp_set_threads(1);
+        bp_real *x = rnd(xsize(&g), &s), *w = rnd(wsize(&g), &s), *y = nans(ysize(&g));
+        bp_real *dy = rnd(ysize(&g), &s), *dw = nans(wsize(&g));
+        CHECK(p && !bp_conv_prim_forward(p, y, x, w, NULL),
+              "primitive made for 2 threads refuses to run on 1");
+        CHECK(p && !bp_conv_prim_backward(p, NULL, dw, NULL, dy, x, w), "... backward too");
+        int untouched = 1;
+        for (size_t i = 0; i < ysize(&g); i++) untouched &= isnan(y[i]);
+        for (size_t i = 0; i < wsize(&g); i++) untouched &= isnan(dw[i]);
+        CHECK(untouched, "a refused forward / backward writes nothing");
+        bp_set_threads(0);
+        bp_conv_prim_free(p);
+        free(x), free(w), free(y), free(dy), free(dw);
+    } else {
+        printf("  thread-count fallback not checked: %d core(s)\n", bp_cores());
+    }
     bp_gemm_ctx_free(ctx);
 }
 
