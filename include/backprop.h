@@ -203,8 +203,9 @@ int bp_net_inputs(const bp_net *net);      /* input features */
 int bp_net_outputs(const bp_net *net);     /* width of the last layer */
 int bp_net_layers(const bp_net *net);      /* layers in the spec */
 size_t bp_net_param_count(const bp_net *net);
-/* Description of layer i (0 <= i < bp_net_layers); units is the layer's
- * output width for every kind. */
+/* Description of layer i (0 <= i < bp_net_layers): units is the width of
+ * a dense layer, the output channels of a conv, and the flat output width
+ * (bp_shape_size of bp_net_layer_shape) of every other kind. */
 bp_layer_desc bp_net_layer(const bp_net *net, int i);
 
 /* Input shape, and the output shape of layer i (0 <= i < bp_net_layers). */
@@ -701,6 +702,9 @@ void bp_trainer_free(bp_trainer *tr);
  * for the machine before spending time creating it. */
 bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
                                 int max_batch, bp_error *err);
+/* The same for a network on inputs of shape `input` (conv nets). */
+bp_status bp_train_memory_check_shaped(const char *spec, bp_shape input,
+                                       const bp_train_config *cfg, int max_batch, bp_error *err);
 
 /* One training step on a batch x [n, inputs], y [n, targets] (targets are
  * class indices [n] for cross-entropy): forward in training mode, loss,

@@ -9,7 +9,8 @@
  * the same mask each time and the loss is a deterministic function of p.
  *
  * Kinks. The stencil assumes L is smooth on [p - 2h, p + 2h]. relu and
- * leaky_relu are not differentiable where their input is 0: when moving p
+ * leaky_relu are not differentiable where their input is 0, max pooling
+ * where two inputs of a window tie: when moving p
  * by up to 2h moves some unit's input across 0, the difference quotient
  * mixes two slopes and disagrees with the (correct) one-sided derivative
  * backprop uses, by an amount that says nothing about the code. Such
@@ -20,6 +21,7 @@
  * stable BCE, cancel exactly and leave smooth functions.
  */
 #include "internal.h"
+#include "layers/layer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,33 +37,31 @@ static double batch_loss(bp_net *net, bp_loss loss, const bp_rng *rng0, const bp
     return bp_loss_eval(loss, net->act[k], y, n, net->layers[k].out, NULL, NULL);
 }
 
-/* Layer i has a kink at 0 in its input. Its input is act[i - 1]; a first
- * layer's input is the data, which no parameter moves. leaky_relu(1) is the
- * identity. */
-static int has_kink(const bp_net *net, int i)
+/* Size of layer i's kink signature (its table's `kinks`: the sides of a
+ * relu's kinks, a max pool's argmax). A first layer's input is the data,
+ * which no parameter moves... unless the layer itself has parameters
+ * (no kinked layer has). */
+static size_t kink_size(const bp_net *net, int i, int n)
 {
     const bp_layer *L = &net->layers[i];
-    if (i == 0) return 0;
-    return L->kind == BP_RELU || (L->kind == BP_LEAKY_RELU && L->param != 1);
+    if (i == 0 || !L->ops->kinks) return 0;
+    return L->ops->kinks(L, net->act[i - 1], n, NULL);
 }
 
-/* Record (save != 0) or compare with `signs` the side of the kink (x > 0,
- * the test bp_k_relu and its gradient use) of every input of every kinked
- * layer after layer `from` (only those can move when a parameter of layer
- * `from` does). Returns 1 when a compared sign differs. */
-static int kink_signs(const bp_net *net, int n, int from, unsigned char *signs, int save)
+/* Record (save != 0) or compare with `signs` the kink signature of every
+ * kinked layer after layer `from` (only those can move when a parameter of
+ * layer `from` does). Returns 1 when a compared signature differs. */
+static int kink_signs(const bp_net *net, int n, int from, unsigned char *signs,
+                      unsigned char *scratch, int save)
 {
     size_t o = 0;
     for (int i = 1; i < net->n_layers; i++) {
-        if (!has_kink(net, i)) continue;
-        size_t m = (size_t)n * net->layers[i].in;
+        size_t m = kink_size(net, i, n);
+        if (!m) continue;
         if (i > from) {
-            const bp_real *z = net->act[i - 1];
-            for (size_t k = 0; k < m; k++) {
-                unsigned char s = z[k] > 0;
-                if (save) signs[o + k] = s;
-                else if (signs[o + k] != s) return 1;
-            }
+            const bp_layer *L = &net->layers[i];
+            L->ops->kinks(L, net->act[i - 1], n, save ? signs + o : scratch);
+            if (!save && memcmp(signs + o, scratch, m) != 0) return 1;
         }
         o += m;
     }
@@ -92,12 +92,16 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
     bp_rng saved = net->rng;
     bp_status s = bp_trainer_create(&tr, net, &cfg, n, err);
     if (s) return s;
-    size_t n_signs = 0;
-    for (int i = 0; i < net->n_layers; i++)
-        if (has_kink(net, i)) n_signs += (size_t)n * net->layers[i].in;
+    size_t n_signs = 0, largest = 1;
+    for (int i = 0; i < net->n_layers; i++) {
+        size_t m = kink_size(net, i, n);
+        n_signs += m;
+        if (m > largest) largest = m;
+    }
     bp_real *analytic = bp_alloc_array(net->n_params, sizeof(bp_real));
     unsigned char *signs = bp_alloc_array(n_signs ? n_signs : 1, 1);
-    if (!analytic || !signs) {
+    unsigned char *scratch = bp_alloc_array(largest, 1);
+    if (!analytic || !signs || !scratch) {
         s = bp_fail(err, BP_ENOMEM, "out of memory in gradient check");
         goto done;
     }
@@ -110,16 +114,16 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
     } else {
         for (int i = 0; i < net->n_layers; i++) {
             const bp_layer *L = &net->layers[i];
-            if (L->kind != BP_DENSE) continue;
+            if (!L->n_params) continue;
             memcpy(analytic + L->offset, bp_trainer_weight_grad(tr, i), L->n_params * sizeof(bp_real));
         }
     }
     /* The sides of the kinks at the unperturbed parameters. */
     batch_loss(net, loss, &rng0, x, y, n);
-    kink_signs(net, n, -1, signs, 1);
+    kink_signs(net, n, -1, signs, scratch, 1);
     for (int i = 0; i < net->n_layers; i++) {
         const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
+        if (!L->n_params) continue;
         for (size_t q = 0; q < L->n_params; q++) {
             bp_real *p = net->params + L->offset + q, keep = *p;
             double l[4];
@@ -128,7 +132,7 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
             for (int k = 0; k < 4; k++) {
                 *p = (bp_real)(keep + offs[k] * eps);
                 l[k] = batch_loss(net, loss, &rng0, x, y, n);
-                if (!kink && n_signs) kink = kink_signs(net, n, i, signs, 0);
+                if (!kink && n_signs) kink = kink_signs(net, n, i, signs, scratch, 0);
             }
             *p = keep;
             double num = (8 * (l[0] - l[1]) - (l[2] - l[3])) / (12 * eps);
@@ -154,6 +158,7 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
 done:
     free(analytic);
     free(signs);
+    free(scratch);
     bp_trainer_free(tr);
     net->rng = saved;
     return s;

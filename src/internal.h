@@ -99,25 +99,39 @@ void bp_mm_free(bp_mm *mm);
 
 /* ---- the network ---- */
 enum { BP_MM_FWD, BP_MM_DW, BP_MM_DX, BP_MM_KINDS };
-#define BP_MM_SLOTS 3 /* batch sizes with prepared GEMMs per layer */
+#define BP_MM_SLOTS 3 /* batch sizes with prepared fast paths per layer */
+typedef struct bp_layer_ops bp_layer_ops; /* src/layers/layer.h */
 typedef struct bp_layer {
+    const bp_layer_ops *ops; /* the table of its kind (src/layers/) */
     bp_layer_kind kind;
-    int in, out;       /* input and output width */
-    double param;      /* leaky_relu slope, dropout probability */
-    bp_real *w;        /* dense: weight [out, in], inside net->params */
-    bp_real *b;        /* dense: bias [out], inside net->params */
-    size_t offset;     /* dense: index of w in net->params (b follows w) */
-    size_t n_params;   /* dense: out * in + out; else 0 */
+    bp_layer_desc desc;  /* as parsed, defaults filled in */
+    double param;        /* leaky_relu slope, dropout probability */
+    bp_shape in_shape, out_shape; /* per sample */
+    int in, out;         /* flat per-sample sizes of input and output */
+    int rows;            /* dense on [T, F]: T rows per sample; else 1 */
+    int frozen;          /* set by the trainer: no gradient, frozen semantics */
+    bp_real *w;          /* first parameter tensor (weight), inside net->params */
+    bp_real *b;          /* second one (bias), inside net->params; NULL if none */
+    size_t offset;       /* index of w in net->params */
+    size_t n_params;     /* trainable values (all its parameter tensors) */
+    bp_real *buf;        /* F32 buffers (running statistics), inside net->buffers */
+    size_t buf_offset, n_buf;
+    int64_t count;       /* I64 buffer (batchnorm's num_batches_tracked) */
+    void *ws;            /* per-batch workspace (ops->ws_bytes), inside net->ws */
     /* dense: prepared GEMMs by kind, for the batch sizes mm_batch[slot] */
     bp_mm *mm[BP_MM_KINDS][BP_MM_SLOTS];
+    void *fast[BP_MM_SLOTS]; /* other kinds' fast-path objects, per slot */
 } bp_layer;
 
 struct bp_net {
     int n_inputs;
+    bp_shape input_shape;
     int n_layers;
     bp_layer *layers;      /* [n_layers] */
     size_t n_params;
     bp_real *params;       /* every parameter, in layer order: w then b */
+    size_t n_buffers;
+    bp_real *buffers;      /* every F32 buffer, in layer order */
     char *spec;            /* canonical spec string */
     int n_meta, cap_meta;
     char **meta_key, **meta_val;
@@ -125,22 +139,28 @@ struct bp_net {
     /* Workspaces, sized for max_batch samples (bp_net_reserve). */
     int max_batch;
     bp_real **act;         /* act[i]: output of layer i [max_batch, out_i] */
-    bp_real *mask;         /* dropout masks, one region per dropout layer */
-    size_t *mask_off;      /* [n_layers] offset of layer i's mask in `mask` */
+    unsigned char *ws;     /* every layer's workspace */
     bp_rng rng;            /* dropout randomness */
 
-    /* Prepared GEMMs (bp_net_prepare): batch size of each slot, 0 = free. */
+    /* Prepared fast paths (bp_net_prepare): batch size of each slot, 0 = free. */
     bp_gemm_ctx *gemm;
     int mm_batch[BP_MM_SLOTS];
+    int mm_training[BP_MM_SLOTS]; /* slot prepared for training */
 };
 
-/* Prepare the dense layers' GEMMs (forward, and dW/dX when training) for
- * batches of exactly n samples, in a free slot; does nothing if n already
- * has one, if the slots are full or primitives are unavailable. Allocates;
+/* Prepare every layer's fast path (GEMMs, oneDNN primitives: forward, and
+ * the backward when training) for batches of exactly n samples, in a free
+ * slot; does nothing if n already has one (prepared for training when asked
+ * to), if the slots are full or primitives are unavailable. Allocates;
  * never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
-/* Prepared GEMM of `kind` for layer L at batch n, or NULL. */
-bp_mm *bp_net_mm(const bp_net *net, const bp_layer *L, int kind, int n);
+/* Bytes of the activations and layer workspaces bp_net_reserve(batch)
+ * allocates (saturating). */
+uint64_t bp_net_workspace_bytes(const bp_net *net, int batch);
+/* The sizes of the network `spec` on `input` would have, without its
+ * parameters or workspaces: fills *shape (layers malloc'd, free them with
+ * free(shape->layers); params NULL). Errors as bp_net_create_shaped. */
+bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_error *err);
 
 /* Forward pass over a batch; training != 0 enables dropout (drawing new
  * masks from net->rng). Outputs land in net->act[i]; returns the last

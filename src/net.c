@@ -1,15 +1,19 @@
 /*
- * net.c - networks: the architecture spec, construction, initialization,
- * workspaces, metadata and the forward pass.
+ * net.c - networks: the architecture spec, construction, shapes,
+ * initialization, workspaces, metadata and the forward pass. Layers are
+ * driven only through their tables (src/layers/layer.h).
  *
  * Memory layout: every parameter lives in one 64-byte aligned array
- * net->params, layer after layer, each dense layer as weight [out, in]
- * followed by bias [out]. Gradients and optimizer state (train.c) use the
- * same layout, so an optimizer is one loop over one array, and freezing the
- * first K dense layers is training a suffix of it.
+ * net->params, layer after layer, each layer's tensors in the order its
+ * table lists them (dense and conv: weight then bias). Gradients and
+ * optimizer state (train.c) use the same layout, so an optimizer is one loop
+ * over one array, and freezing the first K parametric layers is training a
+ * suffix of it. Buffers (batchnorm's running statistics) live in
+ * net->buffers, in the same layer order.
  */
 #include "internal.h"
 #include "kernels.h"
+#include "layers/layer.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,68 +23,75 @@
 #include <string.h>
 
 #define BP_MAX_LAYERS 1024
-#define BP_MAX_UNITS 100000000
+#define BP_MAX_ARG 100000000
+
+/* ------------------------------------------------------------------------ */
+/* Shapes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+bp_shape bp_shape_flat(int features)
+{
+    bp_shape s = {1, {features, 0, 0}};
+    return s;
+}
+
+size_t bp_shape_size(bp_shape s)
+{
+    if (s.rank < 1 || s.rank > BP_MAX_RANK) return 0;
+    size_t n = 1;
+    for (int i = 0; i < s.rank; i++) {
+        if (s.dim[i] < 1) return 0;
+        n *= (size_t)s.dim[i];
+    }
+    return n;
+}
+
+void bp_shape_format(bp_shape s, char *buf, size_t size)
+{
+    size_t len = 0;
+    if (!size) return;
+    buf[0] = 0;
+    int k = snprintf(buf, size, "[");
+    for (int i = 0; k >= 0 && i < s.rank && i < BP_MAX_RANK; i++) {
+        len = strlen(buf);
+        k = snprintf(buf + len, size - len, "%s%d", i ? ", " : "", s.dim[i]);
+    }
+    len = strlen(buf);
+    if (len + 1 < size) snprintf(buf + len, size - len, "]");
+}
+
+bp_status bp_need_image(const bp_layer *L, int col, bp_error *err)
+{
+    char sh[64];
+    bp_shape_format(L->in_shape, sh, sizeof sh);
+    return bp_fail(err, BP_ESPEC, "spec:1:%d: %s needs an image input [C, H, W], got %s "
+                   "(give the input shape C,H,W)", col, L->ops->word, sh);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Architecture spec                                                         */
 /* ------------------------------------------------------------------------ */
 
-enum { ARG_NONE, ARG_INT, ARG_REAL_OPT };
-
-static const struct {
-    const char *word;
-    bp_layer_kind kind;
-    int arg;
-    double def; /* default of an optional argument */
-} LAYER_WORDS[] = {
-    {"dense", BP_DENSE, ARG_INT, 0},
-    {"identity", BP_IDENTITY, ARG_NONE, 0},
-    {"sigmoid", BP_SIGMOID, ARG_NONE, 0},
-    {"tanh", BP_TANH, ARG_NONE, 0},
-    {"relu", BP_RELU, ARG_NONE, 0},
-    {"leaky_relu", BP_LEAKY_RELU, ARG_REAL_OPT, 0.01},
-    {"softmax", BP_SOFTMAX, ARG_NONE, 0},
-    {"dropout", BP_DROPOUT, ARG_REAL_OPT, 0.5},
-};
-#define N_WORDS (sizeof LAYER_WORDS / sizeof LAYER_WORDS[0])
-
-/* Words DESIGN.md reserves for convolutional networks. */
-static const char *const FUTURE_WORDS[] = {"conv", "maxpool", "avgpool", "flatten", "batchnorm"};
-
-static const char *layer_word(bp_layer_kind k)
+/* Fill the defaults of a description's optional arguments. */
+static void fill_defaults(bp_layer_desc *d)
 {
-    for (size_t i = 0; i < N_WORDS; i++)
-        if (LAYER_WORDS[i].kind == k) return LAYER_WORDS[i].word;
-    return "?";
+    if (d->kind == BP_CONV) {
+        if (d->stride == 0) d->stride = 1;
+    } else if (d->kind == BP_MAXPOOL || d->kind == BP_AVGPOOL) {
+        if (d->stride == 0) d->stride = d->kernel;
+    }
 }
 
 static bp_status check_desc(const bp_layer_desc *d, int col, bp_error *err)
 {
-    switch (d->kind) {
-    case BP_DENSE:
-        if (d->units < 1 || d->units > BP_MAX_UNITS)
-            return bp_fail(err, BP_ESPEC, "spec:1:%d: dense needs 1..%d units, got %d", col,
-                           BP_MAX_UNITS, d->units);
-        break;
-    case BP_LEAKY_RELU:
-        if (!isfinite(d->param))
-            return bp_fail(err, BP_ESPEC, "spec:1:%d: leaky_relu slope must be finite", col);
-        break;
-    case BP_DROPOUT:
-        if (!(d->param >= 0 && d->param < 1))
-            return bp_fail(err, BP_ESPEC, "spec:1:%d: dropout probability must be in [0, 1), got %g",
-                           col, d->param);
-        break;
-    case BP_IDENTITY: case BP_SIGMOID: case BP_TANH: case BP_RELU: case BP_SOFTMAX:
-        break;
-    default:
-        return bp_fail(err, BP_ESPEC, "spec:1:%d: unknown layer kind %d", col, (int)d->kind);
-    }
-    return BP_OK;
+    const bp_layer_ops *ops = bp_layer_ops_of(d->kind);
+    if (!ops) return bp_fail(err, BP_ESPEC, "spec:1:%d: unknown layer kind %d", col, (int)d->kind);
+    return ops->check ? ops->check(d, col, err) : BP_OK;
 }
 
-bp_status bp_spec_parse(const char *spec, bp_layer_desc *layers, int max, int *n_layers,
-                        bp_error *err)
+/* bp_spec_parse, also giving each layer's column (cols may be NULL). */
+static bp_status spec_parse(const char *spec, bp_layer_desc *layers, int *cols, int max,
+                            int *n_layers, bp_error *err)
 {
     if (!spec || !n_layers) return bp_fail(err, BP_EINVAL, "spec: NULL argument");
     int n = 0;
@@ -94,77 +105,105 @@ bp_status bp_spec_parse(const char *spec, bp_layer_desc *layers, int max, int *n
         size_t wlen = (size_t)(p - w);
         if (wlen == 0)
             return bp_fail(err, BP_ESPEC, "spec:1:%d: expected a layer name, found '%c'", col, *p);
-        size_t k = 0;
-        while (k < N_WORDS && !(strlen(LAYER_WORDS[k].word) == wlen &&
-                                strncmp(LAYER_WORDS[k].word, w, wlen) == 0))
-            k++;
-        if (k == N_WORDS) {
-            for (size_t f = 0; f < sizeof FUTURE_WORDS / sizeof FUTURE_WORDS[0]; f++)
-                if (strlen(FUTURE_WORDS[f]) == wlen && strncmp(FUTURE_WORDS[f], w, wlen) == 0)
-                    return bp_fail(err, BP_ESPEC,
-                                   "spec:1:%d: layer '%.*s' is not supported yet (dense layers only)",
-                                   col, (int)wlen, w);
-            return bp_fail(err, BP_ESPEC,
-                           "spec:1:%d: unknown layer '%.*s' (expected dense(N), identity, sigmoid, "
-                           "tanh, relu, leaky_relu(a), softmax, dropout(p))",
-                           col, (int)wlen, w);
+        const bp_layer_ops *ops = bp_layer_ops_find(w, wlen);
+        if (!ops) {
+            char words[512];
+            bp_layer_words(words, sizeof words);
+            return bp_fail(err, BP_ESPEC, "spec:1:%d: unknown layer '%.*s' (expected %s)", col,
+                           wlen > 64 ? 64 : (int)wlen, w, words);
         }
-        bp_layer_desc d = {LAYER_WORDS[k].kind, 0, LAYER_WORDS[k].def};
-        /* Optional "(arg)", spaces allowed inside. */
+        bp_layer_desc d;
+        memset(&d, 0, sizeof d);
+        d.kind = ops->kind;
+        d.param = ops->real_def;
+        int takes = ops->n_int_max > 0 || ops->real_arg;
+        /* Optional "(a, b, ...)", spaces allowed inside. */
         const char *q = p;
         while (*q == ' ' || *q == '\t') q++;
+        int nint = 0;
         if (*q == '(') {
-            if (LAYER_WORDS[k].arg == ARG_NONE)
+            if (!takes)
                 return bp_fail(err, BP_ESPEC, "spec:1:%d: '%s' takes no argument",
-                               (int)(q - spec) + 1, LAYER_WORDS[k].word);
-            const char *a = q + 1;
-            const char *close = strchr(a, ')');
+                               (int)(q - spec) + 1, ops->word);
+            const char *close = strchr(q + 1, ')');
             if (!close)
                 return bp_fail(err, BP_ESPEC, "spec:1:%d: missing ')'", (int)(q - spec) + 1);
-            char buf[64];
-            size_t alen = (size_t)(close - a);
-            while (alen && isspace((unsigned char)*a)) a++, alen--;
-            while (alen && isspace((unsigned char)a[alen - 1])) alen--;
-            int acol = (int)(a - spec) + 1;
-            if (alen == 0 || alen >= sizeof buf)
-                return bp_fail(err, BP_ESPEC, "spec:1:%d: bad argument of '%s'", acol,
-                               LAYER_WORDS[k].word);
-            memcpy(buf, a, alen);
-            buf[alen] = 0;
-            char *end;
-            errno = 0;
-            if (LAYER_WORDS[k].arg == ARG_INT) {
-                long v = strtol(buf, &end, 10);
-                if (*end || errno || v < 1 || v > BP_MAX_UNITS)
-                    return bp_fail(err, BP_ESPEC,
-                                   "spec:1:%d: '%s' needs a whole number of units in 1..%d, got '%s'",
-                                   acol, LAYER_WORDS[k].word, BP_MAX_UNITS, buf);
-                d.units = (int)v;
-            } else {
-                double v = strtod(buf, &end);
-                if (*end || errno)
-                    return bp_fail(err, BP_ESPEC, "spec:1:%d: '%s' needs a number, got '%s'", acol,
-                                   LAYER_WORDS[k].word, buf);
-                d.param = v;
+            const char *a = q + 1;
+            int nargs = 0;
+            for (;;) {
+                const char *e = a;
+                while (e < close && *e != ',') e++;
+                const char *s0 = a, *s1 = e;
+                while (s0 < s1 && isspace((unsigned char)*s0)) s0++;
+                while (s1 > s0 && isspace((unsigned char)s1[-1])) s1--;
+                int acol = (int)(s0 - spec) + 1;
+                char buf[64];
+                size_t alen = (size_t)(s1 - s0);
+                int max_args = ops->real_arg ? 1 : ops->n_int_max;
+                if (nargs >= max_args)
+                    return bp_fail(err, BP_ESPEC, "spec:1:%d: too many arguments for %s (usage: %s)",
+                                   acol, ops->word, ops->usage);
+                if (alen == 0 || alen >= sizeof buf)
+                    return bp_fail(err, BP_ESPEC, "spec:1:%d: bad argument of '%s' (usage: %s)", acol,
+                                   ops->word, ops->usage);
+                memcpy(buf, s0, alen);
+                buf[alen] = 0;
+                char *end;
+                errno = 0;
+                if (ops->real_arg) {
+                    double v = strtod(buf, &end);
+                    if (*end || errno)
+                        return bp_fail(err, BP_ESPEC, "spec:1:%d: '%s' needs a number, got '%s'",
+                                       acol, ops->word, buf);
+                    d.param = v;
+                } else {
+                    long v = strtol(buf, &end, 10);
+                    int slot = ops->int_slot[nargs];
+                    long lo = slot == BP_ARG_PAD ? 0 : 1;
+                    if (*end || errno || v < lo || v > BP_MAX_ARG)
+                        return bp_fail(err, BP_ESPEC,
+                                       "spec:1:%d: '%s' needs whole numbers in %ld..%d, got '%s' "
+                                       "(usage: %s)", acol, ops->word, lo, BP_MAX_ARG, buf, ops->usage);
+                    switch (slot) {
+                    case BP_ARG_UNITS: d.units = (int)v; break;
+                    case BP_ARG_KERNEL: d.kernel = (int)v; break;
+                    case BP_ARG_STRIDE: d.stride = (int)v; break;
+                    default: d.pad = (int)v; break;
+                    }
+                    nint++;
+                }
+                nargs++;
+                if (e == close) break;
+                a = e + 1;
             }
             p = close + 1;
-        } else if (LAYER_WORDS[k].arg == ARG_INT) {
-            return bp_fail(err, BP_ESPEC, "spec:1:%d: '%s' needs a size, e.g. %s(64)", col,
-                           LAYER_WORDS[k].word, LAYER_WORDS[k].word);
         }
+        if (nint < ops->n_int_min)
+            return bp_fail(err, BP_ESPEC, "spec:1:%d: '%s' needs %s, e.g. %s", col, ops->word,
+                           ops->n_int_min == 1 ? "a size" : "more arguments", ops->usage);
         if (*p && !isspace((unsigned char)*p))
             return bp_fail(err, BP_ESPEC, "spec:1:%d: expected a space after '%.*s'",
-                           (int)(p - spec) + 1, (int)wlen, w);
+                           (int)(p - spec) + 1, wlen > 64 ? 64 : (int)wlen, w);
+        fill_defaults(&d);
         bp_status s = check_desc(&d, col, err);
         if (s) return s;
         if (n >= BP_MAX_LAYERS)
             return bp_fail(err, BP_ESPEC, "spec:1:%d: more than %d layers", col, BP_MAX_LAYERS);
-        if (layers && n < max) layers[n] = d;
+        if (layers && n < max) {
+            layers[n] = d;
+            if (cols) cols[n] = col;
+        }
         n++;
     }
     if (n == 0) return bp_fail(err, BP_ESPEC, "spec:1:1: empty architecture (no layers)");
     *n_layers = n;
     return BP_OK;
+}
+
+bp_status bp_spec_parse(const char *spec, bp_layer_desc *layers, int max, int *n_layers,
+                        bp_error *err)
+{
+    return spec_parse(spec, layers, NULL, max, n_layers, err);
 }
 
 /* Shortest %g form of v that reads back as exactly v. */
@@ -176,26 +215,41 @@ static void format_real(char *buf, size_t size, double v)
     }
 }
 
+/* Canonical text of one layer: optional arguments at their defaults are
+ * left out. */
+static int layer_text(char *buf, size_t size, const bp_layer_desc *d)
+{
+    const bp_layer_ops *ops = bp_layer_ops_of(d->kind);
+    const char *w = ops ? ops->word : "?";
+    char num[32];
+    switch (d->kind) {
+    case BP_DENSE:
+        return snprintf(buf, size, "dense(%d)", d->units);
+    case BP_CONV:
+        if (d->pad) return snprintf(buf, size, "conv(%d,%d,%d,%d)", d->units, d->kernel, d->stride, d->pad);
+        if (d->stride != 1) return snprintf(buf, size, "conv(%d,%d,%d)", d->units, d->kernel, d->stride);
+        return snprintf(buf, size, "conv(%d,%d)", d->units, d->kernel);
+    case BP_MAXPOOL: case BP_AVGPOOL:
+        if (d->stride != d->kernel) return snprintf(buf, size, "%s(%d,%d)", w, d->kernel, d->stride);
+        return snprintf(buf, size, "%s(%d)", w, d->kernel);
+    case BP_LEAKY_RELU: case BP_DROPOUT:
+        format_real(num, sizeof num, d->param);
+        return snprintf(buf, size, "%s(%s)", w, num);
+    default:
+        return snprintf(buf, size, "%s", w);
+    }
+}
+
 /* Canonical text of the layers; malloc'd. */
 static char *spec_string(const bp_layer *layers, int n)
 {
-    size_t cap = 48 * (size_t)n + 1, len = 0; /* longest word: "leaky_relu(" + 17 digits + ")" */
+    size_t cap = 64 * (size_t)n + 1, len = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = 0;
     for (int i = 0; i < n; i++) {
-        const bp_layer *L = &layers[i];
-        const char *sep = i ? " " : "";
-        int k;
-        if (L->kind == BP_DENSE)
-            k = snprintf(s + len, cap - len, "%sdense(%d)", sep, L->out);
-        else if (L->kind == BP_LEAKY_RELU || L->kind == BP_DROPOUT) {
-            char num[32];
-            format_real(num, sizeof num, L->param);
-            k = snprintf(s + len, cap - len, "%s%s(%s)", sep, layer_word(L->kind), num);
-        }
-        else
-            k = snprintf(s + len, cap - len, "%s%s", sep, layer_word(L->kind));
+        if (i) s[len++] = ' ';
+        int k = layer_text(s + len, cap - len, &layers[i].desc);
         if (k < 0 || (size_t)k >= cap - len) { free(s); return NULL; }
         len += (size_t)k;
     }
@@ -211,11 +265,10 @@ static void free_workspaces(bp_net *net)
     if (net->act)
         for (int i = 0; i < net->n_layers; i++) free(net->act[i]);
     free(net->act);
-    free(net->mask);
-    free(net->mask_off);
+    free(net->ws);
     net->act = NULL;
-    net->mask = NULL;
-    net->mask_off = NULL;
+    net->ws = NULL;
+    for (int i = 0; i < net->n_layers && net->layers; i++) net->layers[i].ws = NULL;
     net->max_batch = 0;
 }
 
@@ -224,8 +277,7 @@ void bp_net_free(bp_net *net)
     if (!net) return;
     free_workspaces(net);
     for (int i = 0; i < net->n_layers && net->layers; i++)
-        for (int k = 0; k < BP_MM_KINDS; k++)
-            for (int q = 0; q < BP_MM_SLOTS; q++) bp_mm_free(net->layers[i].mm[k][q]);
+        if (net->layers[i].ops && net->layers[i].ops->release) net->layers[i].ops->release(&net->layers[i]);
     bp_gemm_ctx_free(net->gemm);
     for (int i = 0; i < net->n_meta; i++) {
         free(net->meta_key[i]);
@@ -235,67 +287,165 @@ void bp_net_free(bp_net *net)
     free(net->meta_val);
     free(net->layers);
     free(net->params);
+    free(net->buffers);
     free(net->spec);
     free(net);
 }
 
-bp_status bp_net_create_layers(bp_net **out, int n_inputs, const bp_layer_desc *descs,
-                               int n_layers, uint64_t seed, bp_error *err)
+/* Element count of a tensor spec (saturating). */
+static uint64_t spec_count(const bp_tensor_spec *t)
+{
+    uint64_t c = 1;
+    for (int k = 0; k < t->rank; k++) c = bp_mul_sat(c, (uint64_t)t->shape[k]);
+    return c;
+}
+
+/* Lay the layers out from their descriptions: shapes (inserting a flatten
+ * before a dense that follows an image), parameter and buffer sizes. On
+ * success *out_layers [*out_n] is malloc'd and the totals are set; with
+ * cols (may be NULL) giving each description's spec column. */
+static bp_status layout(bp_shape input, const bp_layer_desc *descs, const int *cols, int n,
+                        bp_layer **out_layers, int *out_n, uint64_t *n_params,
+                        uint64_t *n_buffers, bp_error *err)
+{
+    int extra = 0;
+    for (int i = 0; i < n; i++) extra += descs[i].kind == BP_DENSE; /* at most one flatten each */
+    bp_layer *layers = bp_alloc_array((size_t)(n + extra), sizeof *layers);
+    if (!layers) return bp_fail(err, BP_ENOMEM, "out of memory creating a network");
+    bp_shape cur = input;
+    uint64_t np = 0, nb = 0;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int col = cols ? cols[i] : i + 1;
+        bp_layer_desc d = descs[i];
+        fill_defaults(&d);
+        bp_status s = check_desc(&d, col, err);
+        if (s) {
+            free(layers);
+            return s;
+        }
+        for (int pass = 0; pass < 2; pass++) {
+            bp_layer *L = &layers[m];
+            if (pass == 0) {
+                /* A dense after an image shape gets its flatten. */
+                if (!(d.kind == BP_DENSE && cur.rank == 3)) continue;
+                memset(&L->desc, 0, sizeof L->desc);
+                L->desc.kind = BP_FLATTEN;
+            } else {
+                L->desc = d;
+            }
+            L->kind = L->desc.kind;
+            L->ops = bp_layer_ops_of(L->kind);
+            L->param = L->desc.param;
+            L->in_shape = cur;
+            L->rows = 1;
+            L->in = (int)bp_shape_size(cur);
+            s = L->ops->shape(L, col, err);
+            if (s) {
+                free(layers);
+                return s;
+            }
+            size_t out = bp_shape_size(L->out_shape);
+            if (out < 1 || out > 0x7fffffff) {
+                char sh[64];
+                bp_shape_format(L->out_shape, sh, sizeof sh);
+                const char *word = L->ops->word;
+                free(layers);
+                return bp_fail(err, BP_ESPEC, "spec:1:%d: %s gives the output shape %s, "
+                               "which is empty or too large", col, word, sh);
+            }
+            L->out = (int)out;
+            bp_tensor_spec t[BP_LAYER_MAX_TENSORS];
+            int nt = L->ops->tensors ? L->ops->tensors(L, t) : 0;
+            uint64_t lp = 0, lb = 0;
+            for (int k = 0; k < nt; k++) {
+                if (t[k].dtype != BP_DTYPE_F32) continue;
+                if (t[k].trainable) lp = bp_add_sat(lp, spec_count(&t[k]));
+                else lb = bp_add_sat(lb, spec_count(&t[k]));
+            }
+            L->offset = (size_t)(np > SIZE_MAX / 4 ? SIZE_MAX / 4 : np);
+            L->buf_offset = (size_t)(nb > SIZE_MAX / 4 ? SIZE_MAX / 4 : nb);
+            L->n_params = (size_t)(lp > SIZE_MAX / 4 ? SIZE_MAX / 4 : lp);
+            L->n_buf = (size_t)(lb > SIZE_MAX / 4 ? SIZE_MAX / 4 : lb);
+            np = bp_add_sat(np, lp);
+            nb = bp_add_sat(nb, lb);
+            cur = L->out_shape;
+            m++;
+        }
+    }
+    if (m > BP_MAX_LAYERS) {
+        free(layers);
+        return bp_fail(err, BP_ESPEC, "spec:1:1: more than %d layers", BP_MAX_LAYERS);
+    }
+    *out_layers = layers;
+    *out_n = m;
+    *n_params = np;
+    *n_buffers = nb;
+    return BP_OK;
+}
+
+/* Point each layer's w, b and buf into the network's arrays. */
+static void bind_tensors(bp_net *net)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        bp_tensor_spec t[BP_LAYER_MAX_TENSORS];
+        int nt = L->ops->tensors ? L->ops->tensors(L, t) : 0;
+        L->w = L->b = NULL;
+        L->buf = L->n_buf ? net->buffers + L->buf_offset : NULL;
+        size_t off = L->offset;
+        int k2 = 0;
+        for (int k = 0; k < nt; k++) {
+            if (!t[k].trainable || t[k].dtype != BP_DTYPE_F32) continue;
+            if (k2 == 0) L->w = net->params + off;
+            else if (k2 == 1) L->b = net->params + off;
+            off += (size_t)spec_count(&t[k]);
+            k2++;
+        }
+    }
+}
+
+static bp_status create_shaped(bp_net **out, bp_shape input, const bp_layer_desc *descs,
+                               const int *cols, int n_layers, uint64_t seed, bp_error *err)
 {
     if (!out) return bp_fail(err, BP_EINVAL, "bp_net_create: NULL output pointer");
     *out = NULL;
-    if (n_inputs < 1 || n_inputs > BP_MAX_UNITS)
-        return bp_fail(err, BP_EINVAL, "network needs 1..%d inputs, got %d", BP_MAX_UNITS, n_inputs);
+    size_t n_inputs = bp_shape_size(input);
+    if (n_inputs < 1 || n_inputs > BP_MAX_ARG)
+        return bp_fail(err, BP_EINVAL, "network needs 1..%d inputs, got %zu", BP_MAX_ARG, n_inputs);
     if (!descs || n_layers < 1 || n_layers > BP_MAX_LAYERS)
         return bp_fail(err, BP_EINVAL, "network needs 1..%d layers, got %d", BP_MAX_LAYERS, n_layers);
-    for (int i = 0; i < n_layers; i++) {
-        bp_status s = check_desc(&descs[i], i + 1, err);
-        if (s) return s;
-    }
-    bp_net *net = calloc(1, sizeof *net);
-    if (!net) return bp_fail(err, BP_ENOMEM, "out of memory creating a network");
-    net->n_inputs = n_inputs;
-    net->n_layers = n_layers;
-    net->layers = bp_alloc_array((size_t)n_layers, sizeof *net->layers);
-    if (!net->layers) goto nomem;
-    int width = n_inputs;
-    size_t total = 0;
-    for (int i = 0; i < n_layers; i++) {
-        bp_layer *L = &net->layers[i];
-        L->kind = descs[i].kind;
-        L->param = descs[i].param;
-        L->in = width;
-        L->out = L->kind == BP_DENSE ? descs[i].units : width;
-        if (L->kind == BP_DENSE) {
-            L->offset = total;
-            L->n_params = (size_t)L->out * (size_t)L->in + (size_t)L->out;
-            /* Saturate instead of wrapping; the memory check below then
-             * reports "more than 16 EiB". */
-            total = total > SIZE_MAX / 2 - L->n_params ? SIZE_MAX / 2 : total + L->n_params;
-        }
-        width = L->out;
-    }
-    net->n_params = total;
+    bp_layer *layers = NULL;
+    int n = 0;
+    uint64_t np = 0, nb = 0;
+    bp_status s = layout(input, descs, cols, n_layers, &layers, &n, &np, &nb, err);
+    if (s) return s;
     {
         /* Before the (zeroing, so committing) allocation: a spec too large
          * for the machine is BP_ENOMEM with its size, not an OOM kill. */
-        uint64_t bytes = total == SIZE_MAX / 2 ? UINT64_MAX
-                                               : bp_mul_sat((uint64_t)total, sizeof(bp_real));
+        uint64_t bytes = bp_mul_sat(bp_add_sat(np, nb), sizeof(bp_real));
         bp_status ms = bp_mem_check(bytes, bytes, "this network", "parameters", err);
         if (ms) {
-            bp_net_free(net);
+            free(layers);
             return ms;
         }
     }
-    net->params = bp_alloc_aligned(total, sizeof(bp_real));
-    if (!net->params) goto nomem;
-    for (int i = 0; i < n_layers; i++) {
-        bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
-        L->w = net->params + L->offset;
-        L->b = L->w + (size_t)L->out * L->in;
+    bp_net *net = calloc(1, sizeof *net);
+    if (!net) {
+        free(layers);
+        return bp_fail(err, BP_ENOMEM, "out of memory creating a network");
     }
-    net->spec = spec_string(net->layers, n_layers);
+    net->n_inputs = (int)n_inputs;
+    net->input_shape = input;
+    net->n_layers = n;
+    net->layers = layers;
+    net->n_params = (size_t)np;
+    net->n_buffers = (size_t)nb;
+    net->params = bp_alloc_aligned(np ? (size_t)np : 1, sizeof(bp_real));
+    net->buffers = bp_alloc_aligned(nb ? (size_t)nb : 1, sizeof(bp_real));
+    if (!net->params || !net->buffers) goto nomem;
+    bind_tensors(net);
+    net->spec = spec_string(net->layers, n);
     if (!net->spec) goto nomem;
     bp_rng_seed(&net->rng, seed ^ 0x5bd1e995u);
     bp_net_init(net, BP_INIT_DEFAULT, seed, NULL);
@@ -306,20 +456,68 @@ nomem:
     return bp_fail(err, BP_ENOMEM, "out of memory creating a network");
 }
 
+bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_error *err)
+{
+    memset(shape, 0, sizeof *shape);
+    if (input.rank < 1 || input.rank > BP_MAX_RANK || bp_shape_size(input) < 1 ||
+        bp_shape_size(input) > BP_MAX_ARG)
+        return bp_fail(err, BP_EINVAL, "input shape must have 1..%d positive dimensions", BP_MAX_RANK);
+    int n = 0;
+    bp_status s = spec_parse(spec, NULL, NULL, 0, &n, err);
+    if (s) return s;
+    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
+    int *cols = bp_alloc_array((size_t)n, sizeof *cols);
+    if (!d || !cols) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
+    if (!s) s = spec_parse(spec, d, cols, n, &n, err);
+    uint64_t np = 0, nb = 0;
+    if (!s) s = layout(input, d, cols, n, &shape->layers, &shape->n_layers, &np, &nb, err);
+    free(d);
+    free(cols);
+    if (s) return s;
+    shape->n_inputs = (int)bp_shape_size(input);
+    shape->input_shape = input;
+    shape->n_params = np > SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)np;
+    shape->n_buffers = nb > SIZE_MAX / 4 ? SIZE_MAX / 4 : (size_t)nb;
+    return BP_OK;
+}
+
+bp_status bp_net_create_layers(bp_net **out, int n_inputs, const bp_layer_desc *descs,
+                               int n_layers, uint64_t seed, bp_error *err)
+{
+    if (out) *out = NULL;
+    if (n_inputs < 1 || n_inputs > BP_MAX_ARG)
+        return bp_fail(err, BP_EINVAL, "network needs 1..%d inputs, got %d", BP_MAX_ARG, n_inputs);
+    return create_shaped(out, bp_shape_flat(n_inputs), descs, NULL, n_layers, seed, err);
+}
+
+bp_status bp_net_create_shaped(bp_net **out, bp_shape input, const char *spec, uint64_t seed,
+                               bp_error *err)
+{
+    if (!out) return bp_fail(err, BP_EINVAL, "bp_net_create: NULL output pointer");
+    *out = NULL;
+    if (input.rank < 1 || input.rank > BP_MAX_RANK || bp_shape_size(input) < 1)
+        return bp_fail(err, BP_EINVAL, "input shape must have 1..%d positive dimensions", BP_MAX_RANK);
+    int n = 0;
+    bp_status s = spec_parse(spec, NULL, NULL, 0, &n, err);
+    if (s) return s;
+    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
+    int *cols = bp_alloc_array((size_t)n, sizeof *cols);
+    if (!d || !cols) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
+    if (!s) s = spec_parse(spec, d, cols, n, &n, err);
+    if (!s) s = create_shaped(out, input, d, cols, n, seed, err);
+    free(d);
+    free(cols);
+    return s;
+}
+
 bp_status bp_net_create(bp_net **out, int n_inputs, const char *spec, uint64_t seed,
                         bp_error *err)
 {
     if (!out) return bp_fail(err, BP_EINVAL, "bp_net_create: NULL output pointer");
     *out = NULL;
-    int n = 0;
-    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);
-    if (s) return s;
-    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
-    if (!d) return bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
-    s = bp_spec_parse(spec, d, n, &n, err);
-    if (!s) s = bp_net_create_layers(out, n_inputs, d, n, seed, err);
-    free(d);
-    return s;
+    if (n_inputs < 1 || n_inputs > BP_MAX_ARG)
+        return bp_fail(err, BP_EINVAL, "network needs 1..%d inputs, got %d", BP_MAX_ARG, n_inputs);
+    return bp_net_create_shaped(out, bp_shape_flat(n_inputs), spec, seed, err);
 }
 
 bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
@@ -328,12 +526,14 @@ bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
     *out = NULL;
     bp_layer_desc *d = bp_alloc_array((size_t)net->n_layers, sizeof *d);
     if (!d) return bp_fail(err, BP_ENOMEM, "out of memory cloning a network");
-    for (int i = 0; i < net->n_layers; i++) d[i] = bp_net_layer(net, i);
+    for (int i = 0; i < net->n_layers; i++) d[i] = net->layers[i].desc;
     bp_net *c = NULL;
-    bp_status s = bp_net_create_layers(&c, net->n_inputs, d, net->n_layers, 0, err);
+    bp_status s = create_shaped(&c, net->input_shape, d, NULL, net->n_layers, 0, err);
     free(d);
     if (s) return s;
     memcpy(c->params, net->params, net->n_params * sizeof(bp_real));
+    memcpy(c->buffers, net->buffers, net->n_buffers * sizeof(bp_real));
+    for (int i = 0; i < net->n_layers; i++) c->layers[i].count = net->layers[i].count;
     c->rng = net->rng;
     /* The keys are distinct already: append without searching (linear). */
     for (int i = 0; i < net->n_meta && !s; i++)
@@ -346,14 +546,18 @@ bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
     return BP_OK;
 }
 
-/* The activation that follows dense layer i (skipping dropout), or -1. */
-static int next_activation(const bp_net *net, int i)
+/* A relu or leaky_relu follows layer i, through the layers that keep the
+ * signal's scale structure (dropout, batchnorm, pooling, flatten). */
+static int relu_follows(const bp_net *net, int i)
 {
     for (int j = i + 1; j < net->n_layers; j++) {
-        if (net->layers[j].kind == BP_DROPOUT) continue;
-        return net->layers[j].kind == BP_DENSE ? -1 : (int)net->layers[j].kind;
+        bp_layer_kind k = net->layers[j].kind;
+        if (k == BP_DROPOUT || k == BP_BATCHNORM || k == BP_MAXPOOL || k == BP_AVGPOOL ||
+            k == BP_GLOBAL_AVGPOOL || k == BP_FLATTEN)
+            continue;
+        return k == BP_RELU || k == BP_LEAKY_RELU;
     }
-    return -1;
+    return 0;
 }
 
 bp_status bp_net_init(bp_net *net, bp_init scheme, uint64_t seed, bp_error *err)
@@ -365,22 +569,7 @@ bp_status bp_net_init(bp_net *net, bp_init scheme, uint64_t seed, bp_error *err)
     bp_rng_seed(&rng, seed);
     for (int i = 0; i < net->n_layers; i++) {
         bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
-        bp_init s = scheme;
-        if (s == BP_INIT_DEFAULT) {
-            int act = next_activation(net, i);
-            s = (act == BP_RELU || act == BP_LEAKY_RELU) ? BP_INIT_HE_UNIFORM : BP_INIT_XAVIER_UNIFORM;
-        }
-        double fan_in = L->in, fan_out = L->out;
-        double var = (s == BP_INIT_HE_UNIFORM || s == BP_INIT_HE_NORMAL) ? 2.0 / fan_in
-                                                                          : 2.0 / (fan_in + fan_out);
-        int normal = (s == BP_INIT_HE_NORMAL || s == BP_INIT_XAVIER_NORMAL);
-        double a = sqrt(3.0 * var); /* U(-a, a) has variance a^2 / 3 */
-        size_t nw = (size_t)L->out * L->in;
-        for (size_t k = 0; k < nw; k++)
-            L->w[k] = (bp_real)(normal ? sqrt(var) * bp_rng_normal(&rng)
-                                       : a * (2.0 * bp_rng_uniform(&rng) - 1.0));
-        memset(L->b, 0, (size_t)L->out * sizeof(bp_real));
+        if (L->ops->init) L->ops->init(L, scheme, relu_follows(net, i), &rng);
     }
     return BP_OK;
 }
@@ -397,12 +586,36 @@ const char *bp_net_spec(const bp_net *net) { return net ? net->spec : NULL; }
 
 bp_layer_desc bp_net_layer(const bp_net *net, int i)
 {
-    bp_layer_desc d = {BP_IDENTITY, 0, 0};
+    bp_layer_desc d;
+    memset(&d, 0, sizeof d);
+    d.kind = BP_IDENTITY;
     if (!net || i < 0 || i >= net->n_layers) return d;
-    d.kind = net->layers[i].kind;
-    d.units = net->layers[i].out;
-    d.param = net->layers[i].param;
+    d = net->layers[i].desc;
+    if (d.kind != BP_DENSE && d.kind != BP_CONV) d.units = net->layers[i].out;
     return d;
+}
+
+bp_shape bp_net_input_shape(const bp_net *net)
+{
+    bp_shape s = {0, {0, 0, 0}};
+    return net ? net->input_shape : s;
+}
+
+bp_shape bp_net_layer_shape(const bp_net *net, int i)
+{
+    bp_shape s = {0, {0, 0, 0}};
+    return (net && i >= 0 && i < net->n_layers) ? net->layers[i].out_shape : s;
+}
+
+size_t bp_net_layer_param_count(const bp_net *net, int i)
+{
+    return (net && i >= 0 && i < net->n_layers) ? net->layers[i].n_params : 0;
+}
+
+int bp_layer_is_parametric(bp_layer_kind kind)
+{
+    const bp_layer_ops *ops = bp_layer_ops_of(kind);
+    return ops && ops->parametric;
 }
 
 bp_real *bp_net_weight(bp_net *net, int i)
@@ -413,6 +626,51 @@ bp_real *bp_net_weight(bp_net *net, int i)
 bp_real *bp_net_bias(bp_net *net, int i)
 {
     return (net && i >= 0 && i < net->n_layers) ? net->layers[i].b : NULL;
+}
+
+int bp_net_tensor_count(const bp_net *net)
+{
+    if (!net) return 0;
+    int c = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        bp_tensor_spec t[BP_LAYER_MAX_TENSORS];
+        c += L->ops->tensors ? L->ops->tensors(L, t) : 0;
+    }
+    return c;
+}
+
+int bp_net_tensor(bp_net *net, int j, bp_tensor *out)
+{
+    if (!net || !out || j < 0) return 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        bp_tensor_spec t[BP_LAYER_MAX_TENSORS];
+        int nt = L->ops->tensors ? L->ops->tensors(L, t) : 0;
+        if (j >= nt) {
+            j -= nt;
+            continue;
+        }
+        /* Its place: after the earlier tensors of its group. */
+        size_t poff = L->offset, boff = L->buf_offset;
+        for (int k = 0; k < j; k++) {
+            if (t[k].dtype != BP_DTYPE_F32) continue;
+            if (t[k].trainable) poff += (size_t)spec_count(&t[k]);
+            else boff += (size_t)spec_count(&t[k]);
+        }
+        memset(out, 0, sizeof *out);
+        snprintf(out->name, sizeof out->name, "%d.%s", i, t[j].name);
+        out->layer = i;
+        out->rank = t[j].rank;
+        for (int k = 0; k < t[j].rank; k++) out->shape[k] = t[j].shape[k];
+        out->count = (size_t)spec_count(&t[j]);
+        out->dtype = t[j].dtype;
+        out->trainable = t[j].trainable;
+        if (t[j].dtype == BP_DTYPE_I64) out->i64 = &L->count;
+        else out->data = t[j].trainable ? net->params + poff : net->buffers + boff;
+        return 1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -482,43 +740,57 @@ int bp_net_meta_at(const bp_net *net, int i, const char **key, const char **valu
 /* Workspaces and the forward pass                                           */
 /* ------------------------------------------------------------------------ */
 
+/* Bytes of every layer's activations and workspace for `batch` samples. */
+static uint64_t workspace_bytes(const bp_net *net, int batch)
+{
+    uint64_t need = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        need = bp_add_sat(need, bp_mul_sat(bp_mul_sat((uint64_t)batch, (uint64_t)L->out),
+                                           sizeof(bp_real)));
+        if (L->ops->ws_bytes) need = bp_add_sat(need, (L->ops->ws_bytes(L, batch) + 63) & ~(uint64_t)63);
+    }
+    return need;
+}
+
+uint64_t bp_net_workspace_bytes(const bp_net *net, int batch) { return workspace_bytes(net, batch); }
+
 bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
 {
     if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve: NULL network");
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "batch size must be >= 1, got %d", max_batch);
     if (max_batch <= net->max_batch) return BP_OK;
     {
-        /* Activations of every layer and the dropout masks, checked before
+        /* Activations of every layer and their workspaces, checked before
          * anything is freed or allocated (sizes saturate, never wrap). */
-        uint64_t need = 0;
-        for (int i = 0; i < net->n_layers; i++) {
-            uint64_t sz = bp_mul_sat(bp_mul_sat((uint64_t)max_batch, (uint64_t)net->layers[i].out),
-                                     sizeof(bp_real));
-            need = bp_add_sat(need, net->layers[i].kind == BP_DROPOUT ? bp_add_sat(sz, sz) : sz);
-        }
+        uint64_t need = workspace_bytes(net, max_batch);
         char detail[96];
         snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
-        uint64_t params = bp_mul_sat((uint64_t)net->n_params, sizeof(bp_real));
+        uint64_t params = bp_mul_sat((uint64_t)(net->n_params + net->n_buffers), sizeof(bp_real));
         bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
         if (ms) return ms;
     }
     free_workspaces(net);
     net->act = bp_alloc_array((size_t)net->n_layers, sizeof *net->act);
-    net->mask_off = bp_alloc_array((size_t)net->n_layers, sizeof *net->mask_off);
-    if (!net->act || !net->mask_off) goto nomem;
-    size_t masks = 0;
+    if (!net->act) goto nomem;
+    size_t ws = 0;
     for (int i = 0; i < net->n_layers; i++) {
-        size_t sz = (size_t)max_batch * (size_t)net->layers[i].out;
-        net->act[i] = bp_alloc_aligned(sz, sizeof(bp_real));
+        bp_layer *L = &net->layers[i];
+        net->act[i] = bp_alloc_aligned((size_t)max_batch * (size_t)L->out, sizeof(bp_real));
         if (!net->act[i]) goto nomem;
-        if (net->layers[i].kind == BP_DROPOUT) {
-            net->mask_off[i] = masks;
-            masks += sz;
-        }
+        if (L->ops->ws_bytes) ws += (size_t)((L->ops->ws_bytes(L, max_batch) + 63) & ~(uint64_t)63);
     }
-    if (masks) {
-        net->mask = bp_alloc_aligned(masks, sizeof(bp_real));
-        if (!net->mask) goto nomem;
+    if (ws) {
+        net->ws = bp_alloc_aligned(ws, 1);
+        if (!net->ws) goto nomem;
+        size_t o = 0;
+        for (int i = 0; i < net->n_layers; i++) {
+            bp_layer *L = &net->layers[i];
+            if (!L->ops->ws_bytes) continue;
+            size_t b = (size_t)((L->ops->ws_bytes(L, max_batch) + 63) & ~(uint64_t)63);
+            L->ws = b ? net->ws + o : NULL;
+            o += b;
+        }
     }
     net->max_batch = max_batch;
     return BP_OK;
@@ -528,15 +800,21 @@ nomem:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Prepared GEMMs                                                            */
+/* Prepared fast paths                                                       */
 /* ------------------------------------------------------------------------ */
+
+int bp_net_slot(const bp_net *net, int n)
+{
+    for (int q = 0; q < BP_MM_SLOTS; q++)
+        if (net->mm_batch[q] == n) return q;
+    return -1;
+}
 
 void bp_net_prepare(bp_net *net, int n, int training)
 {
     if (n < 1) return;
-    int slot = -1;
-    for (int q = 0; q < BP_MM_SLOTS && slot < 0; q++)
-        if (net->mm_batch[q] == n) slot = q;
+    int slot = bp_net_slot(net, n);
+    if (slot >= 0 && (net->mm_training[slot] || !training)) return;
     for (int q = 0; q < BP_MM_SLOTS && slot < 0; q++)
         if (net->mm_batch[q] == 0) slot = q;
     if (slot < 0) return;
@@ -545,83 +823,23 @@ void bp_net_prepare(bp_net *net, int n, int training)
         if (!net->gemm) return;
     }
     net->mm_batch[slot] = n;
-    int first_dense = 1;
+    net->mm_training[slot] = training;
+    int parametric_before = 0;
     for (int i = 0; i < net->n_layers; i++) {
         bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
-        bp_mm **mm = NULL;
-        /* forward: y [n, out] = x [n, in] W^T + b */
-        mm = &L->mm[BP_MM_FWD][slot];
-        if (!*mm) *mm = bp_mm_create(net->gemm, 0, 1, n, L->out, L->in, 1);
-        if (training) {
-            /* dW [out, in] = dy^T [out, n] x [n, in] */
-            mm = &L->mm[BP_MM_DW][slot];
-            if (!*mm) *mm = bp_mm_create(net->gemm, 1, 0, L->out, L->in, n, 0);
-            /* dx [n, in] = dy [n, out] W [out, in]; never for the first layer */
-            mm = &L->mm[BP_MM_DX][slot];
-            if (!*mm && !first_dense) *mm = bp_mm_create(net->gemm, 0, 0, n, L->in, L->out, 0);
-        }
-        first_dense = 0;
+        /* dx is needed only where a parameter lies before the layer. */
+        if (L->ops->prepare) L->ops->prepare(net, L, slot, n, training, parametric_before);
+        parametric_before |= L->n_params > 0;
     }
-}
-
-bp_mm *bp_net_mm(const bp_net *net, const bp_layer *L, int kind, int n)
-{
-    for (int q = 0; q < BP_MM_SLOTS; q++)
-        if (net->mm_batch[q] == n) return L->mm[kind][q];
-    return NULL;
-}
-
-/* y [n, out] = x [n, in] W^T + b, with W [out, in]. */
-static void dense_forward(const bp_net *net, const bp_layer *L, bp_real *y, const bp_real *x, int n)
-{
-    if (bp_mm_run(bp_net_mm(net, L, BP_MM_FWD, n), x, L->w, L->b, y)) return;
-    bp_k_bias_rows(y, L->b, n, L->out);
-    bp_gemm(0, 1, n, L->out, L->in, 1, x, L->in, L->w, L->in, 1, y, L->out);
 }
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
 {
     const bp_real *in = x;
     for (int i = 0; i < net->n_layers; i++) {
-        const bp_layer *L = &net->layers[i];
-        bp_real *y = net->act[i];
-        size_t m = (size_t)n * L->out;
-        switch (L->kind) {
-        case BP_DENSE:
-            dense_forward(net, L, y, in, n);
-            break;
-        case BP_IDENTITY:
-            memcpy(y, in, m * sizeof(bp_real));
-            break;
-        case BP_SIGMOID:
-            bp_k_sigmoid(y, in, m);
-            break;
-        case BP_TANH:
-            bp_k_tanh(y, in, m);
-            break;
-        case BP_RELU:
-            bp_k_relu(y, in, m);
-            break;
-        case BP_LEAKY_RELU:
-            bp_k_leaky_relu(y, in, m, (bp_real)L->param);
-            break;
-        case BP_SOFTMAX:
-            bp_k_softmax(y, in, n, L->out);
-            break;
-        case BP_DROPOUT:
-            if (training && L->param > 0) {
-                bp_real *mask = net->mask + net->mask_off[i];
-                bp_real keep = (bp_real)(1 / (1 - L->param));
-                for (size_t k = 0; k < m; k++)
-                    mask[k] = bp_rng_uniform(&net->rng) < L->param ? 0 : keep;
-                bp_k_mul(y, in, mask, m);
-            } else {
-                memcpy(y, in, m * sizeof(bp_real));
-            }
-            break;
-        }
-        in = y;
+        bp_layer *L = &net->layers[i];
+        L->ops->forward(net, L, net->act[i], in, n, training);
+        in = net->act[i];
     }
     return in;
 }
@@ -648,4 +866,8 @@ int bp_loss_input_layer(const bp_net *net, bp_loss loss)
     return last;
 }
 
-const char *bp_layer_name(bp_layer_kind k) { return layer_word(k); }
+const char *bp_layer_name(bp_layer_kind k)
+{
+    const bp_layer_ops *ops = bp_layer_ops_of(k);
+    return ops ? ops->word : "?";
+}

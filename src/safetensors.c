@@ -91,6 +91,7 @@ typedef struct st_tensor {
     uint64_t numel;
     uint64_t begin, end;         /* relative to the data section */
     int order;                   /* position in the header */
+    int elsize;                  /* bytes per element: 4 (F32) or 8 (I64) */
     int used;                    /* matched to a network parameter */
 } st_tensor;
 
@@ -168,7 +169,8 @@ static bp_status st_parse_tensor(const st_file *f, const cJSON *item, st_tensor 
     if (!cJSON_IsString(dtype))
         return bp_fail(err, BP_EFORMAT, "%s: tensor %s: missing or non-string \"dtype\"",
                        f->name, nm);
-    if (strcmp(dtype->valuestring, "F32") != 0) {
+    t->elsize = strcmp(dtype->valuestring, "I64") == 0 ? 8 : 4;
+    if (strcmp(dtype->valuestring, "F32") != 0 && t->elsize != 8) {
         static const char *const known[] = {
             "F64", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32",
             "U16", "U8", "BOOL", "F8_E4M3", "F8_E5M2", NULL};
@@ -206,7 +208,7 @@ static bp_status st_parse_tensor(const st_file *f, const cJSON *item, st_tensor 
         t->numel = 0;
     } else {
         for (k = 0; k < rank; k++) {
-            if (t->shape[k] > f->data_size / 4 / t->numel) {
+            if (t->shape[k] > f->data_size / (uint64_t)t->elsize / t->numel) {
                 char sb[160];
                 return bp_fail(err, BP_EFORMAT,
                                "%s: tensor %s: shape %s needs more data than the file "
@@ -231,15 +233,15 @@ static bp_status st_parse_tensor(const st_file *f, const cJSON *item, st_tensor 
                        "section is %llu bytes)", f->name, nm,
                        (unsigned long long)t->begin, (unsigned long long)t->end,
                        (unsigned long long)f->data_size);
-    if (t->end - t->begin != t->numel * 4) {
+    if (t->end - t->begin != t->numel * (uint64_t)t->elsize) {
         char sb[160];
         return bp_fail(err, BP_EFORMAT,
                        "%s: tensor %s: data_offsets [%llu, %llu] hold %llu bytes but "
-                       "shape %s of F32 needs %llu", f->name, nm,
+                       "shape %s of %s needs %llu", f->name, nm,
                        (unsigned long long)t->begin, (unsigned long long)t->end,
                        (unsigned long long)(t->end - t->begin),
-                       shape_str(sb, sizeof sb, t->shape, rank),
-                       (unsigned long long)(t->numel * 4));
+                       shape_str(sb, sizeof sb, t->shape, rank), t->elsize == 8 ? "I64" : "F32",
+                       (unsigned long long)(t->numel * (uint64_t)t->elsize));
     }
     t->name = nm;
     return BP_OK;
@@ -437,6 +439,9 @@ static bp_status st_take(st_file *f, const char *key, const uint64_t *shape, int
                        shape_str(a, sizeof a, t->shape, t->rank),
                        shape_str(b, sizeof b, shape, rank));
     }
+    if (t->elsize != 4)
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s: dtype I64, the network needs F32",
+                       f->name, key);
     const uint8_t *p = f->data + t->begin;
     for (uint64_t i = 0; i < t->numel; i++) {
         float v = get_f32le(p + 4 * i);
@@ -450,30 +455,57 @@ static bp_status st_take(st_file *f, const char *key, const uint64_t *shape, int
     return BP_OK;
 }
 
-/* Fill params [net->n_params] (laid out like net->params) from the file:
- * every dense layer's weight and bias must be present with the right shape;
- * any other tensor is an error. */
-static bp_status st_fill_params(st_file *f, const bp_net *net, bp_real *params,
-                                bp_error *err)
+/* One I64 counter (batchnorm's num_batches_tracked): shape [] and >= 0. */
+static bp_status st_take_i64(st_file *f, const char *key, int64_t *dst, bp_error *err)
 {
-    char key[64];
+    st_tensor *t = st_find(f, key);
+    if (!t) return bp_fail(err, BP_EFORMAT, "%s: missing tensor %s", f->name, key);
+    if (t->elsize != 8 || t->rank != 0 || t->numel != 1)
+        return bp_fail(err, BP_ESHAPE, "%s: tensor %s must be one I64 (shape [])", f->name, key);
+    const uint8_t *p = f->data + t->begin;
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--) v = (v << 8) | p[k];
+    if (v > (uint64_t)INT64_MAX)
+        return bp_fail(err, BP_EFORMAT, "%s: tensor %s is negative", f->name, key);
+    *dst = (int64_t)v;
+    t->used = 1;
+    return BP_OK;
+}
+
+/* Fill params [net->n_params] and buffers [net->n_buffers] (laid out like
+ * net->params and net->buffers) and the I64 counters (counts [n_layers])
+ * from the file: every tensor of the network must be present with the
+ * right shape and dtype; any other tensor is an error. A file without any
+ * buffer at all (a plain state dict of parameters) keeps the network's
+ * buffers when `buffers_optional`. */
+static bp_status st_fill(st_file *f, bp_net *net, bp_real *params, bp_real *buffers,
+                         int64_t *counts, int buffers_optional, bp_error *err)
+{
     for (int i = 0; i < f->n_t; i++) f->t[i].used = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) {
-            if (L->n_params)
-                return bp_fail(err, BP_EUNSUPPORTED,
-                               "%s: layer %d has parameters of a kind model files do "
-                               "not support yet", f->name, i);
-            continue;
+    int nt = bp_net_tensor_count(net);
+    int skip_buffers = 0;
+    if (buffers_optional) {
+        skip_buffers = 1;
+        for (int j = 0; j < nt && skip_buffers; j++) {
+            bp_tensor t;
+            bp_net_tensor(net, j, &t);
+            if (!t.trainable && st_find(f, t.name)) skip_buffers = 0;
         }
-        uint64_t ws[2] = {(uint64_t)L->out, (uint64_t)L->in};
-        uint64_t bs[1] = {(uint64_t)L->out};
-        snprintf(key, sizeof key, "%d.weight", i);
-        bp_status s = st_take(f, key, ws, 2, params + (L->w - net->params), err);
-        if (s != BP_OK) return s;
-        snprintf(key, sizeof key, "%d.bias", i);
-        s = st_take(f, key, bs, 1, params + (L->b - net->params), err);
+    }
+    for (int j = 0; j < nt; j++) {
+        bp_tensor t;
+        bp_net_tensor(net, j, &t);
+        if (!t.trainable && skip_buffers) continue;
+        bp_status s;
+        if (t.dtype == BP_DTYPE_I64) {
+            s = st_take_i64(f, t.name, &counts[t.layer], err);
+        } else {
+            uint64_t shape[4];
+            for (int k = 0; k < t.rank; k++) shape[k] = (uint64_t)t.shape[k];
+            bp_real *dst = t.trainable ? params + (t.data - net->params)
+                                       : buffers + (t.data - net->buffers);
+            s = st_take(f, t.name, shape, t.rank, dst, err);
+        }
         if (s != BP_OK) return s;
     }
     /* The first unexpected tensor in header order. */
@@ -486,51 +518,40 @@ static bp_status st_fill_params(st_file *f, const bp_net *net, bp_real *params,
     return BP_OK;
 }
 
-/* Parameters the spec needs, computed without building the network, so a
- * tiny file cannot make the loader allocate gigabytes. Sets *count to
- * UINT64_MAX on overflow, and to 0 (no bound) for layer kinds it does not
- * know. Returns bp_spec_parse's status (message set) on a bad spec. */
-static bp_status spec_param_count(const char *spec, int inputs, uint64_t *count,
+/* Values (parameters and buffers) the spec needs on `input`, computed
+ * without building the network, so a tiny file cannot make the loader
+ * allocate gigabytes (saturating). Returns the skeleton's status (message
+ * set) on a bad spec. */
+static bp_status spec_param_count(const char *spec, bp_shape input, uint64_t *count,
                                   bp_error *err)
 {
-    int n = 0;
-    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);   /* count only */
+    bp_net shape;
+    bp_status s = bp_net_skeleton(&shape, input, spec, err);
     if (s != BP_OK) return s;
-    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
-    if (!d) return bp_fail(err, BP_ENOMEM, "out of memory");
-    s = bp_spec_parse(spec, d, n, &n, err);
-    if (s != BP_OK) {
-        free(d);
-        return s;
-    }
-    uint64_t total = 0, in = (uint64_t)inputs;
-    for (int i = 0; i < n; i++) {
-        switch (d[i].kind) {
-        case BP_DENSE:
-            break;
-        case BP_IDENTITY: case BP_SIGMOID: case BP_TANH: case BP_RELU:
-        case BP_LEAKY_RELU: case BP_SOFTMAX: case BP_DROPOUT:
-            continue;   /* width-preserving, no parameters */
-        default:
-            /* A kind this bound does not know (e.g. a future conv layer):
-             * give no bound rather than a wrong one. */
-            free(d);
-            *count = 0;
-            return BP_OK;
-        }
-        uint64_t out = d[i].units > 0 ? (uint64_t)d[i].units : 0;
-        /* out * (in + 1); in and out are < 2^31, so this cannot overflow. */
-        uint64_t p = out * (in + 1);
-        if (total > UINT64_MAX - p) {
-            total = UINT64_MAX;
-            break;
-        }
-        total += p;
-        in = out;
-    }
-    free(d);
-    *count = total;
+    *count = bp_add_sat((uint64_t)shape.n_params, (uint64_t)shape.n_buffers);
+    free(shape.layers);
     return BP_OK;
+}
+
+/* "C,H,W" (or "F", "T,F") into *out; 0 when malformed. */
+static int parse_shape(const char *text, bp_shape *out)
+{
+    bp_shape s = {0, {0, 0, 0}};
+    const char *p = text;
+    for (;;) {
+        if (s.rank == BP_MAX_RANK || *p < '0' || *p > '9') return 0;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || v < 1 || v > 0x7fffffffL) return 0;
+        s.dim[s.rank++] = (int)v;
+        p = end;
+        if (!*p) break;
+        if (*p != ',') return 0;
+        p++;
+    }
+    *out = s;
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -558,9 +579,14 @@ static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
         return bp_fail(err, BP_EFORMAT, "%s: metadata inputs \"%.64s\" is not a positive "
                        "integer", f->name, inputs_s);
 
+    bp_shape input = bp_shape_flat((int)inputs);
+    const char *shape_s = st_meta(f, "input_shape");
+    if (shape_s && (!parse_shape(shape_s, &input) || bp_shape_size(input) != (size_t)inputs))
+        return bp_fail(err, BP_EFORMAT, "%s: metadata input_shape \"%.64s\" is not a shape of "
+                       "%ld inputs (C,H,W)", f->name, shape_s, inputs);
     uint64_t need = 0;
     bp_error sub = {BP_OK, ""};
-    bp_status s = spec_param_count(spec, (int)inputs, &need, &sub);
+    bp_status s = spec_param_count(spec, input, &need, &sub);
     if (s == BP_ENOMEM) return bp_fail(err, s, "%s: out of memory", f->name);
     if (s != BP_OK)
         return bp_fail(err, BP_EFORMAT, "%s: metadata spec: %s", f->name, sub.message);
@@ -571,13 +597,17 @@ static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
                        (unsigned long long)f->data_size);
 
     bp_net *net = NULL;
-    s = bp_net_create(&net, (int)inputs, spec, 0, &sub);
+    s = bp_net_create_shaped(&net, input, spec, 0, &sub);
     if (s != BP_OK) {
         bp_net_free(net);
         return bp_fail(err, s == BP_ENOMEM ? BP_ENOMEM : BP_EFORMAT,
                        "%s: metadata spec: %s", f->name, sub.message);
     }
-    s = st_fill_params(f, net, net->params, err);
+    int64_t *counts = bp_alloc_array((size_t)net->n_layers, sizeof *counts);
+    s = counts ? st_fill(f, net, net->params, net->buffers, counts, 0, err)
+               : bp_fail(err, BP_ENOMEM, "%s: out of memory", f->name);
+    for (int i = 0; s == BP_OK && i < net->n_layers; i++) net->layers[i].count = counts[i];
+    free(counts);
     if (s == BP_OK && f->meta) {
         const cJSON *v;
         /* st_parse_meta refused duplicate keys, and the new network has
@@ -623,17 +653,29 @@ bp_status bp_net_load_weights_buffer(bp_net *net, const uint8_t *data, size_t si
     st_file f;
     bp_status s = st_parse(&f, data, size, name, err);
     if (s != BP_OK) return s;
-    /* Decode into a copy so that a failure leaves the network untouched. */
-    bp_real *tmp = bp_alloc_array(net->n_params, sizeof *tmp);
-    if (!tmp) {
+    /* Decode into copies so that a failure leaves the network untouched. */
+    bp_real *tmp = bp_alloc_array(net->n_params + 1, sizeof *tmp);
+    bp_real *tbuf = bp_alloc_array(net->n_buffers + 1, sizeof *tbuf);
+    int64_t *counts = bp_alloc_array((size_t)net->n_layers, sizeof *counts);
+    if (!tmp || !tbuf || !counts) {
+        free(tmp);
+        free(tbuf);
+        free(counts);
         st_release(&f);
         return bp_fail(err, BP_ENOMEM, "%s: out of memory", name);
     }
     if (net->n_params) memcpy(tmp, net->params, net->n_params * sizeof *tmp);
-    s = st_fill_params(&f, net, tmp, err);
-    if (s == BP_OK && net->n_params)
-        memcpy(net->params, tmp, net->n_params * sizeof *tmp);
+    if (net->n_buffers) memcpy(tbuf, net->buffers, net->n_buffers * sizeof *tbuf);
+    for (int i = 0; i < net->n_layers; i++) counts[i] = net->layers[i].count;
+    s = st_fill(&f, net, tmp, tbuf, counts, 1, err);
+    if (s == BP_OK) {
+        if (net->n_params) memcpy(net->params, tmp, net->n_params * sizeof *tmp);
+        if (net->n_buffers) memcpy(net->buffers, tbuf, net->n_buffers * sizeof *tbuf);
+        for (int i = 0; i < net->n_layers; i++) net->layers[i].count = counts[i];
+    }
     free(tmp);
+    free(tbuf);
+    free(counts);
     st_release(&f);
     return s;
 }
@@ -796,7 +838,7 @@ static char *build_header(const bp_net *net)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
-    char num[32], key[64];
+    char num[32];
     int ok = 1;
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
     snprintf(num, sizeof num, "%d", net->n_inputs);
@@ -807,26 +849,34 @@ static char *build_header(const bp_net *net)
     for (int i = 0; ok && i < nm; i++) {
         const char *k, *v;
         if (!bp_net_meta_at(net, i, &k, &v) || !k || !v) continue;
-        if (!strcmp(k, "format") || !strcmp(k, "spec") || !strcmp(k, "inputs")) continue;
+        if (!strcmp(k, "format") || !strcmp(k, "spec") || !strcmp(k, "inputs") ||
+            !strcmp(k, "input_shape"))
+            continue;
         ok = cJSON_AddStringToObject(meta, k, v) != NULL;
     }
+    if (ok && net->input_shape.rank > 1) {
+        char sh[64];
+        size_t len = 0;
+        for (int k = 0; k < net->input_shape.rank; k++)
+            len += (size_t)snprintf(sh + len, sizeof sh - len, "%s%d", k ? "," : "",
+                                    net->input_shape.dim[k]);
+        ok = cJSON_AddStringToObject(meta, "input_shape", sh) != NULL;
+    }
     uint64_t off = 0;
-    for (int i = 0; ok && i < net->n_layers; i++) {
-        const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
-        for (int part = 0; ok && part < 2; part++) {
-            snprintf(key, sizeof key, part ? "%d.bias" : "%d.weight", i);
-            uint64_t numel = part ? (uint64_t)L->out : (uint64_t)L->out * (uint64_t)L->in;
-            cJSON *t = cJSON_AddObjectToObject(root, key);
-            cJSON *shape = t ? cJSON_AddArrayToObject(t, "shape") : NULL;
-            cJSON *offs = NULL;
-            ok = t && cJSON_AddStringToObject(t, "dtype", "F32") && shape &&
-                 add_number(shape, (uint64_t)L->out) &&
-                 (part || add_number(shape, (uint64_t)L->in)) &&
-                 (offs = cJSON_AddArrayToObject(t, "data_offsets")) != NULL &&
-                 add_number(offs, off) && add_number(offs, off + 4 * numel);
-            off += 4 * numel;
-        }
+    int nt = bp_net_tensor_count(net);
+    for (int j = 0; ok && j < nt; j++) {
+        bp_tensor tt;
+        bp_net_tensor((bp_net *)net, j, &tt);
+        uint64_t bytes = (uint64_t)tt.count * (tt.dtype == BP_DTYPE_I64 ? 8 : 4);
+        cJSON *t = cJSON_AddObjectToObject(root, tt.name);
+        cJSON *shape = t ? cJSON_AddArrayToObject(t, "shape") : NULL;
+        cJSON *offs = NULL;
+        ok = t && cJSON_AddStringToObject(t, "dtype", tt.dtype == BP_DTYPE_I64 ? "I64" : "F32") &&
+             shape != NULL;
+        for (int k = 0; ok && k < tt.rank; k++) ok = add_number(shape, (uint64_t)tt.shape[k]) != NULL;
+        ok = ok && (offs = cJSON_AddArrayToObject(t, "data_offsets")) != NULL &&
+             add_number(offs, off) && add_number(offs, off + bytes);
+        off += bytes;
     }
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
@@ -842,28 +892,22 @@ bp_status bp_net_save_buffer(const bp_net *net, uint8_t **out, size_t *out_size,
     if (!net) return bp_fail(err, BP_EINVAL, "bp_net_save: net is NULL");
 
     size_t data_size = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) {
-            if (L->n_params)
-                return bp_fail(err, BP_EUNSUPPORTED, "bp_net_save: layer %d has "
-                               "parameters model files do not support yet", i);
+    int nt = bp_net_tensor_count(net);
+    for (int j = 0; j < nt; j++) {
+        bp_tensor t;
+        bp_net_tensor((bp_net *)net, j, &t);
+        if (t.dtype == BP_DTYPE_I64) {
+            data_size += 8;
             continue;
         }
-        size_t numel = (size_t)L->out * (size_t)L->in + (size_t)L->out;
-        for (size_t j = 0; j < numel; j++) {
-            /* w and b are contiguous: b follows w. */
-            const bp_real *p = j < (size_t)L->out * (size_t)L->in
-                                   ? &L->w[j] : &L->b[j - (size_t)L->out * (size_t)L->in];
-            float v = (float)*p;
+        for (size_t q = 0; q < t.count; q++) {
+            float v = (float)t.data[q];
             if (!isfinite(v))
-                return bp_fail(err, BP_EINVAL, "bp_net_save: layer %d %s[%zu] is %s "
-                               "(in float32); refusing to write an unusable model", i,
-                               p >= L->b ? "bias" : "weight",
-                               p >= L->b ? (size_t)(p - L->b) : (size_t)(p - L->w),
+                return bp_fail(err, BP_EINVAL, "bp_net_save: tensor %s[%zu] is %s "
+                               "(in float32); refusing to write an unusable model", t.name, q,
                                isnan(v) ? "NaN" : "infinite");
         }
-        data_size += 4 * numel;
+        data_size += 4 * t.count;
     }
 
     char *text = build_header(net);
@@ -882,12 +926,15 @@ bp_status bp_net_save_buffer(const bp_net *net, uint8_t **out, size_t *out_size,
     cJSON_free(text);
 
     uint8_t *p = buf + 8 + hlen;
-    for (int i = 0; i < net->n_layers; i++) {
-        const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
-        size_t nw = (size_t)L->out * (size_t)L->in;
-        for (size_t j = 0; j < nw; j++, p += 4) put_f32le(p, (float)L->w[j]);
-        for (size_t j = 0; j < (size_t)L->out; j++, p += 4) put_f32le(p, (float)L->b[j]);
+    for (int j = 0; j < nt; j++) {
+        bp_tensor t;
+        bp_net_tensor((bp_net *)net, j, &t);
+        if (t.dtype == BP_DTYPE_I64) {
+            uint64_t v = (uint64_t)*t.i64;
+            for (int k = 0; k < 8; k++) *p++ = (uint8_t)(v >> (8 * k));
+            continue;
+        }
+        for (size_t q = 0; q < t.count; q++, p += 4) put_f32le(p, (float)t.data[q]);
     }
     *out = buf;
     *out_size = total;

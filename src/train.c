@@ -5,16 +5,18 @@
  *
  * A training step, in order (the order the PyTorch fixtures follow):
  *   1. forward in training mode (dropout masks drawn), loss on the logits;
- *   2. backward: dL/dparam for every trainable dense layer;
+ *   2. backward: dL/dparam for every trainable layer, each through its
+ *      table (src/layers/), from the loss back to the first trainable one;
  *   3. per-layer gradient norms (diagnostics; a NaN/Inf stops here with the
  *      parameters untouched);
- *   4. penalties: + l1 sign(W) + l2 W on dense weights;
+ *   4. penalties: + l1 sign(W) + l2 W on dense and conv weights;
  *   5. clip by value, then by global norm (torch's clip_grad_norm_ rule);
  *   6. the optimizer update with this step's scheduled learning rate.
  * Everything it touches is allocated by bp_trainer_create.
  */
 #include "internal.h"
 #include "kernels.h"
+#include "layers/layer.h"
 
 #include <math.h>
 #include <omp.h>
@@ -31,7 +33,7 @@ struct bp_trainer {
     bp_train_config cfg;
     int max_batch;
     int logits_layer;      /* layer whose output the loss sees */
-    int first_trainable;   /* lowest trainable dense layer index */
+    int first_trainable;   /* lowest trainable layer index (the freeze-th parametric one) */
     size_t train_off;      /* params[train_off..] are trainable */
     bp_real *grad;         /* [n_params], same layout as net->params */
     bp_real *s1, *s2;      /* optimizer state */
@@ -47,12 +49,16 @@ struct bp_trainer {
     size_t *active_off;    /* [n_layers] */
     double *grad_norm_out, *dead_out;
     long last_correct;     /* correct predictions of the last step */
+    bp_rng aug_rng;        /* augmentation */
 };
 
-static int is_trainable_dense(const bp_trainer *tr, int i)
+static int is_trainable(const bp_trainer *tr, int i)
 {
-    return tr->net->layers[i].kind == BP_DENSE && i >= tr->first_trainable;
+    return tr->net->layers[i].n_params > 0 && i >= tr->first_trainable;
 }
+
+/* Layers whose weights (the first tensor) get the l1/l2 penalties. */
+static int penalized(const bp_layer *L) { return L->kind == BP_DENSE || L->kind == BP_CONV; }
 
 static size_t max_width(const bp_net *net)
 {
@@ -95,12 +101,15 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
     if (c->batch_size < 0) BAD("batch size must be >= 0 (0 = full batch), got %d", c->batch_size);
     if (c->epochs < 1) BAD("epochs must be >= 1, got %d", c->epochs);
     if (c->patience < 0) BAD("patience must be >= 0, got %d", c->patience);
-    int dense = 0;
-    for (int i = 0; i < net->n_layers; i++) dense += net->layers[i].kind == BP_DENSE;
-    if (dense == 0) BAD("the network has no dense layer: nothing to train");
-    if (c->freeze < 0 || c->freeze >= dense)
-        BAD("freeze must be in 0..%d (the network has %d dense layers), got %d", dense - 1, dense,
-            c->freeze);
+    int par = 0;
+    for (int i = 0; i < net->n_layers; i++) par += net->layers[i].n_params > 0;
+    if (par == 0) BAD("the network has no layer with parameters: nothing to train");
+    if (c->freeze < 0 || c->freeze >= par)
+        BAD("freeze must be in 0..%d (the network has %d layers with parameters: dense, conv, "
+            "batchnorm), got %d", par - 1, par, c->freeze);
+    if (c->augment_shift < 0) BAD("augment shift must be >= 0, got %d", c->augment_shift);
+    if ((c->augment_hflip || c->augment_shift) && net->input_shape.rank != 3)
+        BAD("augmentation needs image inputs [C, H, W]");
 #undef BAD
     int outs = net->layers[bp_loss_input_layer(net, c->loss)].out;
     if (c->loss == BP_LOSS_CROSS_ENTROPY && outs < 2)
@@ -159,19 +168,16 @@ static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int
 {
     const uint64_t R = sizeof(bp_real);
     uint64_t np = (uint64_t)net->n_params, b = (uint64_t)max_batch;
-    uint64_t params = bp_mul_sat(np, R);
-    uint64_t fresh = bp_mul_sat(params, 1 + (uint64_t)bp_optim_state_count(cfg)); /* grad, state */
+    uint64_t params = bp_mul_sat(bp_add_sat(np, (uint64_t)net->n_buffers), R);
+    uint64_t fresh = bp_mul_sat(bp_mul_sat(np, R), 1 + (uint64_t)bp_optim_state_count(cfg)); /* grad, state */
     if (cfg->patience > 0) fresh = bp_add_sat(fresh, params);                  /* best weights */
-    uint64_t act = 0, relu = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        uint64_t sz = bp_mul_sat(bp_mul_sat(b, (uint64_t)net->layers[i].out), R);
-        act = bp_add_sat(act, net->layers[i].kind == BP_DROPOUT ? bp_add_sat(sz, sz) : sz);
+    uint64_t act = bp_net_workspace_bytes(net, max_batch), relu = 0;
+    for (int i = 0; i < net->n_layers; i++)
         if (net->layers[i].kind == BP_RELU) relu = bp_add_sat(relu, (uint64_t)net->layers[i].out * R);
-    }
     int reserved = max_batch <= net->max_batch; /* activations held already */
     fresh = bp_add_sat(fresh, bp_add_sat(reserved ? 0 : act, relu));
     fresh = bp_add_sat(fresh, bp_mul_sat(2, bp_mul_sat(bp_mul_sat(b, (uint64_t)max_width(net)), R)));
-    int tw = cfg->loss == BP_LOSS_CROSS_ENTROPY ? 1 : bp_net_outputs(net);
+    int tw = cfg->loss == BP_LOSS_CROSS_ENTROPY ? 1 : net->layers[net->n_layers - 1].out;
     fresh = bp_add_sat(fresh, bp_mul_sat(bp_mul_sat(b, (uint64_t)net->n_inputs + (uint64_t)tw), R));
     uint64_t held = bp_add_sat(params, reserved ? act : 0);
     char detail[128];
@@ -180,43 +186,24 @@ static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int
     return bp_mem_check(bp_add_sat(held, fresh), fresh, "this network", detail, err);
 }
 
-bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
-                                int max_batch, bp_error *err)
+bp_status bp_train_memory_check_shaped(const char *spec, bp_shape input,
+                                       const bp_train_config *cfg, int max_batch, bp_error *err)
 {
     if (!spec || !cfg) return bp_fail(err, BP_EINVAL, "bp_train_memory_check: NULL argument");
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "max batch must be >= 1, got %d", max_batch);
-    if (n_inputs < 1) return bp_fail(err, BP_EINVAL, "network needs at least 1 input, got %d", n_inputs);
-    int n = 0;
-    bp_status s = bp_spec_parse(spec, NULL, 0, &n, err);
+    bp_net shape;
+    bp_status s = bp_net_skeleton(&shape, input, spec, err);
     if (s) return s;
-    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
-    bp_layer *layers = bp_alloc_array((size_t)n, sizeof *layers);
-    if (!d || !layers) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
-    if (!s) s = bp_spec_parse(spec, d, n, &n, err);
-    if (!s) {
-        /* A network with its sizes only (no parameters, no workspaces):
-         * what check_memory reads. */
-        bp_net shape;
-        memset(&shape, 0, sizeof shape);
-        shape.n_inputs = n_inputs;
-        shape.n_layers = n;
-        shape.layers = layers;
-        uint64_t np = 0;
-        int width = n_inputs;
-        for (int i = 0; i < n; i++) {
-            layers[i].kind = d[i].kind;
-            layers[i].in = width;
-            layers[i].out = d[i].kind == BP_DENSE ? d[i].units : width;
-            if (d[i].kind == BP_DENSE)
-                np = bp_add_sat(np, bp_mul_sat((uint64_t)layers[i].out, (uint64_t)width + 1));
-            width = layers[i].out;
-        }
-        shape.n_params = np > SIZE_MAX ? SIZE_MAX : (size_t)np;
-        s = check_memory(&shape, cfg, max_batch, err);
-    }
-    free(d);
-    free(layers);
+    s = check_memory(&shape, cfg, max_batch, err);
+    free(shape.layers);
     return s;
+}
+
+bp_status bp_train_memory_check(const char *spec, int n_inputs, const bp_train_config *cfg,
+                                int max_batch, bp_error *err)
+{
+    if (n_inputs < 1) return bp_fail(err, BP_EINVAL, "network needs at least 1 input, got %d", n_inputs);
+    return bp_train_memory_check_shaped(spec, bp_shape_flat(n_inputs), cfg, max_batch, err);
 }
 
 bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config *cfg,
@@ -234,15 +221,18 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     tr->net = net;
     tr->cfg = *cfg;
     tr->logits_layer = bp_loss_input_layer(net, cfg->loss);
-    int dense = 0;
+    int par = 0;
     tr->first_trainable = net->n_layers;
     for (int i = 0; i < net->n_layers; i++) {
-        if (net->layers[i].kind != BP_DENSE) continue;
-        if (dense++ == cfg->freeze) {
+        if (net->layers[i].n_params == 0) continue;
+        if (par++ == cfg->freeze) {
             tr->first_trainable = i;
             tr->train_off = net->layers[i].offset;
         }
     }
+    /* The frozen prefix: no gradients, and a frozen batchnorm normalizes
+     * with its running statistics (layers read the flag in training mode). */
+    for (int i = 0; i < net->n_layers; i++) net->layers[i].frozen = i < tr->first_trainable;
     size_t np = net->n_params;
     int L = net->n_layers;
     tr->grad = bp_alloc_aligned(np, sizeof(bp_real));
@@ -268,6 +258,7 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     }
     bp_rng_seed(&tr->rng, cfg->seed);
     bp_rng_seed(&net->rng, cfg->seed ^ 0xd1b54a32d192ed03ULL);
+    bp_rng_seed(&tr->aug_rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     s = trainer_reserve(tr, max_batch, err);
     if (s) {
         bp_trainer_free(tr);
@@ -282,34 +273,20 @@ double bp_trainer_lr(const bp_trainer *tr) { return tr ? bp_schedule_lr(&tr->cfg
 
 const bp_real *bp_trainer_weight_grad(const bp_trainer *tr, int i)
 {
-    if (!tr || i < 0 || i >= tr->net->n_layers || tr->net->layers[i].kind != BP_DENSE) return NULL;
+    if (!tr || i < 0 || i >= tr->net->n_layers || !tr->net->layers[i].n_params) return NULL;
     return tr->grad + tr->net->layers[i].offset;
 }
 
 const bp_real *bp_trainer_bias_grad(const bp_trainer *tr, int i)
 {
     const bp_real *w = bp_trainer_weight_grad(tr, i);
-    return w ? w + (size_t)tr->net->layers[i].out * tr->net->layers[i].in : NULL;
+    const bp_layer *L = w ? &tr->net->layers[i] : NULL;
+    return L && L->b ? w + (L->b - L->w) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Backward                                                                  */
 /* ------------------------------------------------------------------------ */
-
-/* dW [out, in] = dy^T x; db [out] = column sums of dy; dx [n, in] = dy W
- * (skipped when dx is NULL). Differentiates y = x W^T + b. */
-static void dense_backward(const bp_net *net, const bp_layer *L, bp_real *dx, bp_real *dw,
-                           bp_real *db, const bp_real *dy, const bp_real *x, int n)
-{
-    int in = L->in, out = L->out;
-    if (dw) {
-        if (!bp_mm_run(bp_net_mm(net, L, BP_MM_DW, n), dy, x, NULL, dw))
-            bp_gemm(1, 0, out, in, n, 1, dy, out, x, in, 0, dw, in);
-        bp_k_colsum(db, dy, n, out);
-    }
-    if (dx && !bp_mm_run(bp_net_mm(net, L, BP_MM_DX, n), dy, L->w, NULL, dx))
-        bp_gemm(0, 0, n, in, out, 1, dy, out, L->w, in, 0, dx, in);
-}
 
 /* Index of the first layer (forward order) with a non-finite output, or -1. */
 static int first_nonfinite_layer(const bp_net *net, int n)
@@ -358,54 +335,17 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
         int u = net->layers[i].out;
         bp_k_colmax(tr->active + tr->active_off[i], net->act[i], n, u);
     }
+    /* Backward through each layer's table, from the logits down to the
+     * first trainable layer; delta holds dL/d(output of layer i). */
     for (int i = k; i >= tr->first_trainable; i--) {
-        const bp_layer *L = &net->layers[i];
+        bp_layer *L = &net->layers[i];
         const bp_real *in = i ? net->act[i - 1] : x;
-        const bp_real *out = net->act[i];
         int need_dx = i > tr->first_trainable;
-        size_t m = (size_t)n * L->out;
-        bp_real *dx = other;
-        switch (L->kind) {
-        case BP_DENSE: {
-            bp_real *dw = tr->grad + L->offset;
-            dense_backward(net, L, need_dx ? dx : NULL, dw, dw + (size_t)L->out * L->in, delta, in, n);
-            break;
-        }
-        case BP_IDENTITY: /* y = x */
-            memcpy(dx, delta, m * sizeof(bp_real));
-            break;
-        case BP_SIGMOID: /* y = s(x): dx = dy y (1 - y) */
-            bp_k_sigmoid_grad(dx, delta, out, m);
-            break;
-        case BP_TANH: /* y = tanh(x): dx = dy (1 - y^2) */
-            bp_k_tanh_grad(dx, delta, out, m);
-            break;
-        case BP_RELU: /* y = max(0, x): dx = dy [x > 0] */
-            bp_k_relu_grad(dx, delta, in, m);
-            break;
-        case BP_LEAKY_RELU: /* y = x > 0 ? x : a x: dx = dy (x > 0 ? 1 : a) */
-            bp_k_leaky_relu_grad(dx, delta, in, m, (bp_real)L->param);
-            break;
-        case BP_SOFTMAX: /* y = softmax(x): dx = y (dy - sum_j dy_j y_j) */
-            for (int r = 0; r < n; r++) {
-                const bp_real *yr = out + (size_t)r * L->out, *gr = delta + (size_t)r * L->out;
-                double dot = 0;
-                for (int j = 0; j < L->out; j++) dot += (double)gr[j] * yr[j];
-                bp_real *xr = dx + (size_t)r * L->out;
-                for (int j = 0; j < L->out; j++) xr[j] = (bp_real)(yr[j] * (gr[j] - dot));
-            }
-            break;
-        case BP_DROPOUT: /* y = x mask: dx = dy mask */
-            if (L->param > 0) {
-                bp_k_mul(dx, delta, net->mask + net->mask_off[i], m);
-            } else {
-                memcpy(dx, delta, m * sizeof(bp_real));
-            }
-            break;
-        }
-        if (L->kind != BP_DENSE || need_dx) {
+        bp_real *dparam = L->n_params ? tr->grad + L->offset : NULL;
+        L->ops->backward(net, L, need_dx ? other : NULL, dparam, delta, in, net->act[i], n);
+        if (need_dx) {
             bp_real *t = delta;
-            delta = dx;
+            delta = other;
             other = t;
         }
     }
@@ -413,11 +353,12 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
      * layer where it appears is the first the backward pass reached. */
     for (int i = net->n_layers - 1; i >= 0; i--) {
         tr->norm2[i] = 0;
-        if (!is_trainable_dense(tr, i)) continue;
+        if (!is_trainable(tr, i)) continue;
         const bp_real *g = tr->grad + net->layers[i].offset;
         double s2 = bp_k_sumsq(g, net->layers[i].n_params);
         if (!isfinite(s2))
-            return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite gradient in layer %d (dense)", step, i);
+            return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite gradient in layer %d (%s)", step,
+                           i, bp_layer_name(net->layers[i].kind));
         tr->norm2[i] = s2;
     }
     return BP_OK;
@@ -442,13 +383,14 @@ static void regularize_and_clip(bp_trainer *tr)
     double total2 = 0;
     for (int i = tr->first_trainable; i < net->n_layers; i++) {
         const bp_layer *L = &net->layers[i];
-        if (L->kind != BP_DENSE) continue;
+        if (!L->n_params) continue;
         bp_real *g = tr->grad + L->offset;
         if (!touched) {
             total2 += tr->norm2[i];
             continue;
         }
-        size_t nw = (size_t)L->out * L->in;
+        /* the weight tensor: everything before the bias */
+        size_t nw = penalized(L) ? (size_t)(L->b - L->w) : 0;
         bp_real l1 = (bp_real)c->l1, l2 = (bp_real)c->l2;
         if (c->l1 > 0)
             for (size_t q = 0; q < nw; q++) g[q] += l1 * (bp_real)((L->w[q] > 0) - (L->w[q] < 0));
@@ -598,6 +540,35 @@ bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data, double *lo
 /* fit                                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* Augment the m samples of xb [m, C, H, W] in place (tmp: [C*H*W]): each
+ * is flipped horizontally with probability 1/2 (augment_hflip), then
+ * translated by (dy, dx) uniform in [-s, s]^2 (augment_shift = s), the
+ * uncovered pixels 0:  out[c, h, w] = flip(x)[c, h - dy, w - dx]. */
+static void augment_batch(bp_trainer *tr, bp_real *xb, int m, bp_real *tmp)
+{
+    const bp_shape sh = tr->net->input_shape;
+    int C = sh.dim[0], H = sh.dim[1], W = sh.dim[2], s = tr->cfg.augment_shift;
+    size_t per = (size_t)C * H * W;
+    for (int q = 0; q < m; q++) {
+        bp_real *x = xb + (size_t)q * per;
+        int flip = tr->cfg.augment_hflip ? (int)bp_rng_below(&tr->aug_rng, 2) : 0;
+        int dy = s ? (int)bp_rng_below(&tr->aug_rng, 2 * (uint64_t)s + 1) - s : 0;
+        int dx = s ? (int)bp_rng_below(&tr->aug_rng, 2 * (uint64_t)s + 1) - s : 0;
+        if (!flip && !dy && !dx) continue;
+        memcpy(tmp, x, per * sizeof(bp_real));
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++) {
+                int hs = h - dy;
+                for (int w = 0; w < W; w++) {
+                    int ws = w - dx;
+                    if (flip) ws = W - 1 - ws;
+                    x[((size_t)c * H + h) * W + w] =
+                        hs >= 0 && hs < H && ws >= 0 && ws < W ? tmp[((size_t)c * H + hs) * W + ws] : 0;
+                }
+            }
+    }
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -633,8 +604,12 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
     int *perm = bp_alloc_array((size_t)n, sizeof *perm);
     bp_real *xb = bp_alloc_aligned((size_t)batch * in, sizeof(bp_real));
     bp_real *yb = bp_alloc_aligned((size_t)batch * tw, sizeof(bp_real));
-    bp_real *best = c->patience > 0 ? bp_alloc_aligned(net->n_params, sizeof(bp_real)) : NULL;
-    if (!perm || !xb || !yb || (c->patience > 0 && !best)) {
+    /* best weights: parameters, then buffers (running statistics) */
+    size_t n_state = net->n_params + net->n_buffers;
+    bp_real *best = c->patience > 0 ? bp_alloc_aligned(n_state, sizeof(bp_real)) : NULL;
+    int augment = c->augment_hflip || c->augment_shift;
+    bp_real *aug_tmp = augment ? bp_alloc_aligned((size_t)in, sizeof(bp_real)) : NULL;
+    if (!perm || !xb || !yb || (c->patience > 0 && !best) || (augment && !aug_tmp)) {
         s = bp_fail(err, BP_ENOMEM, "out of memory preparing training");
         goto done;
     }
@@ -665,12 +640,13 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         for (int b = 0; b < batches; b++) {
             int start = b * batch, m = n - start < batch ? n - start : batch;
             const bp_real *xs, *ys;
-            if (c->shuffle) {
+            if (c->shuffle || augment) {
                 for (int q = 0; q < m; q++) {
                     int row = perm[start + q];
                     memcpy(xb + (size_t)q * in, train->x + (size_t)row * in, (size_t)in * sizeof(bp_real));
                     memcpy(yb + (size_t)q * tw, train->y + (size_t)row * tw, (size_t)tw * sizeof(bp_real));
                 }
+                if (augment) augment_batch(tr, xb, m, aug_tmp);
                 xs = xb;
                 ys = yb;
             } else { /* file order: the batch is a contiguous slice, no copy */
@@ -739,7 +715,10 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             if (monitored < r.best_loss) r.best_loss = monitored;
             r.best_epoch = epoch;
             wait = 0;
-            if (best) memcpy(best, net->params, net->n_params * sizeof(bp_real));
+            if (best) {
+                memcpy(best, net->params, net->n_params * sizeof(bp_real));
+                memcpy(best + net->n_params, net->buffers, net->n_buffers * sizeof(bp_real));
+            }
         } else {
             wait++;
         }
@@ -754,7 +733,10 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         }
     }
     if (!r.best_epoch) r.best_epoch = r.epochs_run;
-    if (best && r.best_epoch > 0) memcpy(net->params, best, net->n_params * sizeof(bp_real));
+    if (best && r.best_epoch > 0) {
+        memcpy(net->params, best, net->n_params * sizeof(bp_real));
+        memcpy(net->buffers, best + net->n_params, net->n_buffers * sizeof(bp_real));
+    }
     if (res) *res = r;
 done:
     c->total_steps = user_total;
@@ -762,5 +744,6 @@ done:
     free(xb);
     free(yb);
     free(best);
+    free(aug_tmp);
     return s;
 }

@@ -1,0 +1,63 @@
+/*
+ * dropout.c - torch.nn.Dropout(p), on any shape.
+ *
+ * Training: y = x * mask, mask = 0 with probability p, else 1 / (1 - p),
+ * drawn from the network's RNG; inference: y = x. The mask is the layer's
+ * workspace [n, F].
+ */
+#include "layer.h"
+#include "../kernels.h"
+
+#include <string.h>
+
+static bp_status dropout_check(const bp_layer_desc *d, int col, bp_error *err)
+{
+    if (!(d->param >= 0 && d->param < 1))
+        return bp_fail(err, BP_ESPEC, "spec:1:%d: dropout probability must be in [0, 1), got %g",
+                       col, d->param);
+    return BP_OK;
+}
+
+static bp_status dropout_shape(bp_layer *L, int col, bp_error *err)
+{
+    (void)col, (void)err;
+    L->out_shape = L->in_shape;
+    return BP_OK;
+}
+
+static uint64_t dropout_ws(const bp_layer *L, int batch)
+{
+    return bp_mul_sat(bp_mul_sat((uint64_t)batch, (uint64_t)L->out), sizeof(bp_real));
+}
+
+static void dropout_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
+                            int training)
+{
+    size_t m = (size_t)n * L->out;
+    if (!(training && L->param > 0)) {
+        memcpy(y, x, m * sizeof(bp_real));
+        return;
+    }
+    bp_real *mask = L->ws;
+    bp_real keep = (bp_real)(1 / (1 - L->param));
+    for (size_t k = 0; k < m; k++) mask[k] = bp_rng_uniform(&net->rng) < L->param ? 0 : keep;
+    bp_k_mul(y, x, mask, m);
+}
+
+/* Differentiates y = x mask: dx = dy mask. */
+static void dropout_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
+                             const bp_real *dy, const bp_real *x, const bp_real *y, int n)
+{
+    (void)net, (void)dparam, (void)x, (void)y;
+    if (!dx) return;
+    size_t m = (size_t)n * L->out;
+    if (L->param > 0) bp_k_mul(dx, dy, L->ws, m);
+    else memcpy(dx, dy, m * sizeof(bp_real));
+}
+
+const bp_layer_ops bp_dropout_ops = {
+    .word = "dropout", .kind = BP_DROPOUT, .usage = "dropout(p)",
+    .real_arg = 1, .real_def = 0.5,
+    .check = dropout_check, .shape = dropout_shape, .ws_bytes = dropout_ws,
+    .forward = dropout_forward, .backward = dropout_backward,
+};

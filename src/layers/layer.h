@@ -1,0 +1,104 @@
+/*
+ * layer.h - the one interface every layer kind implements (not installed).
+ *
+ * A layer family lives in one file of src/layers/ (dense.c, activation.c,
+ * dropout.c, flatten.c, conv.c, pool.c, batchnorm.c) and exports one
+ * bp_layer_ops table per spec word; registry.c lists the tables. net.c and
+ * train.c drive layers only through these tables, so adding a layer is one
+ * new file, one registry line and its tests.
+ *
+ * Life of a layer:
+ *   parse:    the spec word and its arguments (argument slots below, then
+ *             ops->check for their ranges)
+ *   shape:    ops->shape sets out_shape from in_shape (BP_ESPEC for an
+ *             impossible shape) and whatever sizes the layer keeps
+ *   tensors:  ops->tensors names its parameters (trainable, in net->params
+ *             at L->offset, in the order listed) and buffers (F32 ones in
+ *             net->buffers at L->buf_offset; one I64 counter in L->count)
+ *   init:     ops->init fills its parameters and buffers
+ *   reserve:  ops->ws_bytes: its per-batch workspace (masks, argmax, saved
+ *             statistics), allocated by bp_net_reserve
+ *   prepare:  ops->prepare creates fast-path objects (oneDNN primitives) for
+ *             one batch size, in slot `slot`; ops->release frees them
+ *   forward:  y [n, out] from x [n, in]; `training` selects training-mode
+ *             behaviour (dropout masks, batch statistics)
+ *   backward: from dy [n, out]: dx [n, in] (NULL: not needed) and the
+ *             gradient of its parameters into dparam (NULL: frozen), laid
+ *             out like its parameters; x and y are the forward's input and
+ *             output. Outputs are overwritten, never accumulated.
+ * Activations are [n, per-sample shape] row-major, batch first.
+ */
+#ifndef BP_LAYER_H
+#define BP_LAYER_H
+
+#include "../internal.h"
+
+/* What the integer arguments of a spec word fill, in order. */
+enum { BP_ARG_UNITS = 1, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD };
+
+typedef struct bp_tensor_spec {
+    const char *name; /* "weight", "bias", "running_mean", ... */
+    int rank;
+    int64_t shape[4];
+    int trainable;    /* 1: parameter, 0: buffer */
+    bp_dtype dtype;
+} bp_tensor_spec;
+
+#define BP_LAYER_MAX_TENSORS 5
+
+struct bp_layer_ops {
+    const char *word;      /* spec word */
+    bp_layer_kind kind;
+    const char *usage;     /* "conv(C,K[,stride[,pad]])", for messages */
+    int n_int_min, n_int_max; /* integer arguments: how many */
+    int int_slot[4];       /* what each one fills (BP_ARG_*) */
+    int real_arg;          /* 1: one optional real argument (param) */
+    double real_def;       /* its default */
+    int parametric;        /* counted by freeze */
+    /* Argument ranges (after defaults are filled); col: the word's column. */
+    bp_status (*check)(const bp_layer_desc *d, int col, bp_error *err);
+    /* out_shape (and layer sizes) from in_shape. */
+    bp_status (*shape)(bp_layer *L, int col, bp_error *err);
+    /* Fill t[] (at most BP_LAYER_MAX_TENSORS); returns how many. NULL: none. */
+    int (*tensors)(const bp_layer *L, bp_tensor_spec *t);
+    /* Initialize parameters and buffers. relu_next: a relu or leaky_relu
+     * follows (through batchnorm, pooling and dropout). NULL: nothing. */
+    void (*init)(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng);
+    /* Bytes of per-batch workspace for `batch` samples. NULL: none. */
+    uint64_t (*ws_bytes)(const bp_layer *L, int batch);
+    /* Fast-path objects for batches of n samples in `slot`. NULL: none. */
+    void (*prepare)(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx);
+    void (*release)(bp_layer *L);
+    void (*forward)(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int training);
+    void (*backward)(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam, const bp_real *dy,
+                     const bp_real *x, const bp_real *y, int n);
+    /* Gradient check: the signature of the layer's non-smooth choices for
+     * input x (relu: the sign of each input; maxpool: the argmax) into sig,
+     * returning its size in bytes (sig NULL: the size only). NULL: smooth. */
+    size_t (*kinks)(const bp_layer *L, const bp_real *x, int n, unsigned char *sig);
+};
+
+/* Registry (registry.c). */
+const bp_layer_ops *bp_layer_ops_find(const char *word, size_t len);
+const bp_layer_ops *bp_layer_ops_of(bp_layer_kind kind);
+/* "dense(N), identity, ..." (every word's usage) into buf, for messages. */
+void bp_layer_words(char *buf, size_t size);
+
+/* The fast-path slot of batch size n, or -1 (net.c). */
+int bp_net_slot(const bp_net *net, int n);
+
+/* The families' tables. */
+extern const bp_layer_ops bp_dense_ops, bp_identity_ops, bp_sigmoid_ops, bp_tanh_ops,
+    bp_relu_ops, bp_leaky_relu_ops, bp_softmax_ops, bp_dropout_ops, bp_flatten_ops,
+    bp_conv_ops, bp_maxpool_ops, bp_avgpool_ops, bp_global_avgpool_ops, bp_batchnorm_ops;
+
+/* Shapes. */
+static inline bp_shape bp_shape3(int c, int h, int w)
+{
+    bp_shape s = {3, {c, h, w}};
+    return s;
+}
+/* "spec:1:COL: WORD needs an image input [C, H, W], got [784]" */
+bp_status bp_need_image(const bp_layer *L, int col, bp_error *err);
+
+#endif /* BP_LAYER_H */

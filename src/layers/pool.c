@@ -1,0 +1,186 @@
+/*
+ * pool.c - pooling: maxpool(K[,stride]) = torch.nn.MaxPool2d(K, stride),
+ * avgpool(K[,stride]) = AvgPool2d(K, stride) (stride defaults to K; no
+ * padding, floor mode), global_avgpool = AdaptiveAvgPool2d(1).
+ *
+ *   max:    y[n,c,i,j] = max_{p,q < K} x[n,c, i*s + p, j*s + q]
+ *   avg:    y[n,c,i,j] = 1/K^2 sum_{p,q < K} x[n,c, i*s + p, j*s + q]
+ *   global: y[n,c,0,0] = 1/(H W) sum_{h,w} x[n,c,h,w]
+ *
+ * The fast paths are oneDNN's pooling primitives (src/pool_kernels.c); max
+ * pooling's reference path keeps the argmax in the layer's workspace.
+ */
+#include "layer.h"
+#include "../cnn_kernels.h"
+
+#include <stdlib.h>
+
+typedef struct pool_fast {
+    bp_pool_prim *prim;
+    int training;
+    int used;        /* the last forward of this batch size ran the primitive */
+} pool_fast;
+
+static bp_status pool_check(const bp_layer_desc *d, int col, bp_error *err)
+{
+    if (d->kernel < 1 || d->kernel > 1024 || d->stride < 1 || d->stride > 1024)
+        return bp_fail(err, BP_ESPEC, "spec:1:%d: pooling needs 1 <= K <= 1024 and 1 <= stride "
+                       "<= 1024", col);
+    return BP_OK;
+}
+
+static bp_pool_geom pool_geom(const bp_layer *L, int n)
+{
+    bp_pool_geom g = {n, L->in_shape.dim[0], L->in_shape.dim[1], L->in_shape.dim[2],
+                      L->desc.kernel, L->desc.stride, 0, 0};
+    bp_pool_geom_init(&g);
+    return g;
+}
+
+static bp_status pool_shape(bp_layer *L, int col, bp_error *err)
+{
+    if (L->in_shape.rank != 3) return bp_need_image(L, col, err);
+    bp_pool_geom g = pool_geom(L, 1);
+    if (!bp_pool_geom_init(&g))
+        return bp_fail(err, BP_ESPEC, "spec:1:%d: %s(%d) pools its input %dx%d to nothing", col,
+                       L->ops->word, g.K, g.H, g.W);
+    L->out_shape = bp_shape3(g.C, g.OH, g.OW);
+    return BP_OK;
+}
+
+/* argmax of max pooling's reference path: int32 [n, out] */
+static uint64_t maxpool_ws(const bp_layer *L, int batch)
+{
+    return bp_mul_sat(bp_mul_sat((uint64_t)batch, (uint64_t)L->out), sizeof(int32_t));
+}
+
+static void pool_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
+{
+    (void)need_dx;
+    pool_fast *f = L->fast[slot];
+    if (f && (f->training || !training)) return;
+    if (!f) {
+        f = calloc(1, sizeof *f);
+        if (!f) return;
+        L->fast[slot] = f;
+    }
+    bp_pool_prim_free(f->prim);
+    bp_pool_geom g = pool_geom(L, n);
+    f->prim = bp_pool_prim_create(net->gemm, &g, L->kind == BP_MAXPOOL, training);
+    f->training = training && f->prim;
+}
+
+static void pool_release(bp_layer *L)
+{
+    for (int q = 0; q < BP_MM_SLOTS; q++) {
+        pool_fast *f = L->fast[q];
+        if (f) bp_pool_prim_free(f->prim);
+        free(f);
+        L->fast[q] = NULL;
+    }
+}
+
+static pool_fast *pool_fast_for(const bp_net *net, const bp_layer *L, int n)
+{
+    int q = bp_net_slot(net, n);
+    return q < 0 ? NULL : L->fast[q];
+}
+
+static void pool_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
+                         int training)
+{
+    pool_fast *f = pool_fast_for(net, L, n);
+    if (f) f->used = 0;
+    /* A training forward of max pooling must keep what its backward needs:
+     * the primitive's workspace (a training primitive) or the argmax. */
+    if (f && f->prim && (f->training || !training) && bp_pool_prim_forward(f->prim, y, x)) {
+        f->used = 1;
+        return;
+    }
+    bp_pool_geom g = pool_geom(L, n);
+    if (L->kind == BP_MAXPOOL) bp_maxpool_forward_ref(y, L->ws, x, &g);
+    else bp_avgpool_forward_ref(y, x, &g);
+}
+
+/* max: dx[n,c, argmax] += dy[n,c,i,j] for each window, 0 elsewhere;
+ * avg: dx[n,c, i*s+p, j*s+q] += dy[n,c,i,j] / K^2 for each window. */
+static void pool_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
+                          const bp_real *dy, const bp_real *x, const bp_real *y, int n)
+{
+    (void)dparam, (void)x, (void)y;
+    if (!dx) return;
+    pool_fast *f = pool_fast_for(net, L, n);
+    if (f && f->used && f->training && bp_pool_prim_backward(f->prim, dx, dy)) return;
+    bp_pool_geom g = pool_geom(L, n);
+    if (L->kind == BP_MAXPOOL) bp_maxpool_backward_ref(dx, dy, L->ws, &g);
+    else bp_avgpool_backward_ref(dx, dy, &g);
+}
+
+/* The argmax of every window, recomputed from x (the kinks of max pooling
+ * are where the argmax changes). */
+static size_t maxpool_kinks(const bp_layer *L, const bp_real *x, int n, unsigned char *sig)
+{
+    size_t m = (size_t)n * L->out * sizeof(int32_t);
+    if (!sig) return m;
+    bp_pool_geom g = pool_geom(L, n);
+    int32_t *idx = (int32_t *)(void *)sig;
+    for (int b = 0; b < g.N * g.C; b++) {
+        const bp_real *xp = x + (size_t)b * g.H * g.W;
+        for (int i = 0; i < g.OH; i++)
+            for (int j = 0; j < g.OW; j++) {
+                int best = (i * g.stride) * g.W + j * g.stride;
+                for (int p = 0; p < g.K; p++)
+                    for (int q = 0; q < g.K; q++) {
+                        int at = (i * g.stride + p) * g.W + j * g.stride + q;
+                        if (xp[at] > xp[best]) best = at;
+                    }
+                *idx++ = best;
+            }
+    }
+    return m;
+}
+
+static bp_status gap_shape(bp_layer *L, int col, bp_error *err)
+{
+    if (L->in_shape.rank != 3) return bp_need_image(L, col, err);
+    L->out_shape = bp_shape3(L->in_shape.dim[0], 1, 1);
+    return BP_OK;
+}
+
+static void gap_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
+{
+    (void)net, (void)t;
+    bp_global_avgpool_forward_ref(y, x, n, L->in_shape.dim[0], L->in_shape.dim[1],
+                                  L->in_shape.dim[2]);
+}
+
+/* dx[n,c,h,w] = dy[n,c] / (H W) */
+static void gap_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
+                         const bp_real *dy, const bp_real *x, const bp_real *y, int n)
+{
+    (void)net, (void)dparam, (void)x, (void)y;
+    if (dx)
+        bp_global_avgpool_backward_ref(dx, dy, n, L->in_shape.dim[0], L->in_shape.dim[1],
+                                       L->in_shape.dim[2]);
+}
+
+const bp_layer_ops bp_maxpool_ops = {
+    .word = "maxpool", .kind = BP_MAXPOOL, .usage = "maxpool(K[,stride])",
+    .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
+    .check = pool_check, .shape = pool_shape, .ws_bytes = maxpool_ws,
+    .prepare = pool_prepare, .release = pool_release,
+    .forward = pool_forward, .backward = pool_backward, .kinks = maxpool_kinks,
+};
+
+const bp_layer_ops bp_avgpool_ops = {
+    .word = "avgpool", .kind = BP_AVGPOOL, .usage = "avgpool(K[,stride])",
+    .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
+    .check = pool_check, .shape = pool_shape,
+    .prepare = pool_prepare, .release = pool_release,
+    .forward = pool_forward, .backward = pool_backward,
+};
+
+const bp_layer_ops bp_global_avgpool_ops = {
+    .word = "global_avgpool", .kind = BP_GLOBAL_AVGPOOL, .usage = "global_avgpool",
+    .shape = gap_shape, .forward = gap_forward, .backward = gap_backward,
+};
