@@ -313,6 +313,8 @@ typedef struct bp_data {
     bp_real *y;
     char **class_names;
     int owned;
+    bp_shape shape;   /* per-sample shape: [1, H, W] for IDX images; rank 0 (or
+                         [n_inputs]) means flat */
 } bp_data;
 
 /* Release what a reader allocated and zero the struct. Accepts NULL. */

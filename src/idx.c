@@ -184,6 +184,12 @@ static bp_status idx_decode(bp_data *out, const uint8_t *img, size_t img_size,
         for (uint64_t i = 0; i < ih->count; i++) x[i] = table[ih->data[i]];
         out->n = (int)ih->dims[0];
         out->n_inputs = (int)(ih->count / ih->dims[0]);
+        /* Images [N, H, W] have the per-sample shape [1, H, W]; [N, C, H, W]
+         * has [C, H, W]; [N, F] is flat. */
+        if (ih->ndims == 3) out->shape = (bp_shape){3, {1, (int)ih->dims[1], (int)ih->dims[2]}};
+        else if (ih->ndims == 4)
+            out->shape = (bp_shape){3, {(int)ih->dims[1], (int)ih->dims[2], (int)ih->dims[3]}};
+        else out->shape = bp_shape_flat(out->n_inputs);
         out->x = x;
         out->owned = 1;
         if (lbl) {
