@@ -2,7 +2,7 @@
  * bench_backprop.c - time libbackprop on one workload of issue 4 and print
  * one JSON line.
  *
- *   bench_backprop W1|W2|W3|W4 [--threads N] [--api step|fit] [--reps R]
+ *   bench_backprop W1|W2|W3|W4|W5|W6 [--threads N] [--api step|fit] [--reps R]
  *                  [--min-time S] [--steps N] [--batch N] [--data DIR]
  *                  [--seed N]
  *
@@ -14,6 +14,11 @@
  *     repetition = --steps (60) training steps.
  * W4  forward pass of the W1 network over the 10,000 test images in
  *     batches of 1000 (a repetition = whole passes).
+ * W5  the CNN conv(32,3,1,1) batchnorm relu maxpool(2) conv(64,3,1,1)
+ *     batchnorm relu maxpool(2) dense(128) relu dropout(0.3) dense(10) on
+ *     [1, 28, 28] Fashion-MNIST, cross-entropy, Adam(1e-3), batch 128, a
+ *     repetition = --steps (40) training steps.
+ * W6  its inference over the 10,000 test images in batches of 1000.
  *
  * --api step (default): the benchmark's own loop, the same as PyTorch's
  *     (bench_torch.py): reshuffle the indices every epoch, gather each batch
@@ -36,15 +41,37 @@ typedef struct workload {
     const char *spec;
     bp_loss loss;
     int batch;
-    int train;  /* 1: training, 0: inference (W4) */
+    int train;  /* 1: training, 0: inference (W4, W6) */
+    int image;  /* 1: samples are [1, 28, 28] images */
 } workload;
 
+#define CNN_SPEC "conv(32,3,1,1) batchnorm relu maxpool(2) conv(64,3,1,1) batchnorm relu " \
+                 "maxpool(2) dense(128) relu dropout(0.3) dense(10)"
+
 static const workload WORKLOADS[] = {
-    {"W1", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 128, 1},
-    {"W2", 10, "dense(32) tanh dense(32) tanh dense(1)", BP_LOSS_MSE, 32, 1},
-    {"W3", 784, "dense(2048) relu dense(2048) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 256, 1},
-    {"W4", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 1000, 0},
+    {"W1", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 128, 1, 0},
+    {"W2", 10, "dense(32) tanh dense(32) tanh dense(1)", BP_LOSS_MSE, 32, 1, 0},
+    {"W3", 784, "dense(2048) relu dense(2048) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 256, 1, 0},
+    {"W4", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 1000, 0, 0},
+    {"W5", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 128, 1, 1},
+    {"W6", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 1000, 0, 1},
 };
+
+/* Forward FLOPs per sample: 2 per multiply-add of the dense and conv
+ * layers (a conv's weights times its output positions). */
+static double forward_flops(const bp_net *net)
+{
+    double f = 0;
+    for (int i = 0; i < bp_net_layers(net); i++) {
+        bp_layer_desc d = bp_net_layer(net, i);
+        if (d.kind != BP_DENSE && d.kind != BP_CONV) continue;
+        double weights = (double)bp_net_layer_param_count(net, i) - d.units;
+        bp_shape s = bp_net_layer_shape(net, i);
+        double positions = d.kind == BP_CONV ? (double)s.dim[1] * s.dim[2] : 1;
+        f += 2 * weights * positions;
+    }
+    return f;
+}
 
 static void die(const char *what, const bp_error *e)
 {
@@ -55,7 +82,7 @@ static void die(const char *what, const bp_error *e)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_backprop W1|W2|W3|W4 [--threads N] [--api step|fit] [--reps R]\n"
+            "usage: bench_backprop W1|W2|W3|W4|W5|W6 [--threads N] [--api step|fit] [--reps R]\n"
             "                      [--min-time S] [--steps N] [--batch N] [--data DIR] [--seed N]\n");
     exit(2);
 }
@@ -127,7 +154,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], WORKLOADS[i].name)) w = &WORKLOADS[i];
     if (!w) usage();
 
-    int threads = 1, reps = 3, steps_per_rep = 60, batch = w->batch;
+    int threads = 1, reps = 3, steps_per_rep = strcmp(w->name, "W5") ? 60 : 40, batch = w->batch;
     double min_time = 1.0;
     const char *api = "step";
     const char *dir = getenv("BP_BENCH_DATA") ? getenv("BP_BENCH_DATA") : BENCH_DEFAULT_DATA;
@@ -178,10 +205,12 @@ int main(int argc, char **argv)
     }
 
     bp_net *net;
-    if (bp_net_create(&net, w->inputs, w->spec, seed, &e)) die("bp_net_create", &e);
+    bp_shape in = w->image ? (bp_shape){3, {1, 28, 28}} : bp_shape_flat(w->inputs);
+    if (bp_net_create_shaped(&net, in, w->spec, seed, &e)) die("bp_net_create", &e);
     size_t params = bp_net_param_count(net);
-    /* FLOPs per sample: 2 per weight forward, 6 for a training step. */
-    double flop_per_sample = (w->train ? 6.0 : 2.0) * (double)params;
+    /* FLOPs per sample: the forward's, 3 times that for a training step
+     * (forward, input gradient, weight gradient). */
+    double flop_per_sample = (w->train ? 3.0 : 1.0) * forward_flops(net);
 
     double rate[BENCH_MAX_REPS], step_rate[BENCH_MAX_REPS], secs[BENCH_MAX_REPS];
     double last_loss = NAN;
@@ -212,7 +241,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < d.n; i++) L.perm[i] = i;
         L.pos = d.n;
 
-        int w3 = !strcmp(w->name, "W3");
+        int w3 = !strcmp(w->name, "W3") || !strcmp(w->name, "W5"); /* step blocks */
         long ws = 0, wn = 0;
         bp_fit_result fr;
         /* Warm-up: one unit (W3: 3 steps), so every GEMM shape has run once. */
