@@ -5,11 +5,17 @@
  * Usage: test_safetensors                 run the tests
  *        test_safetensors --write-interop DIR
  *            write DIR/c_model.safetensors and DIR/c_model_io.txt (a model
- *            whose spec uses every layer kind, and its outputs on fixed
- *            inputs) for tools/torch_interop.py to load into PyTorch.
+ *            whose spec uses every dense-network layer kind, and its outputs
+ *            on fixed inputs), and DIR/c_cnn.safetensors and DIR/c_cnn_io.txt
+ *            (a CNN with every image layer kind and three batchnorms,
+ *            trained 3 steps so that its running statistics and
+ *            num_batches_tracked are not the defaults) for
+ *            tools/torch_interop.py to load into PyTorch.
  *
- * The PyTorch fixture tests/fixtures/torch_model.safetensors and its
- * outputs torch_model_io.txt are made by `tools/torch_interop.py fixture`.
+ * The PyTorch fixtures tests/fixtures/torch_model.safetensors and
+ * torch_cnn.safetensors (a torch-saved CNN state dict, num_batches_tracked
+ * as I64) and their outputs torch_model_io.txt and torch_cnn_io.txt are
+ * made by `tools/torch_interop.py fixture`.
  */
 #include "backprop.h"
 #include "check.h"
@@ -993,6 +999,65 @@ static void test_torch_fixture(void)
     free(y);
 }
 
+/* The CNN of tools/torch_interop.py (CNN_SPEC on CNN_SHAPE), both ways. */
+static const char *INTEROP_CNN_SPEC =
+    "conv(4,3,2,1) batchnorm relu maxpool(3,2) conv(6,3,1,1) relu avgpool(2) "
+    "conv(8,3,1,1) batchnorm tanh global_avgpool flatten dropout(0.25) dense(10) "
+    "batchnorm relu dense(4)";
+static const bp_shape INTEROP_CNN_SHAPE = {3, {3, 20, 20}};
+
+/* PyTorch -> C for a CNN: a torch state dict with running statistics and
+ * I64 num_batches_tracked (7 training-mode batches in torch) loads into a
+ * net built from the same spec and predicts what torch's eval() did. */
+static void test_torch_cnn_fixture(void)
+{
+    const char *model = BP_SOURCE_DIR "/tests/fixtures/torch_cnn.safetensors";
+    const char *io = BP_SOURCE_DIR "/tests/fixtures/torch_cnn_io.txt";
+    int n, in, out;
+    double *x = NULL, *y = NULL;
+    CHECK(read_io(io, &n, &in, &out, &x, &y) == 0, "read %s", io);
+    if (!x) return;
+    CHECK(in == (int)bp_shape_size(INTEROP_CNN_SHAPE) && out == 4, "fixture widths %d %d", in,
+          out);
+    bp_error err = {0};
+    bp_net *net = NULL;
+    bp_status s = bp_net_create_shaped(&net, INTEROP_CNN_SHAPE, INTEROP_CNN_SPEC, 0, &err);
+    CHECK(s == BP_OK, "%s", err.message);
+    if (s == BP_OK && in == (int)bp_shape_size(INTEROP_CNN_SHAPE) && out == 4) {
+        s = bp_net_load_weights(net, model, &err);
+        CHECK(s == BP_OK, "load_weights torch CNN: %s", err.message);
+        int counters = 0;
+        for (int j = 0; j < bp_net_tensor_count(net); j++) {
+            bp_tensor t;
+            if (!bp_net_tensor(net, j, &t) || t.dtype != BP_DTYPE_I64) continue;
+            counters++;
+            CHECK(t.i64[0] == 7, "torch CNN: %s = %lld, torch says 7", t.name,
+                  (long long)t.i64[0]);
+        }
+        CHECK(counters == 3, "torch CNN: %d num_batches_tracked, expected 3", counters);
+        bp_real *xb = malloc(sizeof(bp_real) * (size_t)n * (size_t)in);
+        bp_real *yb = malloc(sizeof(bp_real) * (size_t)n * (size_t)out);
+        CHECK(xb && yb, "out of memory");
+        if (xb && yb) {
+            for (long i = 0; i < (long)n * in; i++) xb[i] = (bp_real)x[i];
+            CHECK(bp_forward(net, xb, n, yb, &err) == BP_OK, "%s", err.message);
+            double worst = 0;
+            for (long i = 0; i < (long)n * out; i++) {
+                double d = fabs((double)yb[i] - y[i]);
+                if (d > worst || d != d) worst = d;
+            }
+            printf("torch CNN -> C: max |C - torch| = %.3g over %d outputs (tolerance 1e-5)\n",
+                   worst, n * out);
+            CHECK(worst <= 1e-5, "torch CNN outputs differ by %g (tolerance 1e-5)", worst);
+        }
+        free(xb);
+        free(yb);
+    }
+    bp_net_free(net);
+    free(x);
+    free(y);
+}
+
 /* Spec using every layer kind, so the state-dict indices are non-trivial. */
 static const char *INTEROP_SPEC =
     "dense(16) relu dropout(0.25) dense(12) leaky_relu(0.1) dense(10) tanh dense(8) sigmoid "
@@ -1040,9 +1105,71 @@ static int write_interop(const char *dir)
     return bad;
 }
 
+/* The CNN for tools/torch_interop.py: trained 3 momentum steps on random
+ * data (running statistics, num_batches_tracked 3), saved, and its
+ * outputs on fixed inputs written. Returns non-zero on failure. */
+static int write_interop_cnn(const char *dir)
+{
+    enum { N = 8, OUT = 4, STEPS = 3 };
+    const int IN = (int)bp_shape_size(INTEROP_CNN_SHAPE);
+    bp_error err = {0};
+    bp_net *net = NULL;
+    bp_trainer *tr = NULL;
+    bp_real *x = malloc(sizeof(bp_real) * (size_t)N * (size_t)IN);
+    bp_real y[N * OUT], labels[N];
+    int bad = 1;
+    FILE *f = NULL;
+    char path[1024];
+    if (!x) return 1;
+    if (bp_net_create_shaped(&net, INTEROP_CNN_SHAPE, INTEROP_CNN_SPEC, 42, &err) != BP_OK)
+        goto out;
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_MOMENTUM);
+    cfg.lr = 0.05;
+    cfg.loss = BP_LOSS_CROSS_ENTROPY;
+    cfg.seed = 3;
+    if (bp_trainer_create(&tr, net, &cfg, N, &err) != BP_OK) goto out;
+    uint64_t r = 11;
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < N * IN; i++) x[i] = (bp_real)(4 * urand(&r) - 1.5);
+        for (int i = 0; i < N; i++) labels[i] = (bp_real)(i % OUT);
+        if (bp_train_step(tr, x, labels, N, NULL, &err) != BP_OK) goto out;
+    }
+    bp_net_set_meta(net, "task", "classify", NULL);
+    snprintf(path, sizeof path, "%s/c_cnn.safetensors", dir);
+    if (bp_net_save(net, path, &err) != BP_OK) goto out;
+    for (int i = 0; i < N * IN; i++) x[i] = (bp_real)(4 * urand(&r) - 1.5);
+    if (bp_forward(net, x, N, y, &err) != BP_OK) goto out;
+    snprintf(path, sizeof path, "%s/c_cnn_io.txt", dir);
+    f = fopen(path, "w");
+    if (!f) {
+        snprintf(err.message, sizeof err.message, "%.400s: cannot open", path);
+        goto out;
+    }
+    fprintf(f, "# written by test_safetensors --write-interop: the CNN %s on [3, 20, 20] "
+            "after %d training steps; inputs (C*H*W) then outputs per row\n",
+            INTEROP_CNN_SPEC, STEPS);
+    fprintf(f, "%d %d %d\n", N, IN, OUT);
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < IN; k++) fprintf(f, "%.9g ", (double)x[i * IN + k]);
+        for (int k = 0; k < OUT; k++) fprintf(f, "%s%.9g", k ? " " : "", (double)y[i * OUT + k]);
+        fputc('\n', f);
+    }
+    bad = fclose(f) != 0;
+    f = NULL;
+    if (!bad) printf("wrote %s/c_cnn.safetensors and %s\n", dir, path);
+out:
+    if (bad && err.message[0]) fprintf(stderr, "%s\n", err.message);
+    bp_trainer_free(tr);
+    bp_net_free(net);
+    free(x);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--write-interop") == 0) return write_interop(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--write-interop") == 0)
+        return write_interop(argv[2]) || write_interop_cnn(argv[2]);
     snprintf(g_dir, sizeof g_dir, "st_tmp_XXXXXX");
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -1055,6 +1182,7 @@ int main(int argc, char **argv)
     test_paths();
     test_atomic();
     test_torch_fixture();
+    test_torch_cnn_fixture();
 
     /* Clean the scratch directory. */
     DIR *d = opendir(g_dir);

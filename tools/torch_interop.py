@@ -11,10 +11,18 @@ Two directions:
       PyTorch -> C. Builds nn.Sequential(nn.Linear(4, 8), nn.ReLU(),
       nn.Linear(8, 3)) with torch.manual_seed(0), writes its state_dict to
       torch_model.safetensors (a plain state dict: no spec metadata) and its
-      outputs on fixed inputs to torch_model_io.txt. tests/test_safetensors.c
-      loads it with bp_net_load_weights and compares. Run it only when the
-      fixture must change (the files are committed); the output is
-      deterministic for a given torch version.
+      outputs on fixed inputs to torch_model_io.txt. Then the same for a
+      CNN (CNN_SPEC on CNN_SHAPE, built by build_sequential: Conv2d,
+      BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, Tanh, AdaptiveAvgPool2d,
+      Flatten, Dropout, Linear, BatchNorm1d) whose batchnorms got random
+      weight and bias and ran CNN_TRAIN_BATCHES training-mode forwards, so
+      running_mean, running_var and num_batches_tracked (int64, written as
+      I64) are not torch's defaults: torch_cnn.safetensors and
+      torch_cnn_io.txt (inputs flattened C*H*W per row; eval() outputs).
+      tests/test_safetensors.c loads both with bp_net_load_weights and
+      compares. Run it only when the fixture must change (the files are
+      committed); the output is deterministic for a given torch version
+      (the float32 outputs may differ in their last bits on another CPU).
 
   /usr/bin/python3 tools/torch_interop.py check MODEL IO
   /usr/bin/python3 tools/torch_interop.py check --writer TEST_BINARY [--workdir DIR]
@@ -22,11 +30,33 @@ Two directions:
       file of inputs and the C library's outputs (IO; first line "n in out",
       then one row of inputs followed by outputs per sample, '#' comments
       allowed). With --writer, runs `TEST_BINARY --write-interop DIR` (the
-      test_safetensors binary) to produce DIR/c_model.safetensors and
-      DIR/c_model_io.txt first. Rebuilds the nn.Sequential from the "spec"
-      metadata, loads the tensors with load_state_dict(strict=True), runs it
-      in eval() mode and compares to 1e-5. Exits non-zero on any mismatch.
+      test_safetensors binary) to produce DIR/c_model.safetensors,
+      DIR/c_model_io.txt, DIR/c_cnn.safetensors and DIR/c_cnn_io.txt first,
+      and checks both models. Rebuilds the nn.Sequential from the "spec" and
+      "input_shape" metadata (per-sample shape "C,H,W"; absent: flat
+      "inputs"), loads the tensors with load_state_dict(strict=True)
+      (batchnorm's num_batches_tracked is I64 in the file, int64 in torch),
+      runs it in eval() mode and compares to 1e-5. For a model with
+      batchnorms it also checks that the running statistics are not
+      torch's defaults and that they matter (with reset statistics the
+      outputs move by more than 1e-3). Exits non-zero on any mismatch.
       ctest runs this (test "torch_interop") when torch is installed.
+
+Spec words -> modules (shared/DESIGN.md): dense(N) Linear(in, N);
+conv(C,K[,s[,p]]) Conv2d(in_ch, C, K, stride=s, padding=p); maxpool(K[,s])
+MaxPool2d(K, s) and avgpool(K[,s]) AvgPool2d(K, s) (s defaults to K);
+global_avgpool AdaptiveAvgPool2d(1); flatten Flatten(); batchnorm
+BatchNorm2d(C) on [C, H, W], BatchNorm1d(F) on [F]; dropout(p) Dropout(p);
+the activations; softmax Softmax(dim=-1).
+
+Loading a backprop CNN in your own code (what `check` does):
+
+    tensors, meta, _ = read_safetensors("model.safetensors")
+    shape = [int(d) for d in meta["input_shape"].split(",")]
+    model = build_sequential(meta["spec"], int(meta["inputs"]), shape)
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    y = model(x)          # x [n, C, H, W] float32
 """
 import argparse
 import json
@@ -48,9 +78,10 @@ TOL = 1e-5
 # --------------------------------------------------------------------------
 
 def read_safetensors(path):
-    """Return (tensors dict name -> torch.Tensor, metadata dict), checking the
-    layout backprop promises: header padded to 8 bytes, F32 tensors whose
-    offsets are contiguous in header order."""
+    """Return (tensors dict name -> torch.Tensor, metadata dict, header
+    length), checking the layout backprop promises: F32 tensors (and I64:
+    batchnorm's num_batches_tracked, shape []) whose offsets are contiguous
+    in header order."""
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 8:
@@ -64,32 +95,36 @@ def read_safetensors(path):
     tensors = {}
     expect = 0
     for name, info in header.items():
-        if info["dtype"] != "F32":
+        dtypes = {"F32": ("<f4", np.float32), "I64": ("<i8", np.int64)}
+        if info["dtype"] not in dtypes:
             raise ValueError(f"{path}: tensor {name}: dtype {info['dtype']}")
+        raw_dtype, np_dtype = dtypes[info["dtype"]]
         begin, end = info["data_offsets"]
         shape = info["shape"]
         count = int(np.prod(shape)) if shape else 1
-        if end - begin != 4 * count or end > len(data):
+        if end - begin != np.dtype(raw_dtype).itemsize * count or end > len(data):
             raise ValueError(f"{path}: tensor {name}: bad offsets {begin}, {end}")
         if begin != expect:
             raise ValueError(f"{path}: tensor {name}: offsets not contiguous")
         expect = end
-        arr = np.frombuffer(data, dtype="<f4", count=count, offset=begin).reshape(shape)
-        tensors[name] = torch.from_numpy(arr.astype(np.float32).copy())
+        arr = np.frombuffer(data, dtype=raw_dtype, count=count, offset=begin).reshape(shape)
+        tensors[name] = torch.from_numpy(arr.astype(np_dtype).copy())
     return tensors, meta, n
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Write a dict name -> tensor as F32 safetensors, data in dict order."""
+    """Write a dict name -> tensor as safetensors, data in dict order: int64
+    tensors (num_batches_tracked) as I64, everything else as F32."""
     header = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     chunks = []
     offset = 0
     for name, t in tensors.items():
-        arr = t.detach().cpu().contiguous().numpy().astype("<f4")
+        i64 = t.dtype == torch.int64
+        arr = t.detach().cpu().contiguous().numpy().astype("<i8" if i64 else "<f4")
         b = arr.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape),
+        header[name] = {"dtype": "I64" if i64 else "F32", "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(b)]}
         chunks.append(b)
         offset += len(b)
@@ -128,18 +163,55 @@ def read_io(path):
 WORD = re.compile(r"^([a-z_]+)(?:\(\s*([^)]*?)\s*\))?$")
 
 
-def build_sequential(spec, inputs):
+def build_sequential(spec, inputs, input_shape=None):
+    """nn.Sequential of a stored spec, on per-sample inputs of shape
+    `input_shape` ([C, H, W]; None: flat [inputs]). The module indices are
+    the spec's layer indices (the stored spec spells every flatten)."""
     layers = []
-    width = inputs
+    shape = tuple(input_shape) if input_shape else (inputs,)
     for word in spec.split():
         m = WORD.match(word)
         if not m:
             raise ValueError(f"spec word {word!r} does not parse")
         kind, arg = m.group(1), m.group(2)
+        args = [a.strip() for a in arg.split(",")] if arg else []
         if kind == "dense":
             units = int(arg)
-            layers.append(nn.Linear(width, units))
-            width = units
+            if len(shape) == 3:
+                raise ValueError(f"spec word {word!r} on an image {list(shape)}: no flatten")
+            layers.append(nn.Linear(shape[-1], units))
+            shape = shape[:-1] + (units,)
+        elif kind == "conv":
+            if len(shape) != 3:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: not an image")
+            c, k = int(args[0]), int(args[1])
+            stride = int(args[2]) if len(args) > 2 else 1
+            pad = int(args[3]) if len(args) > 3 else 0
+            layers.append(nn.Conv2d(shape[0], c, k, stride=stride, padding=pad))
+            shape = (c, (shape[1] + 2 * pad - k) // stride + 1,
+                     (shape[2] + 2 * pad - k) // stride + 1)
+        elif kind in ("maxpool", "avgpool"):
+            if len(shape) != 3:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: not an image")
+            k = int(args[0])
+            stride = int(args[1]) if len(args) > 1 else k
+            layers.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(k, stride))
+            shape = (shape[0], (shape[1] - k) // stride + 1, (shape[2] - k) // stride + 1)
+        elif kind == "global_avgpool":
+            if len(shape) != 3:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: not an image")
+            layers.append(nn.AdaptiveAvgPool2d(1))
+            shape = (shape[0], 1, 1)
+        elif kind == "flatten":
+            layers.append(nn.Flatten())
+            shape = (int(np.prod(shape)),)
+        elif kind == "batchnorm":
+            if len(shape) == 3:
+                layers.append(nn.BatchNorm2d(shape[0], eps=1e-5, momentum=0.1))
+            elif len(shape) == 1:
+                layers.append(nn.BatchNorm1d(shape[0], eps=1e-5, momentum=0.1))
+            else:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: no PyTorch mapping")
         elif kind == "relu":
             layers.append(nn.ReLU())
         elif kind == "leaky_relu":
@@ -149,28 +221,59 @@ def build_sequential(spec, inputs):
         elif kind == "tanh":
             layers.append(nn.Tanh())
         elif kind == "softmax":
-            layers.append(nn.Softmax(dim=1))
+            layers.append(nn.Softmax(dim=-1))
         elif kind == "dropout":
             layers.append(nn.Dropout(float(arg) if arg else 0.5))
         elif kind == "identity":
             layers.append(nn.Identity())
         else:
             raise ValueError(f"spec word {word!r}: no PyTorch mapping")
+        if min(shape) < 1:
+            raise ValueError(f"spec word {word!r}: output shape {list(shape)}")
     return nn.Sequential(*layers)
+
+
+def parse_shape(text):
+    """ "3,20,20" -> [3, 20, 20] (None for None)."""
+    return [int(d) for d in text.split(",")] if text else None
 
 
 # --------------------------------------------------------------------------
 # commands
 # --------------------------------------------------------------------------
 
+# The CNN of both directions: every image layer kind, batchnorm on images
+# and on features, pool strides other than K, conv padding and stride.
+CNN_SPEC = ("conv(4,3,2,1) batchnorm relu maxpool(3,2) conv(6,3,1,1) relu avgpool(2) "
+            "conv(8,3,1,1) batchnorm tanh global_avgpool flatten dropout(0.25) dense(10) "
+            "batchnorm relu dense(4)")
+CNN_SHAPE = (3, 20, 20)
+CNN_TRAIN_BATCHES = 7
+
+
+def stats_matter(model, x):
+    """Largest change of the eval() outputs on x when every batchnorm's
+    running statistics are reset to torch's defaults (0 without batchnorm)."""
+    bns = [m for m in model if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    if not bns:
+        return 0.0
+    import copy
+    other = copy.deepcopy(model)
+    for m in other:
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.reset_running_stats()
+    with torch.no_grad():
+        return float((model(x) - other(x)).abs().max())
+
+
 def cmd_fixture(args):
+    os.makedirs(args.out_dir, exist_ok=True)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     x = torch.randn(8, 4) * 1.5
     model.eval()
     with torch.no_grad():
         y = model(x)
-    os.makedirs(args.out_dir, exist_ok=True)
     mpath = os.path.join(args.out_dir, "torch_model.safetensors")
     iopath = os.path.join(args.out_dir, "torch_model_io.txt")
     write_safetensors(mpath, model.state_dict())
@@ -182,22 +285,44 @@ def cmd_fixture(args):
     for k, v in model.state_dict().items():
         assert torch.equal(back[k], v), k
     print(f"wrote {mpath} and {iopath}")
+
+    # The CNN: random batchnorm affine parameters, running statistics from
+    # training-mode forwards (under no_grad: only the buffers change).
+    torch.manual_seed(1)
+    model = build_sequential(CNN_SPEC, int(np.prod(CNN_SHAPE)), CNN_SHAPE)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features))
+                m.bias.copy_(0.2 * torch.randn(m.num_features))
+        model.train()
+        for _ in range(CNN_TRAIN_BATCHES):
+            model(torch.randn((16,) + CNN_SHAPE) * 2 + 0.5)
+    model.eval()
+    x = torch.randn((8,) + CNN_SHAPE) * 2 + 0.5
+    with torch.no_grad():
+        y = model(x)
+    moved = stats_matter(model, x)
+    assert moved > 1e-2, f"running statistics barely matter ({moved})"
+    mpath = os.path.join(args.out_dir, "torch_cnn.safetensors")
+    iopath = os.path.join(args.out_dir, "torch_cnn_io.txt")
+    state = model.state_dict()
+    assert state["1.num_batches_tracked"].dtype == torch.int64
+    write_safetensors(mpath, state)
+    write_io(iopath, x.reshape(x.shape[0], -1).numpy(), y.numpy(),
+             "tools/torch_interop.py fixture: build_sequential(\"%s\") on [%s], seed 1, "
+             "%d training-mode batches; inputs (C*H*W per row) then eval() outputs per row"
+             % (CNN_SPEC, ", ".join(str(d) for d in CNN_SHAPE), CNN_TRAIN_BATCHES))
+    back, _, _ = read_safetensors(mpath)
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+    print(f"wrote {mpath} and {iopath} (reset running statistics move the outputs "
+          f"by {moved:.3g})")
     return 0
 
 
-def cmd_check(args):
-    if args.writer:
-        workdir = args.workdir or os.getcwd()
-        os.makedirs(workdir, exist_ok=True)
-        subprocess.run([args.writer, "--write-interop", workdir], check=True)
-        model_path = os.path.join(workdir, "c_model.safetensors")
-        io_path = os.path.join(workdir, "c_model_io.txt")
-    else:
-        if not args.model or not args.io:
-            print("check: give MODEL IO or --writer BINARY", file=sys.stderr)
-            return 2
-        model_path, io_path = args.model, args.io
-
+def check_model(model_path, io_path):
+    """Load one C-saved model into torch and compare; returns failures."""
     tensors, meta, hlen = read_safetensors(model_path)
     failures = []
     if hlen % 8:
@@ -206,23 +331,63 @@ def cmd_check(args):
         failures.append(f"format metadata {meta.get('format')!r}")
     spec, inputs = meta.get("spec"), meta.get("inputs")
     if spec is None or inputs is None:
-        print(f"{model_path}: no spec/inputs metadata", file=sys.stderr)
-        return 1
-    model = build_sequential(spec, int(inputs))
+        return [f"{model_path}: no spec/inputs metadata"]
+    shape = parse_shape(meta.get("input_shape"))
+    model = build_sequential(spec, int(inputs), shape)
     # Strict: every key present with the right shape, nothing extra.
     model.load_state_dict(tensors, strict=True)
     model.eval()
     x, y_c = read_io(io_path)
+    xt = torch.tensor(x, dtype=torch.float32)
+    if shape:
+        xt = xt.reshape([xt.shape[0]] + shape)
     with torch.no_grad():
-        y_t = model(torch.tensor(x, dtype=torch.float32)).double().numpy()
+        y_t = model(xt).double().numpy()
+    name = os.path.basename(model_path)
     if y_t.shape != y_c.shape:
-        failures.append(f"output shape {y_t.shape} vs C {y_c.shape}")
+        failures.append(f"{name}: output shape {y_t.shape} vs C {y_c.shape}")
     else:
         worst = float(np.max(np.abs(y_t - y_c)))
         if not worst <= TOL:
-            failures.append(f"outputs differ by {worst:.3g} (tolerance {TOL})")
-        print(f"spec: {spec}\nkeys: {', '.join(tensors)}\n"
-              f"max |torch - C| = {worst:.3g} over {y_c.size} outputs")
+            failures.append(f"{name}: outputs differ by {worst:.3g} (tolerance {TOL})")
+        print(f"{name}: spec: {spec}\n  input_shape: {shape or [int(inputs)]}\n"
+              f"  keys: {', '.join(tensors)}\n"
+              f"  max |torch - C| = {worst:.3g} over {y_c.size} outputs (tolerance {TOL})")
+    bns = [(i, m) for i, m in enumerate(model)
+           if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for i, m in bns:
+        counter = tensors[f"{i}.num_batches_tracked"]
+        if counter.dtype != torch.int64 or m.num_batches_tracked.dtype != torch.int64:
+            failures.append(f"{name}: {i}.num_batches_tracked is {counter.dtype}")
+        if not (torch.all(m.running_var != 1) and torch.all(m.running_mean != 0)
+                and int(m.num_batches_tracked) > 0):
+            failures.append(f"{name}: batchnorm {i} has default running statistics: "
+                            "the check would not see them")
+        print(f"  {i}: {type(m).__name__}({m.num_features}) num_batches_tracked "
+              f"{int(m.num_batches_tracked)}, running_var {m.running_var[:3].tolist()}...")
+    if bns:
+        moved = stats_matter(model, xt)
+        print(f"  reset running statistics move the outputs by {moved:.3g}")
+        if not moved > 1e-3:
+            failures.append(f"{name}: the running statistics do not matter ({moved:.3g})")
+    return failures
+
+
+def cmd_check(args):
+    if args.writer:
+        workdir = args.workdir or os.getcwd()
+        os.makedirs(workdir, exist_ok=True)
+        subprocess.run([args.writer, "--write-interop", workdir], check=True)
+        pairs = [(os.path.join(workdir, f"{m}.safetensors"), os.path.join(workdir, f"{m}_io.txt"))
+                 for m in ("c_model", "c_cnn")]
+    else:
+        if not args.model or not args.io:
+            print("check: give MODEL IO or --writer BINARY", file=sys.stderr)
+            return 2
+        pairs = [(args.model, args.io)]
+    failures = []
+    for model_path, io_path in pairs:
+        failures += check_model(model_path, io_path)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     print("torch_interop: " + ("FAILED" if failures else "ok"))
