@@ -223,6 +223,10 @@ def main():
         if w in CNN and gemm2:
             print("    %%gemm2: GFLOP/s as a share of the oneDNN GEMM rate at 2 threads (W3's "
                   "GEMMs, %.1f GFLOP/s)" % gemm2)
+            if 1 in gemm and gemm2 < gemm[1]["gflops"]:
+                print("    WARNING: the 2-thread GEMM rate is below the 1-thread rate (%.1f): the "
+                      "machine was busy, so %%gemm2 is not meaningful in this run"
+                      % gemm[1]["gflops"])
         versions = sorted({r.get("torch") for r in get("torch", w) if not r.get("compile")})
         if len(versions) > 1:
             bv = [best([r for r in get("torch", w) if r.get("torch") == v and not r.get("compile")],
