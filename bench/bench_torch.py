@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """bench_torch.py - time PyTorch (CPU) on one workload of issue 4, print one JSON line.
 
-    bench_torch.py W1|W2|W3|W4 [--threads N] [--reps R] [--min-time S]
+    bench_torch.py W1|W2|W3|W4|W5|W6 [--threads N] [--reps R] [--min-time S]
                    [--steps N] [--batch N] [--data DIR] [--seed N] [--foreach 0|1]
+                   [--compile 0|1]
 
 The same networks, losses, batches and Adam(lr=1e-3) as bench_backprop:
   W1 784-256-128-10 relu, CrossEntropyLoss, batch 128, the 60,000 training images;
@@ -10,10 +11,21 @@ The same networks, losses, batches and Adam(lr=1e-3) as bench_backprop:
      bench_common.h (same generator, same values);
   W3 784-2048-2048-10 relu, CrossEntropyLoss, batch 256, --steps steps per repetition;
   W4 the W1 network in eval() under torch.no_grad(), batches of 1000 over the
+     10,000 test images;
+  W5 the CNN of W5_SPEC on the training images as [1, 28, 28], CrossEntropyLoss,
+     batch 128, --steps steps (default 40) per repetition;
+  W6 the W5 network in eval() under torch.no_grad(), batches of 1000 over the
      10,000 test images.
-Weights are re-initialized like backprop's default: He uniform U(+-sqrt(6/in))
-for a Linear followed by ReLU, Xavier uniform U(+-sqrt(6/(in+out))) otherwise,
-biases zero (torch's own Linear default is different).
+Weights are re-initialized like backprop's default: He uniform U(+-sqrt(6/fan_in))
+for a Linear or Conv2d followed (through batchnorm, pooling, dropout, flatten)
+by ReLU, Xavier uniform U(+-sqrt(6/(fan_in+fan_out))) otherwise (conv: fan_in =
+in_ch*K*K, fan_out = out_ch*K*K), biases zero, batchnorm weight 1 and bias 0
+(torch's own Linear/Conv2d default is different).
+FLOPs: W1-W4 6 (training) or 2 (inference) x parameters per sample; W5/W6
+count the conv and dense multiply-adds (MACs): 2 x MACs forward, 3 x that for
+training; pooling, batchnorm, relu and dropout are not counted.
+--compile 1 wraps the model in torch.compile (torch >= 2; compiled during the
+warm-up); if that fails the script prints why and exits with status 3.
 The loop is the usual one: every epoch torch.randperm, then per batch
 x[idx], y[idx] (a gather), zero_grad(set_to_none=True), forward, loss,
 backward, step. The data are float32 tensors in memory before timing.
@@ -40,16 +52,23 @@ import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
+import re  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+W5_SPEC = ("conv(32,3,1,1) batchnorm relu maxpool(2) conv(64,3,1,1) batchnorm relu maxpool(2) "
+           "flatten dense(128) relu dropout(0.3) dense(10)")
+SKIP = 3  # exit status: this configuration cannot run here (e.g. no torch.compile)
 
 WORKLOADS = {
     "W1": dict(sizes=[784, 256, 128, 10], act="relu", loss="ce", batch=128, train=True),
     "W2": dict(sizes=[10, 32, 32, 1], act="tanh", loss="mse", batch=32, train=True),
     "W3": dict(sizes=[784, 2048, 2048, 10], act="relu", loss="ce", batch=256, train=True),
     "W4": dict(sizes=[784, 256, 128, 10], act="relu", loss="ce", batch=1000, train=False),
+    "W5": dict(spec=W5_SPEC, shape=(1, 28, 28), loss="ce", batch=128, train=True, steps=40),
+    "W6": dict(spec=W5_SPEC, shape=(1, 28, 28), loss="ce", batch=1000, train=False),
 }
 
 
@@ -116,21 +135,86 @@ def build(sizes, act):
     return torch.nn.Sequential(*layers)
 
 
+def build_spec(spec, shape):
+    """nn.Sequential of a backprop spec (conv, batchnorm, relu, maxpool,
+    avgpool, flatten, dense, dropout) on per-sample `shape`, initialized like
+    backprop's default; returns it and the multiply-adds of its conv and
+    dense layers per sample."""
+    words = spec.split()
+    layers, macs, shape = [], 0, tuple(shape)
+    for i, word in enumerate(words):
+        m = re.match(r"^([a-z_]+)(?:\(([^)]*)\))?$", word)
+        name, args = m.group(1), [float(a) for a in m.group(2).split(",")] if m.group(2) else []
+        if name in ("conv", "dense"):
+            if name == "conv":
+                c_out, k = int(args[0]), int(args[1])
+                stride = int(args[2]) if len(args) > 2 else 1
+                pad = int(args[3]) if len(args) > 3 else 0
+                mod = torch.nn.Conv2d(shape[0], c_out, k, stride=stride, padding=pad)
+                oh = (shape[1] + 2 * pad - k) // stride + 1
+                ow = (shape[2] + 2 * pad - k) // stride + 1
+                macs += c_out * oh * ow * shape[0] * k * k
+                shape = (c_out, oh, ow)
+            else:
+                mod = torch.nn.Linear(shape[0], int(args[0]))
+                macs += shape[0] * int(args[0])
+                shape = (int(args[0]),)
+            nxt = next((w for w in words[i + 1:] if not re.match(
+                r"^(batchnorm|maxpool|avgpool|global_avgpool|dropout|flatten)\b", w)), "")
+            with torch.no_grad():
+                if re.match(r"^(relu|leaky_relu)\b", nxt):  # He uniform: sqrt(6 / fan_in)
+                    torch.nn.init.kaiming_uniform_(mod.weight, nonlinearity="relu")
+                else:  # Xavier uniform: sqrt(6 / (fan_in + fan_out))
+                    torch.nn.init.xavier_uniform_(mod.weight)
+                mod.bias.zero_()
+        elif name == "batchnorm":
+            mod = (torch.nn.BatchNorm2d if len(shape) == 3 else torch.nn.BatchNorm1d)(shape[0])
+        elif name == "relu":
+            mod = torch.nn.ReLU()
+        elif name in ("maxpool", "avgpool"):
+            k = int(args[0])
+            stride = int(args[1]) if len(args) > 1 else k
+            mod = (torch.nn.MaxPool2d if name == "maxpool" else torch.nn.AvgPool2d)(k, stride)
+            shape = (shape[0], (shape[1] - k) // stride + 1, (shape[2] - k) // stride + 1)
+        elif name == "flatten":
+            mod = torch.nn.Flatten()
+            shape = (int(np.prod(shape)),)
+        elif name == "dropout":
+            mod = torch.nn.Dropout(args[0])
+        else:
+            raise SystemExit(f"bench_torch: unknown spec word {word}")
+        layers.append(mod)
+    return torch.nn.Sequential(*layers), macs
+
+
+def compile_failed(a, e):
+    """After an exception in the warm-up: skip (exit 3) if it came from
+    torch.compile, else re-raise."""
+    if not a.compile:
+        raise e
+    msg = str(e).strip().splitlines()
+    print("bench_torch: torch.compile failed: %s: %s" % (type(e).__name__, msg[0] if msg else ""),
+          file=sys.stderr)
+    sys.exit(SKIP)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("workload", choices=sorted(WORKLOADS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=1.0)
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=0, help="W3 (60) / W5 (40) steps per repetition")
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--data", default=os.environ.get("BP_BENCH_DATA", DEFAULT_DATA))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--foreach", type=int, default=-1,
                     help="Adam foreach implementation: 1, 0, or -1 for torch's default")
+    ap.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
     a = ap.parse_args()
     w = WORKLOADS[a.workload]
     batch = a.batch or w["batch"]
+    a.steps = a.steps or w.get("steps", 60)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
@@ -139,9 +223,22 @@ def main():
     else:
         x, y = fashion(a.data, w["train"])
     n = x.shape[0]
-    model = build(w["sizes"], w["act"])
+    if "spec" in w:
+        x = x.reshape((n,) + w["shape"])
+        model, macs = build_spec(w["spec"], w["shape"])
+        flop_per_sample = (3 if w["train"] else 1) * 2 * macs
+    else:
+        model, macs = build(w["sizes"], w["act"]), None
     params = sum(p.numel() for p in model.parameters())
-    flop_per_sample = (6 if w["train"] else 2) * params
+    if macs is None:
+        flop_per_sample = (6 if w["train"] else 2) * params
+    net = model
+    if a.compile:
+        if not hasattr(torch, "compile"):
+            print("bench_torch: torch %s has no torch.compile" % torch.__version__,
+                  file=sys.stderr)
+            sys.exit(SKIP)
+        net = torch.compile(model)
     rates, step_rates, secs = [], [], []
     last_loss = float("nan")
 
@@ -155,7 +252,7 @@ def main():
         def step(idx):
             xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = lossf(model(xb), yb)
+            loss = lossf(net(xb), yb)
             loss.backward()
             opt.step()
             return loss
@@ -179,11 +276,14 @@ def main():
                 loss = step(idx)
             return k, k * batch, loss
 
-        w3 = a.workload == "W3"
-        if w3:
-            fixed_steps(3)
-        else:
-            epoch()
+        w3 = a.workload in ("W3", "W5")  # blocks of --steps steps
+        try:
+            if w3:
+                fixed_steps(3)
+            else:
+                epoch()
+        except Exception as e:  # noqa: BLE001 (torch.compile raises many kinds)
+            compile_failed(a, e)
         for _ in range(a.reps):
             steps = samples = 0
             t0 = time.perf_counter()
@@ -200,13 +300,19 @@ def main():
     else:
         model.eval()
         checksum = 0.0
+        if a.compile:
+            try:
+                with torch.no_grad():
+                    net(x[:batch])
+            except Exception as e:  # noqa: BLE001
+                compile_failed(a, e)
         with torch.no_grad():
             for r in range(-1, a.reps):
                 steps = samples = 0
                 t0 = time.perf_counter()
                 while True:
                     for s in range(0, n, batch):
-                        out = model(x[s:s + batch])
+                        out = net(x[s:s + batch])
                         checksum += float(out[0, 0])
                         steps += 1
                         samples += out.shape[0]
@@ -221,8 +327,8 @@ def main():
     best, sbest = max(rates), max(step_rates)
     rec = {
         "prog": "torch", "workload": a.workload, "api": "loop" if w["train"] else "forward",
-        "threads": a.threads, "batch": batch, "params": params,
-        "flop_per_sample": flop_per_sample, "reps": a.reps,
+        "threads": a.threads, "batch": batch, "params": params, "macs": macs,
+        "flop_per_sample": flop_per_sample, "reps": a.reps, "compile": bool(a.compile),
         "rep_seconds": [round(s, 6) for s in secs], "rates": [round(r, 3) for r in rates],
         "samples_per_s": best, "samples_per_s_median": statistics.median(rates),
         "steps_per_s": sbest, "steps_per_s_median": statistics.median(step_rates),

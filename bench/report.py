@@ -20,7 +20,13 @@ TITLES = {
     "W2": "10-32-32-1 tanh, MSE, Adam 1e-3, batch 32, epochs of 10,000 synthetic rows",
     "W3": "784-2048-2048-10 relu, cross-entropy, Adam 1e-3, batch 256, blocks of 60 steps",
     "W4": "inference, W1 network, 10,000 test images in batches of 1000",
+    "W5": "CNN conv(32,3,1,1) bn relu maxpool(2) conv(64,3,1,1) bn relu maxpool(2) dense(128) "
+          "relu dropout(0.3) dense(10), cross-entropy, Adam 1e-3, batch 128, blocks of %s steps",
+    "W6": "inference, W5 network, 10,000 test images in batches of 1000",
 }
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+INFERENCE = ("W4", "W6")
+CNN = ("W5", "W6")
 
 
 def load_busy(dir_):
@@ -82,7 +88,7 @@ def label(r):
         return "backprop (%s)" % ("bp_fit" if r["api"] == "fit" else
                                   "train_step" if r["api"] == "step" else "bp_forward")
     if p == "torch":
-        return "PyTorch %s" % r.get("torch", "")
+        return "PyTorch %s%s" % (r.get("torch", ""), " compile" if r.get("compile") else "")
     if p == "fann":
         return "FANN %s" % r["api"]
     return p
@@ -124,8 +130,9 @@ def main():
     print("rates: best of %s repetitions (each >= %s s of whole epochs/passes; W3 %s steps) "
           "after a warm-up; spread = (max - min) / median of the repetitions"
           % (env.get("reps", "?"), env.get("min_time", "?"), env.get("w3_steps", "?")))
-    print("versions: git %s, oneDNN %s, PyTorch %s, OpenBLAS %s, FANN %s"
+    print("versions: git %s, oneDNN %s, PyTorch %s (Debian) and %s (%s), OpenBLAS %s, FANN %s"
           % (env.get("git", "?"), env.get("dnnl", "?"), env.get("torch", "?"),
+             env.get("torch_pip", "not run"), env.get("torch_index", "PyPI"),
              env.get("openblas", "?"), env.get("fann", "?")))
     summary = {"env": env, "workloads": {}, "targets": []}
     try:
@@ -137,29 +144,37 @@ def main():
               "timings (2-thread ones above all) are unreliable; rerun on an idle machine."
               % (load0, env.get("nproc", "?")))
 
-    for w in ("W1", "W2", "W3", "W4"):
+    for w in WORKLOADS:
         rows = [r for r in res.values() if r.get("workload") == w and r.get("prog") != "gemm_rate"]
         if not rows:
             continue
         order = {"backprop": 0, "torch": 1, "fann": 2}
         api_order = {"step": 0, "forward": 0, "fit": 1}
         rows.sort(key=lambda r: (order.get(r["prog"], 9), api_order.get(r["api"], 2), r["api"],
-                                 r["threads"]))
-        bp = best(get("backprop", w, "forward" if w == "W4" else "step"))
+                                 r.get("torch", ""), bool(r.get("compile")), r["threads"]))
+        bp = best(get("backprop", w, "forward" if w in INFERENCE else "step"))
         tb = best(get("torch", w))
         key = "steps_per_s" if w == "W2" else "samples_per_s"
         p0 = rows[0]
         print()
-        print("%s  %s" % (w, TITLES[w]))
-        print("    params %s, %s FLOP/sample (%s x params)%s"
-              % (format(p0["params"], ","), format(p0["flop_per_sample"], ",.0f"),
-                 "2" if w == "W4" else "6",
-                 "; FANN: batch 1, see README" if any(r["prog"] == "fann" for r in rows) else ""))
+        print("%s  %s" % (w, TITLES[w] % env.get("w5_steps", "?") if w == "W5" else TITLES[w]))
+        if w in CNN:
+            print("    params %s; conv and dense multiply-adds %s/sample; %s FLOP/sample (%s x MACs)"
+                  % (format(p0["params"], ","), format(p0.get("macs") or 0, ","),
+                     format(p0["flop_per_sample"], ",.0f"), "2" if w in INFERENCE else "3 x 2"))
+        else:
+            print("    params %s, %s FLOP/sample (%s x params)%s"
+                  % (format(p0["params"], ","), format(p0["flop_per_sample"], ",.0f"),
+                     "2" if w in INFERENCE else "6",
+                     "; FANN: batch 1, see README" if any(r["prog"] == "fann" for r in rows)
+                     else ""))
         hdr = ("  %-30s %3s %13s %11s %10s %8s %8s %7s %8s %7s"
                % ("program", "thr", "samples/s", "steps/s", "us/step", "bp/peer", "GFLOP/s",
                   "%gemm2", "RSS MiB", "spread"))
         print(hdr)
         print("  " + "-" * (len(hdr) - 2))
+        if not bp:
+            print("  %-30s     %12s" % ("backprop", "n/a"))
         for r in rows:
             mark = ""
             if r["prog"] == "torch" and tb is r:
@@ -169,13 +184,13 @@ def main():
             ratio = None
             if r["prog"] != "backprop" and bp and r.get(key):
                 ratio = bp[key] / r[key]
-            pct = 100.0 * r["gflops"] / gemm2 if (w == "W3" and gemm2) else None
+            pct = 100.0 * r["gflops"] / gemm2 if (w in ("W3",) + CNN and gemm2) else None
             rss = r.get("peak_rss_kb")
             sp = spread(r)
             print("  %-30s %3d%1s%12s %11s %10s %8s %8s %7s %8s %7s"
                   % (label(r)[:30], r["threads"], mark,
                      fmt(r["samples_per_s"], ",.0f", 12), fmt(r["steps_per_s"], ",.1f", 11),
-                     fmt(r["us_per_step"], ",.1f", 10),
+                     fmt(r["us_per_step"], ",.1f" if r["us_per_step"] < 1e5 else ",.0f", 10),
                      fmt(ratio, ".2f", 7) + ("x" if ratio is not None else " "),
                      fmt(r["gflops"], ".1f", 8), fmt(pct, ".0f", 6) + ("%" if pct else " "),
                      fmt(rss / 1024.0 if rss else None, ".0f", 8),
@@ -205,12 +220,30 @@ def main():
                                                     for gd in gemm[t]["detail"]
                                                     if gd["gemm"] == d["gemm"]))
                     for d in gemm[min(gemm)]["detail"]))
+        if w in CNN and gemm2:
+            print("    %%gemm2: GFLOP/s as a share of the oneDNN GEMM rate at 2 threads (W3's "
+                  "GEMMs, %.1f GFLOP/s)" % gemm2)
+            if 1 in gemm and gemm2 < gemm[1]["gflops"]:
+                print("    WARNING: the 2-thread GEMM rate is below the 1-thread rate (%.1f): the "
+                      "machine was busy, so %%gemm2 is not meaningful in this run"
+                      % gemm[1]["gflops"])
+        versions = sorted({r.get("torch") for r in get("torch", w) if not r.get("compile")})
+        if len(versions) > 1:
+            bv = [best([r for r in get("torch", w) if r.get("torch") == v and not r.get("compile")],
+                       key) for v in versions]
+            print("    PyTorch best row by version (no compile): " + ", ".join(
+                "%s %s" % (v, fmt(b[key], ",.0f", 0)) for v, b in zip(versions, bv)) +
+                "; %s / %s = %.2fx" % (versions[-1], versions[0], bv[-1][key] / bv[0][key]))
+        if w in CNN:
+            print("    backprop / best PyTorch: %s"
+                  % ("%.2fx" % (bp[key] / tb[key]) if (bp and tb) else "n/a"))
         if w in ("W1", "W3"):
             b1 = best(get("backprop", w, "step", 1))
             b2 = best(get("backprop", w, "step", 2))
             if b1 and b2:
                 print("    backprop 2 threads / 1 thread: %.2fx" % (b2[key] / b1[key]))
-        print("    * = best backprop row (the one the ratios use) and best PyTorch row")
+        print("    * = best backprop row (the one the ratios use) and best PyTorch row "
+              "(any version, compiled or not)")
 
     if busy:
         print()

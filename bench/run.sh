@@ -2,15 +2,24 @@
 # run.sh - build the benchmark programs, run every measurement of issue 4 as
 # its own process, print the comparison table (see bench/README.md).
 #
-#   bench/run.sh [--quick] [--only W1,W2,W3,W4,BUSY] [--no-torch] [--no-fann] [--out DIR]
+#   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,BUSY] [--no-torch] [--no-torch-pip]
+#                [--no-compile] [--no-fann] [--out DIR]
 #
-# --quick   smoke test: 1 repetition, 0.2 s minimum, W3 10 steps (numbers meaningless)
-# --only    run these workloads only (the GEMM rate runs with W3; BUSY: the CLI's default
-#           threads against --threads 1 while two busy processes run, bench/bench_busy.sh)
+# --quick   smoke test: 1 repetition, 0.2 s minimum, W3/W5 10 steps (numbers meaningless)
+# --only    run these workloads only (the GEMM rate runs with W3, W5 or W6; BUSY: the CLI's
+#           default threads against --threads 1 while two busy processes run, bench_busy.sh)
+# --no-torch      no PyTorch rows at all; --no-torch-pip: Debian's torch only (no venv);
+# --no-compile    no torch.compile rows (W1, W5 with the pip torch)
 # --out     where the JSON results, logs and the table go
 #           (default build-bench/results-YYYYmmdd-HHMMSS, and build-bench/latest links to it)
 # Environment: BP_BENCH_BUILD (build dir, default <repo>/build-bench),
-#              BP_BENCH_DATA (Fashion-MNIST dir), BP_BENCH_REPS (3), BP_BENCH_MIN_TIME (1.0).
+#              BP_BENCH_DATA (Fashion-MNIST dir), BP_BENCH_REPS (3), BP_BENCH_MIN_TIME (1.0),
+#              BP_BENCH_TORCH_PIP (the pinned PyPI torch, 2.15.0), BP_BENCH_NUMPY_PIP (2.4.6),
+#              BP_BENCH_TORCH_INDEX (a pip --index-url for torch, e.g. PyTorch's CPU-only
+#              index where it can be reached; default: PyPI, whose Linux wheel is the CUDA
+#              build, ~3 GB of downloads and 5.4 GB installed, run on the CPU here).
+# backprop's W5/W6 rows are measured only when bench_backprop's usage names the workload
+# (until it does, the table shows them as n/a).
 #
 # Exits non-zero if the build or any measurement fails; a missed target is
 # reported in the table, not in the exit status.
@@ -21,18 +30,26 @@ PY=/usr/bin/python3   # Debian's, where python3-torch and numpy live
 REPS=${BP_BENCH_REPS:-3}
 MIN_TIME=${BP_BENCH_MIN_TIME:-1.0}
 W3_STEPS=60
-ONLY=W1,W2,W3,W4,BUSY
+W5_STEPS=40
+ONLY=W1,W2,W3,W4,W5,W6,BUSY
 DO_TORCH=1
+DO_TORCH_PIP=1
+DO_COMPILE=1
 DO_FANN=1
+TORCH_PIP=${BP_BENCH_TORCH_PIP:-2.15.0}
+NUMPY_PIP=${BP_BENCH_NUMPY_PIP:-2.4.6}
+TORCH_INDEX=${BP_BENCH_TORCH_INDEX:-}
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) REPS=1; MIN_TIME=0.2; W3_STEPS=10 ;;
+    --quick) REPS=1; MIN_TIME=0.2; W3_STEPS=10; W5_STEPS=10 ;;
     --only) ONLY=$2; shift ;;
-    --no-torch) DO_TORCH=0 ;;
+    --no-torch) DO_TORCH=0; DO_TORCH_PIP=0 ;;
+    --no-torch-pip) DO_TORCH_PIP=0 ;;
+    --no-compile) DO_COMPILE=0 ;;
     --no-fann) DO_FANN=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -71,6 +88,51 @@ if [ $DO_TORCH = 1 ] && ! env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" -c 
 fi
 
 # --------------------------------------------------------------------------
+# The current PyTorch wheel from PyPI, pinned, in a virtual environment under
+# the build folder (kept between runs; reinstalled when the pin changes).
+# A failed install is reported loudly and the run goes on without its rows.
+# --------------------------------------------------------------------------
+VENV=$BUILD/venv
+VPY=""
+TORCH_PIP_FOUND="not requested"
+pip_torch() {
+  local log=$OUT/venv.log have
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "bench: creating $VENV"
+    "$PY" -m venv "$VENV" >>"$log" 2>&1 || { rm -rf "$VENV"; return 1; }
+  fi
+  have=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$VENV/bin/python" -c \
+    'import torch, numpy; print(torch.__version__.split("+")[0], numpy.__version__)' 2>/dev/null)
+  if [ "$have" != "$TORCH_PIP $NUMPY_PIP" ]; then
+    local idx=()
+    [ -n "$TORCH_INDEX" ] && idx=(--index-url "$TORCH_INDEX")
+    echo "bench: pip installing torch==$TORCH_PIP numpy==$NUMPY_PIP into $VENV${TORCH_INDEX:+ from $TORCH_INDEX} (log: $log)"
+    "$VENV/bin/python" -m pip install "${idx[@]}" "torch==$TORCH_PIP" "numpy==$NUMPY_PIP" \
+      >>"$log" 2>&1 || return 1
+  fi
+  TORCH_PIP_FOUND=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$VENV/bin/python" -c \
+    'import torch, numpy; print(torch.__version__)' 2>>"$log") || return 1
+  VPY=$VENV/bin/python
+}
+if [ $DO_TORCH_PIP = 1 ]; then
+  if ! pip_torch; then
+    TORCH_PIP_FOUND="install failed"
+    {
+      echo "bench: ######################################################################"
+      echo "bench: WARNING: could not install torch==$TORCH_PIP (PyPI) into $VENV:"
+      tail -n 5 "$OUT/venv.log" | sed 's/^/bench:   /'
+      echo "bench: NO PyTorch $TORCH_PIP ROWS in this run; going on with Debian's torch."
+      echo "bench: ######################################################################"
+    } >&2
+  else
+    echo "bench: PyTorch from PyPI: $TORCH_PIP_FOUND ($VPY)"
+  fi
+fi
+
+# backprop's side of a workload exists when bench_backprop's usage names it.
+bp_has() { "$BUILD/bench_backprop" 2>&1 | head -n 3 | grep -qw "$1"; }
+
+# --------------------------------------------------------------------------
 # Environment record.
 # --------------------------------------------------------------------------
 # The commit, +dirty with local changes; "unknown" without git (a fresh system
@@ -89,11 +151,13 @@ TIME_BIN=/usr/bin/time
   echo "\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')\","
   echo "\"nproc\": $(nproc),"
   echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
-  echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS,"
+  echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS, \"w5_steps\": $W5_STEPS,"
   echo "\"git\": \"$GITREV\","
   echo "\"dnnl\": \"$(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null)\","
   echo "\"fann\": \"$(dpkg-query -W -f='${Version}' libfann-dev 2>/dev/null)\","
   echo "\"torch\": \"$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)\","
+  echo "\"torch_pip\": \"$TORCH_PIP_FOUND\", \"torch_pip_pin\": \"$TORCH_PIP\", \"numpy_pip\": \"$NUMPY_PIP\","
+  echo "\"torch_index\": \"${TORCH_INDEX:-PyPI}\","
   echo "\"openblas\": \"$(dpkg-query -W -f='${Version}' libopenblas0 2>/dev/null)\""
   echo "}"
 } >"$OUT/env.json"
@@ -103,6 +167,11 @@ TIME_BIN=/usr/bin/time
 # OpenBLAS's kernel override removed, and its peak RSS from /usr/bin/time.
 # --------------------------------------------------------------------------
 FAILED=0
+# measure_opt: the same, but an exit status of 3 means "cannot run here"
+# (bench_torch.py --compile without a working torch.compile): skipped, with
+# the program's reason, not a failure.
+SKIP_OK=0
+measure_opt() { SKIP_OK=1; measure "$@"; SKIP_OK=0; }
 measure() { # TAG THREADS CMD...
   local tag=$1 threads=$2
   shift 2
@@ -113,6 +182,11 @@ measure() { # TAG THREADS CMD...
       OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" \
       "${timer[@]}" "$@" >"$OUT/$tag.json" 2>"$OUT/$tag.err"
   local rc=$?
+  if [ $rc -eq 3 ] && [ $SKIP_OK = 1 ]; then
+    echo "  $tag: skipped: $(tail -n 1 "$OUT/$tag.err")"
+    rm -f "$OUT/$tag.json"
+    return 0
+  fi
   if [ $rc -ne 0 ] || ! grep -q '^{' "$OUT/$tag.json"; then
     echo "bench: FAILED $tag (exit $rc): $*" >&2
     tail -n 5 "$OUT/$tag.err" >&2
@@ -128,17 +202,25 @@ else: print("  %-28s %12.1f GFLOP/s  (%ss)" % (sys.argv[2], r["gflops"], sys.arg
 BPB=$BUILD/bench_backprop
 COMMON=(--reps "$REPS" --min-time "$MIN_TIME")
 echo "bench: results in $OUT (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-for w in W1 W2 W3 W4; do
+GEMM_DONE=0
+for w in W1 W2 W3 W4 W5 W6; do
   want $w || continue
   echo "bench: $w"
   extra=()
   [ $w = W3 ] && extra=(--steps "$W3_STEPS")
-  if [ $w = W3 ]; then
+  [ $w = W5 ] && extra=(--steps "$W5_STEPS")
+  # The GEMM rate (W3's GEMMs): the yardstick of W3's and W5/W6's GFLOP/s.
+  if [ $GEMM_DONE = 0 ] && { [ $w = W3 ] || [ $w = W5 ] || [ $w = W6 ]; }; then
     for t in 1 2; do measure gemm_W3_t$t $t "$BUILD/gemm_rate" --threads $t --reps "$REPS"; done
+    GEMM_DONE=1
   fi
   api=step
-  [ $w = W4 ] && api=fwd
-  for t in 1 2; do measure backprop_${w}_${api}_t$t $t "$BPB" $w --threads $t "${COMMON[@]}" "${extra[@]}"; done
+  [ $w = W4 ] || [ $w = W6 ] && api=fwd
+  if bp_has $w; then
+    for t in 1 2; do measure backprop_${w}_${api}_t$t $t "$BPB" $w --threads $t "${COMMON[@]}" "${extra[@]}"; done
+  else
+    echo "  backprop: n/a (bench_backprop has no $w yet)"
+  fi
   if [ $w = W1 ] || [ $w = W2 ]; then
     for t in 1 2; do measure backprop_${w}_fit_t$t $t "$BPB" $w --api fit --threads $t "${COMMON[@]}"; done
   fi
@@ -147,6 +229,18 @@ for w in W1 W2 W3 W4; do
       measure torch_${w}_t$t $t "$PY" "$ROOT/bench/bench_torch.py" $w --threads $t --foreach 1 \
         "${COMMON[@]}" "${extra[@]}"
     done
+  fi
+  if [ -n "$VPY" ]; then
+    for t in 1 2; do
+      measure torchpip_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t --foreach 1 \
+        "${COMMON[@]}" "${extra[@]}"
+    done
+    if [ $DO_COMPILE = 1 ] && { [ $w = W1 ] || [ $w = W5 ]; }; then
+      for t in 1 2; do
+        measure_opt torchpip_compile_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t \
+          --foreach 1 --compile 1 "${COMMON[@]}" "${extra[@]}"
+      done
+    fi
   fi
   if [ $DO_FANN = 1 ]; then
     case $w in

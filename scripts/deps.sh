@@ -19,9 +19,10 @@ if [ "$level" = test ] || [ "$level" = bench ]; then
 fi
 if [ "$level" = bench ]; then
   # bench/run.sh: FANN for bench_fann, /usr/bin/time for peak RSS, OpenBLAS
-  # (PyTorch's BLAS, recorded in the results); torch and numpy come from the
-  # test level (Debian's /usr/bin/python3, no venv).
-  pkgs+=(libfann-dev libopenblas-dev time)
+  # (Debian's PyTorch's BLAS, recorded in the results); Debian's torch and
+  # numpy come from the test level; python3-venv (ensurepip) for the venv
+  # under the build folder that holds the current PyTorch wheel from PyPI.
+  pkgs+=(libfann-dev libopenblas-dev time python3-venv)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
