@@ -696,6 +696,9 @@ static int prepare_data_reads(train_state *s)
     if (st && ro.feature_names && by_name_error(msg))
         return cli_fail(st, "%s (with --init-from, the columns are matched to %s's features by "
                         "name)", msg, a->init_from);
+    if (st && ro.class_names && (strstr(msg, "unknown class label") || strstr(msg, "is not a class")))
+        return cli_fail(st, "%s (--init-from keeps %s's classes; --new-head replaces its output "
+                        "layer to fine-tune on other classes)", msg, a->init_from);
     if (st) return cli_fail(st, "%s", msg);
     bp_data *d = &s->ds.d;
     if (s->base && bp_net_inputs(s->base) != d->n_inputs)
@@ -1051,6 +1054,14 @@ static int prepare_net(train_state *s)
             if (bp_net_init(s->net, scheme, a->seed, &err) != BP_OK)
                 return cli_fail(CLI_FAIL, "%s", err.message);
         }
+    }
+    if (bp_net_outputs(s->net) != outs) {
+        /* A dense on [T, F] acts on each step: [T, units] outputs. */
+        char b[64];
+        bp_shape_format(bp_net_layer_shape(s->net, bp_net_layers(s->net) - 1), b, sizeof b);
+        return cli_fail(CLI_USAGE, "--arch: the network gives %d outputs per sample (%s), the data "
+                        "and loss need %d (a dense on [T,F] inputs acts on each step: put a flatten "
+                        "before it)", bp_net_outputs(s->net), b, outs);
     }
     return CLI_OK;
 }
