@@ -107,9 +107,18 @@ static int load(model_data *m, const char *model, const char *data, const char *
     if (st) return cli_fail(st, "%s", msg);
 
     bp_data *d = &m->ds.d;
-    if (d->n_inputs != inputs)
-        return cli_fail(CLI_FAIL, "%s has %d features per sample, the model %s takes %d inputs", data,
-                        d->n_inputs, model, inputs);
+    if (d->n_inputs != inputs) {
+        /* A conv model reads flat rows too: the product of its input shape. */
+        bp_shape ish = bp_net_input_shape(m->net);
+        char sh[64] = "";
+        if (ish.rank > 1) {
+            char b[48];
+            bp_shape_format(ish, b, sizeof b);
+            snprintf(sh, sizeof sh, " (input shape %s)", b);
+        }
+        return cli_fail(CLI_FAIL, "%s has %d features per sample, the model %s takes %d inputs%s",
+                        data, d->n_inputs, model, inputs, sh);
+    }
     if (need == CLI_TARGET_REQUIRED) {
         if (m->ds.is_idx && !m->mi.classify) {
             bp_strings_free(d->class_names, d->n_classes);

@@ -7,35 +7,84 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a (32 bit) over the bytes of the layer's weight then bias: equal
- * checksums mean equal parameters (e.g. a frozen layer after fine-tuning). */
-static uint32_t layer_checksum(bp_net *net, int i, int in)
+/* FNV-1a (32 bit) over the bytes of every tensor of layer i in file order
+ * (weight, bias, then buffers; F32 values as float, I64 as int64): equal
+ * checksums mean an equal layer (e.g. a frozen layer after fine-tuning).
+ * For a dense layer that is its weight then its bias, as before. */
+static uint32_t layer_checksum(bp_net *net, int i)
 {
     uint32_t h = 2166136261u;
-    bp_layer_desc L = bp_net_layer(net, i);
-    const bp_real *w = bp_net_weight(net, i), *b = bp_net_bias(net, i);
-    size_t nw = (size_t)L.units * in;
-    for (size_t k = 0; k < nw + (size_t)L.units; k++) {
-        float v = (float)(k < nw ? w[k] : b[k - nw]);
-        unsigned char bytes[sizeof v];
-        memcpy(bytes, &v, sizeof v);
-        for (size_t j = 0; j < sizeof v; j++) h = (h ^ bytes[j]) * 16777619u;
+    bp_tensor t;
+    for (int j = 0; bp_net_tensor(net, j, &t); j++) {
+        if (t.layer != i) continue;
+        for (size_t k = 0; k < t.count; k++) {
+            unsigned char bytes[8] = {0};
+            size_t nb;
+            if (t.dtype == BP_DTYPE_I64) {
+                memcpy(bytes, &t.i64[k], 8);
+                nb = 8;
+            } else {
+                float v = (float)t.data[k];
+                memcpy(bytes, &v, sizeof v);
+                nb = sizeof v;
+            }
+            for (size_t q = 0; q < nb; q++) h = (h ^ bytes[q]) * 16777619u;
+        }
     }
     return h;
 }
 
-static void layer_word(char *buf, size_t size, bp_layer_desc L)
+/* The spec word of layer i: the i-th word of the canonical spec (one word
+ * a layer, single spaces), e.g. "conv(8,3,1,1)". */
+static void layer_word(char *buf, size_t size, const bp_net *net, int i)
 {
-    switch (L.kind) {
-    case BP_DENSE: snprintf(buf, size, "dense(%d)", L.units); break;
-    case BP_IDENTITY: snprintf(buf, size, "identity"); break;
-    case BP_SIGMOID: snprintf(buf, size, "sigmoid"); break;
-    case BP_TANH: snprintf(buf, size, "tanh"); break;
-    case BP_RELU: snprintf(buf, size, "relu"); break;
-    case BP_LEAKY_RELU: snprintf(buf, size, "leaky_relu(%g)", L.param); break;
-    case BP_SOFTMAX: snprintf(buf, size, "softmax"); break;
-    case BP_DROPOUT: snprintf(buf, size, "dropout(%g)", L.param); break;
-    default: snprintf(buf, size, "layer%d", (int)L.kind); break;
+    const char *p = bp_net_spec(net);
+    for (int k = 0; k < i && p; k++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    if (!p) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    size_t n = strcspn(p, " ");
+    snprintf(buf, size, "%.*s", (int)n, p);
+}
+
+/* "[8,14,14]" (no spaces: one column of the table). */
+static void shape_word(char *buf, size_t size, bp_shape sh)
+{
+    size_t len = (size_t)snprintf(buf, size, "[");
+    for (int k = 0; k < sh.rank && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%d", k ? "," : "", sh.dim[k]);
+    if (len < size) snprintf(buf + len, size - len, "]");
+}
+
+/* 421834 -> "421,834". */
+static void fmt_count(char *buf, size_t size, size_t v)
+{
+    char d[32];
+    int n = snprintf(d, sizeof d, "%zu", v), o = 0;
+    for (int i = 0; i < n && o + 2 < (int)size; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = d[i];
+    }
+    buf[o] = '\0';
+}
+
+/* "0.weight [8,1,3,3], 0.bias [8]" for layer i (empty without tensors). */
+static void layer_tensors(char *buf, size_t size, bp_net *net, int i)
+{
+    size_t len = 0;
+    bp_tensor t;
+    buf[0] = '\0';
+    for (int j = 0; bp_net_tensor(net, j, &t) && len < size; j++) {
+        if (t.layer != i) continue;
+        len += (size_t)snprintf(buf + len, size - len, "%s%s [", len ? ", " : "", t.name);
+        for (int k = 0; k < t.rank && len < size; k++)
+            len += (size_t)snprintf(buf + len, size - len, "%s%lld", k ? "," : "",
+                                    (long long)t.shape[k]);
+        if (len < size) len += (size_t)snprintf(buf + len, size - len, "]");
     }
 }
 
@@ -61,27 +110,33 @@ static int info_json(bp_net *net, const char *path, const cli_model_info *mi)
             cJSON_AddItemToArray(c, cJSON_CreateString(mi->classes[k]));
         if (c) cJSON_AddItemToObject(o, "classes", c);
     }
-    int in = bp_net_inputs(net);
+    bp_shape ish = bp_net_input_shape(net);
+    cJSON *ia = cJSON_CreateArray();
+    for (int k = 0; ia && k < ish.rank; k++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(ish.dim[k]));
+    if (ia) cJSON_AddItemToObject(o, "input_shape", ia);
+    size_t in = bp_shape_size(ish);
     for (int i = 0; i < bp_net_layers(net); i++) {
         bp_layer_desc L = bp_net_layer(net, i);
+        bp_shape sh = bp_net_layer_shape(net, i);
         cJSON *e = cJSON_CreateObject();
         if (!e) continue;
         char w[64];
-        layer_word(w, sizeof w, L);
+        layer_word(w, sizeof w, net, i);
         cJSON_AddNumberToObject(e, "index", i);
         cJSON_AddStringToObject(e, "layer", w);
-        cJSON_AddNumberToObject(e, "inputs", in);
-        cJSON_AddNumberToObject(e, "outputs", L.units);
-        if (L.kind == BP_DENSE) {
+        cJSON_AddNumberToObject(e, "inputs", (double)in);
+        cJSON_AddNumberToObject(e, "outputs", (double)bp_shape_size(sh));
+        cJSON *sa = cJSON_CreateArray();
+        for (int k = 0; sa && k < sh.rank; k++) cJSON_AddItemToArray(sa, cJSON_CreateNumber(sh.dim[k]));
+        if (sa) cJSON_AddItemToObject(e, "output_shape", sa);
+        cJSON_AddNumberToObject(e, "parameters", (double)bp_net_layer_param_count(net, i));
+        if (bp_layer_is_parametric(L.kind)) {
             char cs[16];
-            snprintf(cs, sizeof cs, "%08x", (unsigned)layer_checksum(net, i, in));
-            cJSON_AddNumberToObject(e, "parameters", (double)L.units * in + L.units);
+            snprintf(cs, sizeof cs, "%08x", (unsigned)layer_checksum(net, i));
             cJSON_AddStringToObject(e, "checksum", cs);
-        } else {
-            cJSON_AddNumberToObject(e, "parameters", 0);
         }
         cJSON_AddItemToArray(layers, e);
-        in = L.units;
+        in = bp_shape_size(sh);
     }
     cJSON_AddItemToObject(o, "layers", layers);
     for (int i = 0; i < bp_net_meta_count(net); i++) {
@@ -152,24 +207,40 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
         }
     }
 
-    printf("\n%-5s  %-18s  %-8s  %10s  %-28s  %s\n", "layer", "kind", "output", "parameters",
-           "tensors", "checksum");
-    int in = bp_net_inputs(net);
+    /* One row a layer, as Keras' summary(): the spec word, the output
+     * shape of one sample, the trainable parameters; then the tensors and a
+     * checksum of the layer's tensors (last column: equal means equal). */
+    int lw = 5;
+    for (int i = 0; i < bp_net_layers(net); i++) {
+        char w[64];
+        layer_word(w, sizeof w, net, i);
+        if ((int)strlen(w) > lw) lw = (int)strlen(w);
+    }
+    printf("\n%-5s  %-*s  %-14s  %10s  %-30s  %s\n", "index", lw, "layer", "output shape",
+           "parameters", "tensors", "checksum");
+    char ishape[64], total[32];
+    shape_word(ishape, sizeof ishape, bp_net_input_shape(net));
+    printf("%-5s  %-*s  %-14s  %10s\n", "-", lw, "input", ishape, "0");
+    int n_par = 0;
     for (int i = 0; i < bp_net_layers(net); i++) {
         bp_layer_desc L = bp_net_layer(net, i);
-        char w[64], shape[32], tensors[96] = "", cs[16] = "";
-        layer_word(w, sizeof w, L);
-        snprintf(shape, sizeof shape, "[%d]", L.units);
-        size_t np = 0;
-        if (L.kind == BP_DENSE) {
-            np = (size_t)L.units * in + L.units;
-            snprintf(tensors, sizeof tensors, "%d.weight [%d,%d], %d.bias [%d]", i, L.units, in, i,
-                     L.units);
-            snprintf(cs, sizeof cs, "%08x", (unsigned)layer_checksum(net, i, in));
+        char w[64], shape[64], tensors[160], cs[16] = "";
+        layer_word(w, sizeof w, net, i);
+        shape_word(shape, sizeof shape, bp_net_layer_shape(net, i));
+        layer_tensors(tensors, sizeof tensors, net, i);
+        if (bp_layer_is_parametric(L.kind)) {
+            snprintf(cs, sizeof cs, "%08x", (unsigned)layer_checksum(net, i));
+            n_par++;
         }
-        printf("%-5d  %-18s  %-8s  %10zu  %-28s  %s\n", i, w, shape, np, tensors, cs);
-        in = L.units;
+        printf("%-5d  %-*s  %-14s  %10zu  %-30s  %s\n", i, lw, w, shape,
+               bp_net_layer_param_count(net, i), tensors, cs);
     }
+    fmt_count(total, sizeof total, bp_net_param_count(net));
+    printf("total  %s parameters in %d layers with parameters (dense, conv, batchnorm), input "
+           "shape %s\n", total, n_par, ishape);
+    const char *fr = bp_net_get_meta(net, "freeze");
+    if (fr && strcmp(fr, "0"))
+        printf("       trained with --freeze %s (the first %s layers with parameters kept)\n", fr, fr);
     printf("\nmetadata\n");
     int kw = 0;
     for (int i = 0; i < bp_net_meta_count(net); i++) {

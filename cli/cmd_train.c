@@ -29,7 +29,8 @@ enum {
     O_MOMENTUM, O_WD, O_L1, O_L2, O_CLIP_NORM, O_CLIP_VALUE, O_SCHEDULE, O_WARMUP, O_STEP_SIZE,
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
     O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
-    O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_COUNT
+    O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_INPUT_SHAPE,
+    O_AUGMENT, O_NEW_HEAD, O_COUNT
 };
 
 static const cli_opt train_opts[] = {
@@ -74,6 +75,9 @@ static const cli_opt train_opts[] = {
     [O_DELIMITER] = {"--delimiter", NULL, 1},
     [O_SKIP_ROWS] = {"--skip-rows", NULL, 1},
     [O_NO_HEADER] = {"--no-header", NULL, 0},
+    [O_INPUT_SHAPE] = {"--input-shape", NULL, 1},
+    [O_AUGMENT] = {"--augment", NULL, 1},
+    [O_NEW_HEAD] = {"--new-head", NULL, 0},
     {NULL, NULL, 0},
 };
 
@@ -94,8 +98,57 @@ typedef struct train_args {
     int normalize;       /* -1 unset, else bp_norm_kind */
     int normalize_target; /* -1 unset, else bp_norm_kind */
     uint64_t seed;
+    bp_shape input_shape;  /* --input-shape (rank 0: not given) */
+    int hflip, shift;      /* --augment hflip, shift(N) */
+    const char *augment;   /* the --augment text, for the metadata */
+    int new_head;          /* --new-head */
     char given[O_COUNT]; /* 1 for each option on the command line (for the notices) */
 } train_args;
+
+/* --input-shape C,H,W | T,F | F: positive integers, the whole text. */
+static int parse_shape_arg(const char *v, bp_shape *out)
+{
+    bp_shape sh = {0, {0, 0, 0}};
+    const char *p = v;
+    while (1) {
+        char *end;
+        if (*p < '0' || *p > '9' || sh.rank == BP_MAX_RANK) break;
+        long d = strtol(p, &end, 10);
+        if (d < 1 || d > 1000000000L) break;
+        sh.dim[sh.rank++] = (int)d;
+        p = end;
+        if (*p == '\0') {
+            *out = sh;
+            return 0;
+        }
+        if (*p++ != ',') break;
+    }
+    return cli_fail(CLI_USAGE, "--input-shape: '%s' is not a shape (C,H,W for images, T,F for "
+                    "sequences or F; positive integers)", v);
+}
+
+/* --augment hflip,shift(N): either word or both, comma-separated. */
+static int parse_augment(const char *v, int *hflip, int *shift)
+{
+    *hflip = *shift = 0;
+    const char *p = v;
+    while (1) {
+        size_t n = strcspn(p, ",");
+        int d = 0, used = 0;
+        if (n == 5 && !strncmp(p, "hflip", 5)) {
+            *hflip = 1;
+        } else if (n > 7 && !strncmp(p, "shift(", 6) && p[n - 1] == ')' &&
+                   sscanf(p + 6, "%d)%n", &d, &used) == 1 && (size_t)used == n - 6 && d >= 1 &&
+                   d <= 1000 && p[6] >= '0' && p[6] <= '9') {
+            *shift = d;
+        } else {
+            return cli_fail(CLI_USAGE, "--augment: '%.*s' is not an augmentation (hflip, shift(N) "
+                            "with N >= 1 pixels; comma-separated, e.g. hflip,shift(2))", (int)n, p);
+        }
+        if (!p[n]) return 0;
+        p += n + 1;
+    }
+}
 
 static int parse_args(train_args *a, int argc, char **argv)
 {
@@ -177,6 +230,9 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_DELIMITER: r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1; break;
         case O_SKIP_ROWS: r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1; break;
         case O_NO_HEADER: cli_csv.no_header = cli_csv.set_no_header = 1; break;
+        case O_INPUT_SHAPE: r = parse_shape_arg(v, &a->input_shape); break;
+        case O_AUGMENT: r = parse_augment(v, &a->hflip, &a->shift), a->augment = v; break;
+        case O_NEW_HEAD: a->new_head = 1; break;
         default: break;
         }
         if (r) return r;
@@ -209,6 +265,9 @@ static int parse_args(train_args *a, int argc, char **argv)
         if (a->arch[strspn(a->arch, " \t")] && bp_spec_parse(a->arch, layers, 4096, &nl, &err) == BP_ESPEC)
             return cli_fail(CLI_USAGE, "--arch: %s", err.message);
     }
+    if (a->new_head && !a->init_from)
+        return cli_fail(CLI_USAGE, "train: --new-head needs --init-from MODEL (it replaces that "
+                        "model's output layer)");
     if (a->freeze && !a->init_from)
         return cli_fail(CLI_USAGE, "train: --freeze K needs --init-from MODEL (frozen layers keep "
                         "their loaded weights)");
@@ -237,6 +296,18 @@ typedef struct progress {
     cli_history hist;
     int oom;
 } progress;
+
+/* 421834 -> "421,834". */
+static void cli_fmt_count(char *buf, size_t size, size_t v)
+{
+    char d[32];
+    int n = snprintf(d, sizeof d, "%zu", v), o = 0;
+    for (int i = 0; i < n && o + 2 < (int)size; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = d[i];
+    }
+    buf[o] = '\0';
+}
 
 static void fmt_duration(char *buf, size_t size, double s)
 {
@@ -306,7 +377,7 @@ static int on_epoch(const bp_epoch_info *ei, void *user)
         log_num(pg->log, ei->lr);
         fprintf(pg->log, ",%.6f", ei->seconds);
         for (int i = 0; i < ei->n_layers; i++)
-            if (bp_net_layer(pg->net, i).kind == BP_DENSE) log_num(pg->log, ei->grad_norm[i]);
+            if (bp_layer_is_parametric(bp_net_layer(pg->net, i).kind)) log_num(pg->log, ei->grad_norm[i]);
         for (int i = 0; i < ei->n_layers; i++)
             if (bp_net_layer(pg->net, i).kind == BP_RELU) log_num(pg->log, ei->dead_fraction[i]);
         fputc('\n', pg->log);
@@ -382,6 +453,7 @@ static int split_data(const bp_data *d, double frac, uint64_t seed, bp_data *tra
         o->n_inputs = d->n_inputs;
         o->n_targets = d->n_targets;
         o->n_classes = d->n_classes;
+        o->shape = d->shape;
         o->x = malloc((size_t)o->n * d->n_inputs * sizeof(bp_real));
         o->y = malloc((size_t)o->n * d->n_targets * sizeof(bp_real));
         if (!o->x || !o->y) {
@@ -593,7 +665,8 @@ static int prepare_data_reads(train_state *s)
     if (s->base) {
         cli_model_info *mi = &s->base_info;
         if (a->task < 0) ro.task = mi->classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
-        if (mi->classify && ro.task == BP_TASK_CLASSIFY) {
+        /* --new-head: the data brings its own classes (a fresh output layer). */
+        if (mi->classify && ro.task == BP_TASK_CLASSIFY && !a->new_head) {
             ro.class_names = (const char *const *)mi->classes;
             ro.n_class_names = mi->n_classes;
         }
@@ -623,6 +696,9 @@ static int prepare_data_reads(train_state *s)
     if (st && ro.feature_names && by_name_error(msg))
         return cli_fail(st, "%s (with --init-from, the columns are matched to %s's features by "
                         "name)", msg, a->init_from);
+    if (st && ro.class_names && (strstr(msg, "unknown class label") || strstr(msg, "is not a class")))
+        return cli_fail(st, "%s (--init-from keeps %s's classes; --new-head replaces its output "
+                        "layer to fine-tune on other classes)", msg, a->init_from);
     if (st) return cli_fail(st, "%s", msg);
     bp_data *d = &s->ds.d;
     if (s->base && bp_net_inputs(s->base) != d->n_inputs)
@@ -793,6 +869,103 @@ static int original_mse(bp_net *net, const bp_data *d, const bp_norm *tn, double
     return CLI_OK;
 }
 
+/* 1 when the spec has a layer that needs image inputs (conv, pools). */
+static int spec_needs_image(const char *spec)
+{
+    int n = 0;
+    if (bp_spec_parse(spec, NULL, 0, &n, NULL) != BP_OK || n < 1) return 0;
+    bp_layer_desc *d = calloc((size_t)n, sizeof *d);
+    int img = 0;
+    if (d && bp_spec_parse(spec, d, n, &n, NULL) == BP_OK)
+        for (int i = 0; i < n; i++)
+            img |= d[i].kind == BP_CONV || d[i].kind == BP_MAXPOOL || d[i].kind == BP_AVGPOOL ||
+                   d[i].kind == BP_GLOBAL_AVGPOOL;
+    free(d);
+    return img;
+}
+
+static int shape_equal(bp_shape a, bp_shape b)
+{
+    if (a.rank <= 1 && b.rank <= 1) return bp_shape_size(a) == bp_shape_size(b);
+    if (a.rank != b.rank) return 0;
+    for (int k = 0; k < a.rank; k++)
+        if (a.dim[k] != b.dim[k]) return 0;
+    return 1;
+}
+
+/* "C,H,W" (no spaces) into buf. */
+static void shape_arg(char *buf, size_t size, bp_shape sh)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < sh.rank && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%d", k ? "," : "", sh.dim[k]);
+}
+
+/* The input shape of the network: --input-shape, else the base model's
+ * (--init-from), else the data's (IDX images are [1, H, W]), else flat. */
+static int choose_shape(train_state *s, bp_shape *out)
+{
+    train_args *a = &s->a;
+    int n_in = s->train->n_inputs;
+    char b1[64], b2[64];
+    if (a->input_shape.rank > 0) {
+        shape_arg(b1, sizeof b1, a->input_shape);
+        if (bp_shape_size(a->input_shape) != (size_t)n_in)
+            return cli_fail(CLI_USAGE, "--input-shape %s has %zu values, but %s has %d features "
+                            "per row", b1, bp_shape_size(a->input_shape), a->data, n_in);
+        *out = a->input_shape;
+    } else if (s->base) {
+        *out = bp_net_input_shape(s->base);
+    } else if (s->train->shape.rank > 1 && bp_shape_size(s->train->shape) == (size_t)n_in) {
+        *out = s->train->shape;
+    } else {
+        *out = bp_shape_flat(n_in);
+    }
+    if (s->base && !shape_equal(*out, bp_net_input_shape(s->base))) {
+        shape_arg(b1, sizeof b1, *out);
+        shape_arg(b2, sizeof b2, bp_net_input_shape(s->base));
+        return cli_fail(CLI_USAGE, "--input-shape %s, but %s takes inputs of shape %s", b1,
+                        a->init_from, b2);
+    }
+    if ((a->hflip || a->shift) && out->rank != 3)
+        return cli_fail(CLI_USAGE, "--augment needs image inputs [C,H,W] (IDX images, or "
+                        "--input-shape C,H,W for CSV rows); %s is %s (%d features)", a->data,
+                        out->rank == 2 ? "a sequence [T,F]" : "flat", n_in);
+    return CLI_OK;
+}
+
+/* A network creation error: a spec error is a usage error; on flat data a
+ * conv or pool layer gets the hint to give the rows a shape. */
+static int create_error(const train_state *s, bp_shape sh, const bp_error *err)
+{
+    if (err->code != BP_ESPEC) return cli_fail(CLI_FAIL, "--arch: %s", err->message);
+    if (sh.rank <= 1 && spec_needs_image(s->spec))
+        return cli_fail(CLI_USAGE, "--arch: %s; the rows of %s are flat (%zu features): pass "
+                        "--input-shape C,H,W", err->message, s->a.data, bp_shape_size(sh));
+    return cli_fail(CLI_USAGE, "--arch: %s", err->message);
+}
+
+/* The base's spec with its last dense layer replaced by dense(outs)
+ * (--new-head); *head the index of that layer. The canonical spec holds
+ * one word per layer, separated by single spaces. */
+static char *new_head_spec(const bp_net *base, int outs, int *head)
+{
+    const char *spec = bp_net_spec(base);
+    *head = -1;
+    for (int i = 0; i < bp_net_layers(base); i++)
+        if (bp_net_layer(base, i).kind == BP_DENSE) *head = i;
+    if (*head < 0) return NULL;
+    const char *p = spec;
+    for (int i = 0; i < *head && p; i++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    if (!p || strncmp(p, "dense(", 6)) return NULL;
+    const char *q = strchr(p, ' ');
+    return cli_printf("%.*sdense(%d)%s", (int)(p - spec), spec, outs, q ? q : "");
+}
+
 static int prepare_net(train_state *s)
 {
     train_args *a = &s->a;
@@ -803,36 +976,65 @@ static int prepare_net(train_state *s)
     while (al && (arch[al - 1] == ' ' || arch[al - 1] == '\t')) al--;
     s->spec = cli_printf("%.*s%sdense(%d)", (int)al, arch, al ? " " : "", outs);
     if (!s->spec) return cli_fail(CLI_FAIL, "out of memory");
-    int n_in = s->train->n_inputs;
+    int n_in = s->train->n_inputs, st;
+    bp_shape sh;
+    if (s->base && bp_net_inputs(s->base) != n_in)
+        return cli_fail(CLI_FAIL, "%s takes %d inputs, %s has %d features", a->init_from,
+                        bp_net_inputs(s->base), a->data, n_in);
+    if ((st = choose_shape(s, &sh))) return st;
     if (s->base) {
-        if (bp_net_inputs(s->base) != n_in)
-            return cli_fail(CLI_FAIL, "%s takes %d inputs, %s has %d features", a->init_from,
-                            bp_net_inputs(s->base), a->data, n_in);
+        /* The network to build: the base's, or with --new-head the base's
+         * with a fresh output layer for this data. */
+        int head = -1;
+        char *target = NULL;
+        if (a->new_head) {
+            target = new_head_spec(s->base, outs, &head);
+            if (!target)
+                return cli_fail(CLI_FAIL, "%s: --new-head replaces the last dense layer, and '%s' "
+                                "has none", a->init_from, bp_net_spec(s->base));
+        } else if (bp_net_outputs(s->base) != outs) {
+            return cli_fail(CLI_FAIL, "%s has %d outputs, the data and loss need %d (--new-head "
+                            "replaces the output layer to fine-tune on other classes)",
+                            a->init_from, bp_net_outputs(s->base), outs);
+        } else if (!(target = cli_strdup(bp_net_spec(s->base)))) {
+            return cli_fail(CLI_FAIL, "out of memory");
+        }
+        if (!target) return cli_fail(CLI_FAIL, "out of memory");
         if (a->arch) {
             bp_net *probe = NULL;
-            if (bp_net_create(&probe, n_in, s->spec, 1, &err) != BP_OK)
-                return cli_fail(CLI_USAGE, "--arch: %s", err.message);
-            int same = !strcmp(bp_net_spec(probe), bp_net_spec(s->base));
+            if (bp_net_create_shaped(&probe, sh, s->spec, 1, &err) != BP_OK) {
+                free(target);
+                return create_error(s, sh, &err);
+            }
+            int same = !strcmp(bp_net_spec(probe), target);
             if (!same)
                 cli_fail(CLI_USAGE, "--arch gives '%s', but %s is '%s'", bp_net_spec(probe),
-                         a->init_from, bp_net_spec(s->base));
+                         a->init_from, target);
             bp_net_free(probe);
-            if (!same) return CLI_USAGE;
-        } else if (bp_net_outputs(s->base) != outs) {
-            return cli_fail(CLI_FAIL, "%s has %d outputs, the data and loss need %d", a->init_from,
-                            bp_net_outputs(s->base), outs);
+            if (!same) {
+                free(target);
+                return CLI_USAGE;
+            }
         }
-        /* A new network with the base's weights: the metadata starts
-         * empty, so nothing of the base's training settings lingers. */
-        if (bp_net_create(&s->net, n_in, bp_net_spec(s->base), a->seed, &err) != BP_OK)
-            return cli_fail(CLI_FAIL, "%s: %s", a->init_from, err.message);
-        int in = n_in;
-        for (int i = 0; i < bp_net_layers(s->net); i++) {
-            bp_layer_desc L = bp_net_layer(s->net, i);
-            bp_real *w = bp_net_weight(s->net, i), *b = bp_net_bias(s->net, i);
-            if (w) memcpy(w, bp_net_weight(s->base, i), (size_t)L.units * in * sizeof(bp_real));
-            if (b) memcpy(b, bp_net_bias(s->base, i), (size_t)L.units * sizeof(bp_real));
-            in = L.units;
+        /* A new network with the base's tensors (parameters and buffers;
+         * all but the new head's): the metadata starts empty, so nothing
+         * of the base's training settings lingers. */
+        bp_status cs = bp_net_create_shaped(&s->net, sh, target, a->seed, &err);
+        free(target);
+        if (cs != BP_OK) return cli_fail(CLI_FAIL, "%s: %s", a->init_from, err.message);
+        if (bp_net_tensor_count(s->net) != bp_net_tensor_count(s->base))
+            return cli_fail(CLI_FAIL, "%s: the rebuilt network has %d tensors, the model %d",
+                            a->init_from, bp_net_tensor_count(s->net), bp_net_tensor_count(s->base));
+        for (int j = 0; j < bp_net_tensor_count(s->net); j++) {
+            bp_tensor t, b;
+            bp_net_tensor(s->net, j, &t);
+            bp_net_tensor(s->base, j, &b);
+            if (t.layer == head) continue; /* fresh, from --seed */
+            if (strcmp(t.name, b.name) || t.count != b.count || t.dtype != b.dtype)
+                return cli_fail(CLI_FAIL, "%s: tensor %s does not match the rebuilt network's %s",
+                                a->init_from, b.name, t.name);
+            if (t.dtype == BP_DTYPE_I64) memcpy(t.i64, b.i64, t.count * sizeof *t.i64);
+            else memcpy(t.data, b.data, t.count * sizeof *t.data);
         }
     } else {
         /* Refuse a network too large for the machine before creating it
@@ -843,15 +1045,23 @@ static int prepare_net(train_state *s)
         mc.loss = s->loss;
         mc.patience = a->early_stop;
         int n = s->train->n, mb = a->batch == 0 || a->batch > n ? n : a->batch;
-        if (bp_train_memory_check(s->spec, n_in, &mc, mb, &err) == BP_ENOMEM)
+        if (bp_train_memory_check_shaped(s->spec, sh, &mc, mb, &err) == BP_ENOMEM)
             return cli_fail(CLI_FAIL, "%s", err.message);
-        if (bp_net_create(&s->net, n_in, s->spec, a->seed, &err) != BP_OK)
-            return cli_fail(err.code == BP_ESPEC ? CLI_USAGE : CLI_FAIL, "--arch: %s", err.message);
+        if (bp_net_create_shaped(&s->net, sh, s->spec, a->seed, &err) != BP_OK)
+            return create_error(s, sh, &err);
         if (a->init >= 0) {
             bp_init scheme = a->init == 0 ? BP_INIT_HE_UNIFORM : BP_INIT_XAVIER_UNIFORM;
             if (bp_net_init(s->net, scheme, a->seed, &err) != BP_OK)
                 return cli_fail(CLI_FAIL, "%s", err.message);
         }
+    }
+    if (bp_net_outputs(s->net) != outs) {
+        /* A dense on [T, F] acts on each step: [T, units] outputs. */
+        char b[64];
+        bp_shape_format(bp_net_layer_shape(s->net, bp_net_layers(s->net) - 1), b, sizeof b);
+        return cli_fail(CLI_USAGE, "--arch: the network gives %d outputs per sample (%s), the data "
+                        "and loss need %d (a dense on [T,F] inputs acts on each step: put a flatten "
+                        "before it)", bp_net_outputs(s->net), b, outs);
     }
     return CLI_OK;
 }
@@ -915,6 +1125,8 @@ static int store_meta(train_state *s, long batches)
     if (a->val_split > 0) st = st ? st : meta_num(net, "val_split", a->val_split);
     st = st ? st : meta_int(net, "early_stop", a->early_stop);
     st = st ? st : meta_int(net, "freeze", a->freeze);
+    st = st ? st : meta_set(net, "augment", a->augment ? a->augment : "none");
+    if (a->new_head) st = st ? st : meta_set(net, "new_head", "1");
     st = st ? st : meta_int(net, "train_samples", s->train->n);
     if (s->val) st = st ? st : meta_int(net, "val_samples", s->val->n);
     st = st ? st : meta_set(net, "backprop_version", bp_version());
@@ -925,7 +1137,7 @@ static void write_log_header(FILE *f, const bp_net *net)
 {
     fputs("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds", f);
     for (int i = 0; i < bp_net_layers(net); i++)
-        if (bp_net_layer(net, i).kind == BP_DENSE) fprintf(f, ",grad_norm_%d", i);
+        if (bp_layer_is_parametric(bp_net_layer(net, i).kind)) fprintf(f, ",grad_norm_%d", i);
     for (int i = 0; i < bp_net_layers(net); i++)
         if (bp_net_layer(net, i).kind == BP_RELU) fprintf(f, ",dead_%d", i);
     fputc('\n', f);
@@ -1038,6 +1250,8 @@ static int run_steps(train_state *s)
     cfg.warmup = a->warmup;
     cfg.min_lr = a->min_lr;
     cfg.freeze = a->freeze;
+    cfg.augment_hflip = a->hflip;
+    cfg.augment_shift = a->shift;
     cfg.batch_size = a->batch;
     cfg.epochs = a->epochs;
     cfg.shuffle = !a->no_shuffle;
@@ -1087,7 +1301,18 @@ static int run_steps(train_state *s)
     if (!a->quiet) {
         fprintf(stderr, "training %s on %d samples", bp_net_spec(s->net), s->train->n);
         if (s->val) fprintf(stderr, " (validation %d)", s->val->n);
-        fprintf(stderr, ", %zu parameters, %s lr %g, ", bp_net_param_count(s->net),
+        /* The first `freeze` parametric layers keep their weights. */
+        size_t total = bp_net_param_count(s->net), frozen = 0;
+        for (int i = 0, par = 0; i < bp_net_layers(s->net) && par < a->freeze; i++)
+            if (bp_layer_is_parametric(bp_net_layer(s->net, i).kind)) {
+                frozen += bp_net_layer_param_count(s->net, i);
+                par++;
+            }
+        char t1[32], t2[32], t3[32];
+        cli_fmt_count(t1, sizeof t1, total);
+        cli_fmt_count(t2, sizeof t2, frozen);
+        cli_fmt_count(t3, sizeof t3, total - frozen);
+        fprintf(stderr, ", %s parameters: %s frozen, %s trainable, %s lr %g, ", t1, t2, t3,
                 bp_optimizer_name(a->optimizer), cfg.lr);
         if (a->batch == 0) fprintf(stderr, "full batch");
         else fprintf(stderr, "batch %d", a->batch);

@@ -136,25 +136,58 @@ static int hidden_matches(const bp_net *net, const char *hidden)
     int n = 0, nl = bp_net_layers(net);
     bp_layer_desc *d = NULL;
     if (!blank) {
-        if (bp_spec_parse(hidden, NULL, 0, &n, NULL) != BP_OK || n != nl - 1) return 0;
+        if (bp_spec_parse(hidden, NULL, 0, &n, NULL) != BP_OK || n > nl - 1) return 0;
         d = calloc((size_t)n, sizeof *d);
         if (!d || bp_spec_parse(hidden, d, n, &n, NULL) != BP_OK) {
             free(d);
             return 0;
         }
     }
-    if (nl != n + 1 || bp_net_layer(net, nl - 1).kind != BP_DENSE) {
+    /* The network may hold a flatten that the library inserted before a
+     * dense layer after an image-shaped one (and the hidden text has not):
+     * walk both, skipping such a flatten of the network. */
+    if (nl < n + 1 || bp_net_layer(net, nl - 1).kind != BP_DENSE) {
         free(d);
         return 0;
     }
-    int ok = 1;
-    for (int i = 0; i < n && ok; i++) {
+    int ok = 1, j = 0;
+    for (int i = 0; i < nl - 1 && ok; i++) {
         bp_layer_desc L = bp_net_layer(net, i);
-        ok = L.kind == d[i].kind && (L.kind != BP_DENSE || L.units == d[i].units) &&
-             ((L.kind != BP_LEAKY_RELU && L.kind != BP_DROPOUT) || L.param == d[i].param);
+        if (j < n && L.kind == d[j].kind) {
+            ok = (L.kind != BP_DENSE && L.kind != BP_CONV) || L.units == d[j].units;
+            ok = ok && ((L.kind != BP_LEAKY_RELU && L.kind != BP_DROPOUT) || L.param == d[j].param);
+            if (L.kind == BP_CONV || L.kind == BP_MAXPOOL || L.kind == BP_AVGPOOL)
+                ok = ok && L.kernel == d[j].kernel &&
+                     (d[j].stride == 0 || L.stride == d[j].stride) && L.pad == d[j].pad;
+            j++;
+        } else {
+            ok = L.kind == BP_FLATTEN && bp_net_layer(net, i + 1).kind == BP_DENSE;
+        }
     }
+    ok = ok && j == n;
     free(d);
     return ok;
+}
+
+/* "C,H,W", "T,F" or "F": positive integers; 0 when malformed. */
+static int parse_shape_meta(const char *v, bp_shape *out)
+{
+    bp_shape sh = {0, {0, 0, 0}};
+    const char *p = v;
+    while (*p >= '0' && *p <= '9' && sh.rank < BP_MAX_RANK) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || x < 1 || x > INT_MAX) return 0;
+        sh.dim[sh.rank++] = (int)x;
+        p = end;
+        if (!*p) {
+            *out = sh;
+            return 1;
+        }
+        if (*p++ != ',') return 0;
+    }
+    return 0;
 }
 
 int cli_model_check(const bp_net *net, const char *path)
@@ -262,6 +295,25 @@ int cli_model_check(const bp_net *net, const char *path)
             if ((v = bp_net_get_meta(net, lists[i])) && *v)
                 return cli_fail(CLI_FAIL, "%s: metadata \"%s\" holds values, but \"normalize\" is %s",
                                 path, lists[i], bp_net_get_meta(net, "normalize") ? "none" : "missing");
+    }
+
+    /* input_shape: the per-sample shape (written by the library for image
+     * and sequence inputs); its values must be the "inputs" and the
+     * network's own input shape. */
+    if ((v = bp_net_get_meta(net, "input_shape"))) {
+        bp_shape sh, in = bp_net_input_shape(net);
+        excerpt(ex, sizeof ex, v);
+        if (!parse_shape_meta(v, &sh))
+            return cli_fail(CLI_FAIL, "%s: metadata \"input_shape\" is %s, not a shape C,H,W", path,
+                            ex);
+        if (bp_shape_size(sh) != (size_t)inputs)
+            return cli_fail(CLI_FAIL, "%s: metadata \"input_shape\" is %s, %zu values, but "
+                            "\"inputs\" is %d", path, ex, bp_shape_size(sh), inputs);
+        int same = sh.rank == in.rank;
+        for (int i = 0; same && i < sh.rank; i++) same = sh.dim[i] == in.dim[i];
+        if (!same && !(sh.rank == 1 && in.rank <= 1))
+            return cli_fail(CLI_FAIL, "%s: metadata \"input_shape\" is %s, not the network's "
+                            "input shape", path, ex);
     }
 
     /* hidden: the --arch that train --init-from reuses. */

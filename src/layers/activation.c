@@ -8,6 +8,7 @@
 #include "layer.h"
 #include "../kernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -89,8 +90,12 @@ static void relu_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp, co
 /* leaky_relu(a): y = x > 0 ? x : a x */
 static bp_status leaky_check(const bp_layer_desc *d, int col, bp_error *err)
 {
-    if (!isfinite(d->param))
-        return bp_fail(err, BP_ESPEC, "spec:1:%d: leaky_relu slope must be finite", col);
+    /* Finite in bp_real too: a slope beyond FLT_MAX is inf in the float
+     * build, and inf * 0 makes NaN outputs (found by fuzz_spec). */
+    double lim = sizeof(bp_real) == sizeof(float) ? FLT_MAX : DBL_MAX;
+    if (!isfinite(d->param) || fabs(d->param) > lim)
+        return bp_fail(err, BP_ESPEC, "spec:1:%d: leaky_relu slope must be finite (at most %g "
+                       "in magnitude)", col, lim);
     return BP_OK;
 }
 static void leaky_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)

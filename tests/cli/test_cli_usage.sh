@@ -44,7 +44,7 @@ missing=""
 for o in --labels -o --target --task --arch --loss --init --optimizer --lr --momentum \
     --weight-decay --l1 --l2 --clip-norm --clip-value --schedule --warmup --batch --epochs \
     --val --val-split --early-stop --no-shuffle --seed --normalize --init-from --freeze \
-    --threads --log --plot --quiet; do
+    --threads --log --plot --quiet --input-shape --augment --new-head; do
     grep -q -- "$o" out || missing="$missing $o"
 done
 check "train --help documents every option${missing:+ (missing:$missing)}" [ -z "$missing" ]
