@@ -13,7 +13,9 @@
  *   y = gamma (x - running_mean) / sqrt(running_var + eps) + beta
  * Parameters weight (gamma) [C] and bias (beta) [C]; buffers running_mean,
  * running_var [C] and num_batches_tracked (I64). The workspace keeps the
- * batch's mean and invstd [C] each for the backward.
+ * batch's mean and invstd [C] each for the backward. The forward runs on
+ * oneDNN's batch-normalization primitive, the backward on the reference
+ * loop (faster here, see bn_backward).
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -150,10 +152,12 @@ static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
         }
         return;
     }
+    /* The reference loop, not bp_bn_prim_backward: on plain [N, C, H, W]
+     * data oneDNN 2.6's batch-norm backward (ncsp_bnorm) took 13.7 ms where
+     * the loop takes 8.9 (W5's first batchnorm, batch 128, one thread;
+     * bench/NOTES.md). The forward stays on the primitive (as fast). */
+    (void)net;
     const bp_real *mean = L->ws, *invstd = (const bp_real *)L->ws + C;
-    bn_fast *f = bn_fast_for(net, L, n);
-    if (f && f->training && bp_bn_prim_backward(f->prim, dx, dgamma, dbeta, dy, x, mean, invstd, L->w))
-        return;
     bp_bn_backward_ref(dx, dgamma, dbeta, dy, x, mean, invstd, L->w, n, C, S);
 }
 

@@ -7,8 +7,9 @@
  *   avg:    y[n,c,i,j] = 1/K^2 sum_{p,q < K} x[n,c, i*s + p, j*s + q]
  *   global: y[n,c,0,0] = 1/(H W) sum_{h,w} x[n,c,h,w]
  *
- * The fast paths are oneDNN's pooling primitives (src/pool_kernels.c); max
- * pooling's reference path keeps the argmax in the layer's workspace.
+ * Average pooling runs on oneDNN's pooling primitive (src/pool_kernels.c);
+ * max pooling on its reference loop, which was faster (pool_prepare), and
+ * keeps the argmax in the layer's workspace.
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -57,6 +58,11 @@ static uint64_t maxpool_ws(const bp_layer *L, int batch)
 static void pool_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     (void)need_dx;
+    /* Max pooling stays on the reference loop: on plain [N, C, H, W] data
+     * oneDNN 2.6's pooling (simple_nchw forward, 6.1 ms; backward 6.1 ms)
+     * lost to it (5.7 ms and 2.1 ms) on W5's first maxpool at batch 128, one
+     * thread (bench/NOTES.md). Average pooling uses the primitive. */
+    if (L->kind == BP_MAXPOOL) return;
     pool_fast *f = L->fast[slot];
     if (f && (f->training || !training)) return;
     if (!f) {
