@@ -456,6 +456,21 @@ nomem:
     return bp_fail(err, BP_ENOMEM, "out of memory creating a network");
 }
 
+/* Parse `spec` into malloc'd descriptions *d [*n] and their columns *cols
+ * (free both with free(), also on failure). */
+static bp_status spec_parse_alloc(const char *spec, bp_layer_desc **d, int **cols, int *n,
+                                  bp_error *err)
+{
+    *d = NULL;
+    *cols = NULL;
+    bp_status s = spec_parse(spec, NULL, NULL, 0, n, err);
+    if (s) return s;
+    *d = bp_alloc_array((size_t)*n, sizeof **d);
+    *cols = bp_alloc_array((size_t)*n, sizeof **cols);
+    if (!*d || !*cols) return bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
+    return spec_parse(spec, *d, *cols, *n, n, err);
+}
+
 bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_error *err)
 {
     memset(shape, 0, sizeof *shape);
@@ -463,12 +478,9 @@ bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_er
         bp_shape_size(input) > BP_MAX_ARG)
         return bp_fail(err, BP_EINVAL, "input shape must have 1..%d positive dimensions", BP_MAX_RANK);
     int n = 0;
-    bp_status s = spec_parse(spec, NULL, NULL, 0, &n, err);
-    if (s) return s;
-    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
-    int *cols = bp_alloc_array((size_t)n, sizeof *cols);
-    if (!d || !cols) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
-    if (!s) s = spec_parse(spec, d, cols, n, &n, err);
+    bp_layer_desc *d;
+    int *cols;
+    bp_status s = spec_parse_alloc(spec, &d, &cols, &n, err);
     uint64_t np = 0, nb = 0;
     if (!s) s = layout(input, d, cols, n, &shape->layers, &shape->n_layers, &np, &nb, err);
     free(d);
@@ -498,12 +510,9 @@ bp_status bp_net_create_shaped(bp_net **out, bp_shape input, const char *spec, u
     if (input.rank < 1 || input.rank > BP_MAX_RANK || bp_shape_size(input) < 1)
         return bp_fail(err, BP_EINVAL, "input shape must have 1..%d positive dimensions", BP_MAX_RANK);
     int n = 0;
-    bp_status s = spec_parse(spec, NULL, NULL, 0, &n, err);
-    if (s) return s;
-    bp_layer_desc *d = bp_alloc_array((size_t)n, sizeof *d);
-    int *cols = bp_alloc_array((size_t)n, sizeof *cols);
-    if (!d || !cols) s = bp_fail(err, BP_ENOMEM, "out of memory parsing the spec");
-    if (!s) s = spec_parse(spec, d, cols, n, &n, err);
+    bp_layer_desc *d;
+    int *cols;
+    bp_status s = spec_parse_alloc(spec, &d, &cols, &n, err);
     if (!s) s = create_shaped(out, input, d, cols, n, seed, err);
     free(d);
     free(cols);
