@@ -95,6 +95,8 @@ void cli_csv_field(FILE *f, const char *s);
 /* "%.*g" with the shortest precision that round-trips a float; "nan"
  * becomes "" in CSV output (cli_csv_num). */
 void cli_fmt_num(char *buf, size_t size, double v);
+/* 421834 -> "421,834" into buf (always terminated). */
+void cli_fmt_count(char *buf, size_t size, size_t v);
 
 /* Atomic text output: open a temporary file next to `path`; commit renames
  * it over `path` after flushing and fsync; abort removes it. */

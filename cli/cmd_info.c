@@ -60,18 +60,6 @@ static void shape_word(char *buf, size_t size, bp_shape sh)
     if (len < size) snprintf(buf + len, size - len, "]");
 }
 
-/* 421834 -> "421,834". */
-static void fmt_count(char *buf, size_t size, size_t v)
-{
-    char d[32];
-    int n = snprintf(d, sizeof d, "%zu", v), o = 0;
-    for (int i = 0; i < n && o + 2 < (int)size; i++) {
-        if (i && (n - i) % 3 == 0) buf[o++] = ',';
-        buf[o++] = d[i];
-    }
-    buf[o] = '\0';
-}
-
 /* "0.weight [8,1,3,3], 0.bias [8]" for layer i (empty without tensors). */
 static void layer_tensors(char *buf, size_t size, bp_net *net, int i)
 {
@@ -235,7 +223,7 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
         printf("%-5d  %-*s  %-14s  %10zu  %-30s  %s\n", i, lw, w, shape,
                bp_net_layer_param_count(net, i), tensors, cs);
     }
-    fmt_count(total, sizeof total, bp_net_param_count(net));
+    cli_fmt_count(total, sizeof total, bp_net_param_count(net));
     printf("total  %s parameters in %d layers with parameters (dense, conv, batchnorm), input "
            "shape %s\n", total, n_par, ishape);
     const char *fr = bp_net_get_meta(net, "freeze");

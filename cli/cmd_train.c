@@ -297,18 +297,6 @@ typedef struct progress {
     int oom;
 } progress;
 
-/* 421834 -> "421,834". */
-static void cli_fmt_count(char *buf, size_t size, size_t v)
-{
-    char d[32];
-    int n = snprintf(d, sizeof d, "%zu", v), o = 0;
-    for (int i = 0; i < n && o + 2 < (int)size; i++) {
-        if (i && (n - i) % 3 == 0) buf[o++] = ',';
-        buf[o++] = d[i];
-    }
-    buf[o] = '\0';
-}
-
 static void fmt_duration(char *buf, size_t size, double s)
 {
     if (!(s >= 0) || s > 360000) {

@@ -334,3 +334,15 @@ void cli_out_abort(cli_outfile *o)
     free(o->path);
     memset(o, 0, sizeof *o);
 }
+
+/* 421834 -> "421,834". */
+void cli_fmt_count(char *buf, size_t size, size_t v)
+{
+    char d[32];
+    int n = snprintf(d, sizeof d, "%zu", v), o = 0;
+    for (int i = 0; i < n && o + 2 < (int)size; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = d[i];
+    }
+    buf[o] = '\0';
+}
