@@ -113,9 +113,10 @@ void bp_bn_backward_ref(bp_real *dx, bp_real *dgamma, bp_real *dbeta, const bp_r
 
 #ifdef BP_DOUBLE
 
-bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training)
+bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
+                              int blk)
 {
-    (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training;
+    (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training, (void)blk;
     return NULL;
 }
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
@@ -200,9 +201,10 @@ static int bn_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_b
     return dnnl_memory_create(m, md, bp_gemm_ctx_engine(p->ctx), p->scratch) == dnnl_success;
 }
 
-bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training)
+bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
+                              int blk)
 {
-    if (!ctx || N < 1 || C < 1 || S < 1) return NULL;
+    if (!ctx || N < 1 || C < 1 || S < 1 || (blk > 1 && S == 1)) return NULL;
     bp_bn_prim *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->ctx = ctx;
@@ -214,13 +216,13 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
 
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
-    /* [N, C, S] is nchw with H = S, W = 1; nc when S = 1. */
+    /* [N, C, S] is nchw (or nChw{blk}c) with H = S, W = 1; nc when S = 1. */
     dnnl_memory_desc_t xmd, cmd;
     dnnl_dims_t xd = {N, C, S, 1}, cd = {C};
     unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : dnnl_use_global_stats);
     dnnl_batch_normalization_desc_t fdesc, bdesc;
     if ((S == 1 ? dnnl_memory_desc_init_by_tag(&xmd, 2, xd, dnnl_f32, dnnl_nc)
-                : dnnl_memory_desc_init_by_tag(&xmd, 4, xd, dnnl_f32, dnnl_nchw)) ||
+                : !bp_act_md(&xmd, N, C, S, 1, blk)) ||
         dnnl_memory_desc_init_by_tag(&cmd, 1, cd, dnnl_f32, dnnl_a) ||
         dnnl_primitive_attr_create(&attr) ||
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ||

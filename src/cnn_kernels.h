@@ -10,10 +10,12 @@
  *     at creation). In the double build, or when oneDNN fails, the create
  *     functions return NULL and callers use the reference loop.
  *
- * Layout: every tensor is plain row-major, batch first, as in PyTorch:
- * activations [N, C, H, W], conv weights [OC, C, K, K]. A primitive may
- * keep its data in oneDNN's preferred (blocked) layouts internally, but takes
- * and returns these plain layouts.
+ * Layout: the reference loops take plain row-major tensors, batch first,
+ * as in PyTorch: activations [N, C, H, W], conv weights [OC, C, K, K].
+ * A primitive takes its activations either plain (blk = 1) or in oneDNN's
+ * blocked layout nChw{blk}c ([N, C/blk, H, W, blk], blk dividing C), as
+ * its creator says; weights are always plain [OC, C, K, K]. Inside, it may
+ * keep data in the layouts oneDNN prefers, reordering at its edges.
  *
  * Backward functions OVERWRITE their outputs (dx, dw, db, dgamma, dbeta),
  * never accumulate. Any output pointer documented "may be NULL" is skipped.
@@ -47,11 +49,19 @@ void bp_conv_forward_ref(bp_real *y, const bp_real *x, const bp_real *w, const b
 void bp_conv_backward_ref(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *dy,
                           const bp_real *x, const bp_real *w, const bp_conv_geom *g);
 
+/* The channel block of the engine's preferred activation layout for
+ * convolutions: 16 (AVX-512), 8 (AVX2), or 1 when it prefers a plain
+ * layout or cannot tell (double build: 1). Creates a small primitive
+ * descriptor; ask once (bp_net_prepare keeps the answer in net->cblk). */
+int bp_conv_block(bp_gemm_ctx *ctx);
+
 typedef struct bp_conv_prim bp_conv_prim;
 /* training: also prepare the backward (weights, and data when need_dx).
- * NULL when unavailable (double build, oneDNN failure). */
+ * blk_x: layout of x and dx (1 or a block dividing C); blk_y: of y and dy
+ * (1 or a block dividing OC). NULL when unavailable (double build, oneDNN
+ * failure, a block that does not divide its channels). */
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx);
+                                  int need_dx, int blk_x, int blk_y);
 /* Same contracts as the reference loops; return 1 on success, 0 if nothing
  * was done (the caller then runs the reference loop). */
 int bp_conv_prim_forward(bp_conv_prim *p, bp_real *y, const bp_real *x, const bp_real *w,
@@ -87,8 +97,10 @@ void bp_global_avgpool_backward_ref(bp_real *dx, const bp_real *dy, int N, int C
 typedef struct bp_pool_prim bp_pool_prim;
 /* max != 0: max pooling (training keeps oneDNN's workspace inside the
  * primitive, so backward must follow the forward of the same batch);
- * max == 0: average. NULL when unavailable. */
-bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training);
+ * max == 0: average. blk: layout of x, y, dx, dy (1 or a block dividing
+ * C). NULL when unavailable. */
+bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
+                                  int blk);
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x);
 int bp_pool_prim_backward(bp_pool_prim *p, bp_real *dx, const bp_real *dy);
 void bp_pool_prim_free(bp_pool_prim *p);
@@ -120,8 +132,10 @@ void bp_bn_backward_ref(bp_real *dx, bp_real *dgamma, bp_real *dbeta, const bp_r
 typedef struct bp_bn_prim bp_bn_prim;
 /* training: forward computes the batch statistics (mean, invstd out, as the
  * reference) and backward is prepared; else inference from running stats.
- * NULL when unavailable. */
-bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training);
+ * blk: layout of x, y, dx, dy (1: [N, C, S]; a block dividing C:
+ * [N, C/blk, S, blk]). NULL when unavailable. */
+bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
+                              int blk);
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
                              const bp_real *x, const bp_real *gamma, const bp_real *beta,
                              bp_real *running_mean, bp_real *running_var, double momentum);
@@ -137,6 +151,9 @@ void bp_bn_prim_free(bp_bn_prim *p);
 #ifndef BP_DOUBLE
 #include <oneapi/dnnl/dnnl.h>
 dnnl_engine_t bp_gemm_ctx_engine(bp_gemm_ctx *ctx);
+/* *md = an f32 activation [N, C, H, W] in layout blk (1: nchw; 8, 16:
+ * nChw8c, nChw16c). Returns 0 for another blk or a oneDNN failure. */
+int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk);
 dnnl_stream_t bp_gemm_ctx_stream(bp_gemm_ctx *ctx);
 #endif
 

@@ -6,8 +6,10 @@
  * The primitive lets oneDNN pick its preferred (blocked) layouts for
  * source, weights and destination of each of its three passes (forward,
  * backward data, backward weights), and wraps each pass in reorders from /
- * to the plain nchw / oihw layouts the library uses; a reorder is skipped
- * when the chosen layout is the plain one. Every buffer, the scratchpad
+ * to the caller's layouts: oihw weights, and activations in nchw or, when
+ * the network keeps them blocked (bp_net_prepare's plan), nChw16c / nChw8c;
+ * a reorder is skipped when the chosen layout is the caller's, which is
+ * the point of keeping activations blocked. Every buffer, the scratchpad
  * shared by all the passes and reorders included, is allocated at creation.
  */
 #include "cnn_kernels.h"
@@ -127,10 +129,16 @@ void bp_conv_backward_ref(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *
 
 #ifdef BP_DOUBLE
 
-bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx)
+int bp_conv_block(bp_gemm_ctx *ctx)
 {
-    (void)ctx, (void)g, (void)training, (void)need_dx;
+    (void)ctx;
+    return 1;
+}
+
+bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
+                                  int need_dx, int blk_x, int blk_y)
+{
+    (void)ctx, (void)g, (void)training, (void)need_dx, (void)blk_x, (void)blk_y;
     return NULL;
 }
 int bp_conv_prim_forward(bp_conv_prim *p, bp_real *y, const bp_real *x, const bp_real *w,
@@ -148,6 +156,44 @@ int bp_conv_prim_backward(bp_conv_prim *p, bp_real *dx, bp_real *dw, bp_real *db
 void bp_conv_prim_free(bp_conv_prim *p) { (void)p; }
 
 #else
+
+int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk)
+{
+    dnnl_dims_t d = {N, C, H, W};
+    dnnl_format_tag_t tag = blk == 1 ? dnnl_nchw : blk == 8 ? dnnl_nChw8c
+                          : blk == 16 ? dnnl_nChw16c : dnnl_format_tag_undef;
+    if (tag == dnnl_format_tag_undef || C % blk) return 0;
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag) == dnnl_success;
+}
+
+/* The layout oneDNN picks for the output of a typical hidden convolution
+ * (32 -> 32 channels, 3x3, on 14x14, batch 8) when left free to choose. */
+int bp_conv_block(bp_gemm_ctx *ctx)
+{
+    dnnl_engine_t eng = ctx ? bp_gemm_ctx_engine(ctx) : NULL;
+    if (!eng) return 1;
+    dnnl_dims_t dx = {8, 32, 14, 14}, dw = {32, 32, 3, 3}, dy = {8, 32, 14, 14};
+    dnnl_dims_t strides = {1, 1}, pad = {1, 1};
+    dnnl_memory_desc_t x_any, w_any, y_any;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_memory_desc_init_by_tag(&x_any, 4, dx, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&w_any, 4, dw, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&y_any, 4, dy, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                           &x_any, &w_any, NULL, &y_any, strides, pad, pad) ||
+        dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL))
+        return 1;
+    const dnnl_memory_desc_t *got = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    int blk = 1;
+    for (int b = 16; b >= 8 && blk == 1; b /= 2) {
+        dnnl_memory_desc_t want;
+        if (got && bp_act_md(&want, 8, 32, 14, 14, b) && dnnl_memory_desc_equal(got, &want))
+            blk = b;
+    }
+    dnnl_primitive_desc_destroy(pd);
+    return blk;
+}
 
 /* One tensor argument of a pass: `user` wraps the caller's plain buffer
  * (handle set per call); `inner`, when the pass chose another layout, is
@@ -287,7 +333,7 @@ static int pass_init(bp_conv_prim *p, conv_pass *ps, const void *desc,
 #define MD(pd, what) dnnl_primitive_desc_query_md(pd, what, 0)
 
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx)
+                                  int need_dx, int blk_x, int blk_y)
 {
     if (!ctx || !g) return NULL;
     bp_conv_geom gg = *g;
@@ -324,11 +370,12 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
      * (H - K + pad_l + pad_r) / s + 1 = OH exactly. */
     dnnl_dims_t pad_r = {(gg.OH - 1) * gg.stride + gg.K - gg.H - gg.pad,
                          (gg.OW - 1) * gg.stride + gg.K - gg.W - gg.pad};
+    /* x_plain, y_plain: the caller's layouts (plain, or blocked by blk_x / blk_y). */
     dnnl_memory_desc_t x_plain, w_plain, b_plain, y_plain, x_any, w_any, y_any;
-    if (dnnl_memory_desc_init_by_tag(&x_plain, 4, dx, dnnl_f32, dnnl_nchw) ||
+    if (!bp_act_md(&x_plain, gg.N, gg.C, gg.H, gg.W, blk_x) ||
         dnnl_memory_desc_init_by_tag(&w_plain, 4, dw, dnnl_f32, dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&b_plain, 1, db, dnnl_f32, dnnl_a) ||
-        dnnl_memory_desc_init_by_tag(&y_plain, 4, dy, dnnl_f32, dnnl_nchw) ||
+        !bp_act_md(&y_plain, gg.N, gg.OC, gg.OH, gg.OW, blk_y) ||
         dnnl_memory_desc_init_by_tag(&x_any, 4, dx, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&w_any, 4, dw, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&y_any, 4, dy, dnnl_f32, dnnl_format_tag_any))

@@ -45,7 +45,7 @@ static size_t kink_size(const bp_net *net, int i, int n)
 {
     const bp_layer *L = &net->layers[i];
     if (i == 0 || !L->ops->kinks) return 0;
-    return L->ops->kinks(L, net->act[i - 1], n, NULL);
+    return L->ops->kinks(net, L, net->act[i - 1], n, NULL);
 }
 
 /* Record (save != 0) or compare with `signs` the kink signature of every
@@ -60,7 +60,7 @@ static int kink_signs(const bp_net *net, int n, int from, unsigned char *signs,
         if (!m) continue;
         if (i > from) {
             const bp_layer *L = &net->layers[i];
-            L->ops->kinks(L, net->act[i - 1], n, save ? signs + o : scratch);
+            L->ops->kinks(net, L, net->act[i - 1], n, save ? signs + o : scratch);
             if (!save && memcmp(signs + o, scratch, m) != 0) return 1;
         }
         o += m;

@@ -121,6 +121,11 @@ typedef struct bp_layer {
     /* dense: prepared GEMMs by kind, for the batch sizes mm_batch[slot] */
     bp_mm *mm[BP_MM_KINDS][BP_MM_SLOTS];
     void *fast[BP_MM_SLOTS]; /* other kinds' fast-path objects, per slot */
+    /* Layouts of its input and output in each prepared slot (bp_net_prepare
+     * plans them): 1 = plain [n, C, H, W]; B (8 or 16) = oneDNN's nChw{B}c,
+     * [n, C/B, H, W, B], channel c at block c / B, lane c % B. Without a
+     * slot (batch size not prepared) everything is plain. */
+    int blk_in[BP_MM_SLOTS], blk_out[BP_MM_SLOTS];
 } bp_layer;
 
 struct bp_net {
@@ -146,13 +151,20 @@ struct bp_net {
     bp_gemm_ctx *gemm;
     int mm_batch[BP_MM_SLOTS];
     int mm_training[BP_MM_SLOTS]; /* slot prepared for training */
+    int mm_threads[BP_MM_SLOTS];  /* bp_threads_max() it was prepared for */
+    int cblk;  /* channel block of the engine's convolutions: 16, 8, or 1 (plain
+                  layouts only); 0 until bp_net_prepare asks (bp_conv_block) */
 };
 
 /* Prepare every layer's fast path (GEMMs, oneDNN primitives: forward, and
  * the backward when training) for batches of exactly n samples, in a free
  * slot; does nothing if n already has one (prepared for training when asked
- * to), if the slots are full or primitives are unavailable. Allocates;
- * never called inside a training step. */
+ * to, for today's bp_threads_max()), if the slots are full or primitives
+ * are unavailable. A slot made for another thread count is rebuilt.
+ * It plans the slot's layouts first (bp_layer.blk_in / blk_out): from a
+ * conv to the layer that needs plain data (a flatten, a dense, the output),
+ * activations stay in the convolutions' blocked layout, so no layer between
+ * reorders. Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
 /* Bytes of the activations and layer workspaces bp_net_reserve(batch)
  * allocates (saturating). */

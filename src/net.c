@@ -12,6 +12,7 @@
  * net->buffers, in the same layer order.
  */
 #include "internal.h"
+#include "cnn_kernels.h"
 #include "kernels.h"
 #include "layers/layer.h"
 
@@ -277,7 +278,8 @@ void bp_net_free(bp_net *net)
     if (!net) return;
     free_workspaces(net);
     for (int i = 0; i < net->n_layers && net->layers; i++)
-        if (net->layers[i].ops && net->layers[i].ops->release) net->layers[i].ops->release(&net->layers[i]);
+        if (net->layers[i].ops && net->layers[i].ops->release)
+            net->layers[i].ops->release(&net->layers[i], -1);
     bp_gemm_ctx_free(net->gemm);
     for (int i = 0; i < net->n_meta; i++) {
         free(net->meta_key[i]);
@@ -812,18 +814,102 @@ nomem:
 /* Prepared fast paths                                                       */
 /* ------------------------------------------------------------------------ */
 
-int bp_net_slot(const bp_net *net, int n)
+/* The slot holding batch size n, whatever thread count it was made for. */
+static int slot_of(const bp_net *net, int n)
 {
     for (int q = 0; q < BP_MM_SLOTS; q++)
         if (net->mm_batch[q] == n) return q;
     return -1;
 }
 
+int bp_net_slot(const bp_net *net, int n, int training)
+{
+    /* Its primitives split their work for the thread count of their
+     * making; after bp_set_threads changed it, every layer takes its
+     * unprepared (plain) path until bp_net_prepare rebuilds the slot. */
+    int q = slot_of(net, n);
+    if (q < 0 || (training && !net->mm_training[q])) return -1;
+    return net->mm_threads[q] == bp_threads_max() ? q : -1;
+}
+
+void bp_layer_fail(bp_real *a, size_t m)
+{
+    for (size_t k = 0; a && k < m; k++) a[k] = (bp_real)NAN;
+}
+
+/* Free every layer's objects of slot q and the slot itself. */
+static void release_slot(bp_net *net, int q)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        if (L->ops->release) L->ops->release(L, q);
+        L->blk_in[q] = L->blk_out[q] = 1;
+    }
+    net->mm_batch[q] = net->mm_training[q] = net->mm_threads[q] = 0;
+}
+
+/* The layouts of slot q for channel block B (1: plain everywhere). Going
+ * backwards, ok[i] says whether layer i's output may be blocked: the next
+ * layer takes a blocked input (KEEP, MAKE, END) and, if it keeps the
+ * layout, may itself output blocked data. The last two outputs (the
+ * network's, and the logits a fused softmax or sigmoid reads) stay plain.
+ * Then forwards: a MAKE layer (conv) outputs blocked data where ok[i] and
+ * B divides its channels, a KEEP layer passes its input's layout on, the
+ * others output plain data. blk_out holds ok[i] between the two passes. */
+static void plan_layouts(bp_net *net, int q, int B)
+{
+    int nl = net->n_layers;
+    for (int i = nl - 1; i >= 0; i--) {
+        int ok = 0;
+        if (B > 1 && i < nl - 2) {
+            const bp_layer *next = &net->layers[i + 1];
+            bp_blk_kind k = next->ops->layout;
+            ok = k == BP_BLK_MAKE || k == BP_BLK_END || (k == BP_BLK_KEEP && next->blk_out[q]);
+        }
+        net->layers[i].blk_out[q] = ok;
+    }
+    int in = 1;
+    for (int i = 0; i < nl; i++) {
+        bp_layer *L = &net->layers[i];
+        int out = 1;
+        if (L->ops->layout == BP_BLK_KEEP) out = in;
+        else if (L->ops->layout == BP_BLK_MAKE && L->blk_out[q] && L->out_shape.rank == 3 &&
+                 L->out_shape.dim[0] % B == 0)
+            out = B;
+        L->blk_in[q] = in;
+        L->blk_out[q] = out;
+        in = out;
+    }
+}
+
+/* Run every layer's prepare for slot q; returns 0 when a layer on a
+ * blocked tensor failed (one on plain data may fail: it falls back to its
+ * reference loop or bp_gemm). */
+static int prepare_layers(bp_net *net, int q, int n, int training)
+{
+    int ok = 1, parametric_before = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        /* dx is needed only where a parameter lies before the layer. */
+        if (L->ops->prepare && !L->ops->prepare(net, L, q, n, training, parametric_before) &&
+            (L->blk_in[q] > 1 || L->blk_out[q] > 1))
+            ok = 0;
+        parametric_before |= L->n_params > 0;
+    }
+    return ok;
+}
+
 void bp_net_prepare(bp_net *net, int n, int training)
 {
     if (n < 1) return;
-    int slot = bp_net_slot(net, n);
+    int threads = bp_threads_max();
+    int slot = slot_of(net, n);
+    if (slot >= 0 && net->mm_threads[slot] != threads) {
+        release_slot(net, slot);
+        slot = -1;
+    }
     if (slot >= 0 && (net->mm_training[slot] || !training)) return;
+    int fresh = slot < 0; /* else: an inference slot becomes a training one */
     for (int q = 0; q < BP_MM_SLOTS && slot < 0; q++)
         if (net->mm_batch[q] == 0) slot = q;
     if (slot < 0) return;
@@ -831,15 +917,20 @@ void bp_net_prepare(bp_net *net, int n, int training)
         net->gemm = bp_gemm_ctx_create();
         if (!net->gemm) return;
     }
+    if (!net->cblk) net->cblk = bp_conv_block(net->gemm);
+    if (fresh) plan_layouts(net, slot, net->cblk);
     net->mm_batch[slot] = n;
     net->mm_training[slot] = training;
-    int parametric_before = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        bp_layer *L = &net->layers[i];
-        /* dx is needed only where a parameter lies before the layer. */
-        if (L->ops->prepare) L->ops->prepare(net, L, slot, n, training, parametric_before);
-        parametric_before |= L->n_params > 0;
-    }
+    net->mm_threads[slot] = threads;
+    if (prepare_layers(net, slot, n, training)) return;
+    /* A primitive for a blocked layout could not be made: plain layouts
+     * for the whole slot, as the layers' reference paths expect. */
+    release_slot(net, slot);
+    plan_layouts(net, slot, 1);
+    net->mm_batch[slot] = n;
+    net->mm_training[slot] = training;
+    net->mm_threads[slot] = threads;
+    prepare_layers(net, slot, n, training);
 }
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)

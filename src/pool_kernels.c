@@ -146,9 +146,10 @@ void bp_global_avgpool_backward_ref(bp_real *dx, const bp_real *dy, int N, int C
 
 #ifdef BP_DOUBLE
 
-bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training)
+bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
+                                  int blk)
 {
-    (void)ctx, (void)g, (void)max, (void)training;
+    (void)ctx, (void)g, (void)max, (void)training, (void)blk;
     return NULL;
 }
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x)
@@ -170,8 +171,8 @@ struct bp_pool_prim {
     int threads;               /* OpenMP threads it was made for and runs on */
     int max;                   /* max pooling (else average) */
     dnnl_primitive_t fwd, bwd; /* bwd: training only */
-    dnnl_memory_t src, dst;    /* x, y [nchw]: handles set per run */
-    dnnl_memory_t dsrc, ddst;  /* dx, dy [nchw]: handles set per run */
+    dnnl_memory_t src, dst;    /* x, y (nchw or nChw{blk}c): handles set per run */
+    dnnl_memory_t dsrc, ddst;  /* dx, dy (the same layouts): handles set per run */
     dnnl_memory_t ws;          /* max pooling in training: argmax workspace (owned) */
     dnnl_memory_t pad_f, pad_b; /* the scratchpad for each, over one buffer */
     void *scratch;             /* the user scratchpad, sized for the larger */
@@ -203,7 +204,8 @@ static int pd_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_p
     return dnnl_memory_create(m, md, bp_gemm_ctx_engine(p->ctx), p->scratch) == dnnl_success;
 }
 
-bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training)
+bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
+                                  int blk)
 {
     if (!ctx || g->OH < 1 || g->OW < 1) return NULL;
     bp_pool_prim *p = calloc(1, sizeof *p);
@@ -218,15 +220,14 @@ bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int m
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
     dnnl_memory_desc_t xmd, ymd;
-    dnnl_dims_t xd = {g->N, g->C, g->H, g->W}, yd = {g->N, g->C, g->OH, g->OW};
     /* Floor mode without padding: (H - K) / s + 1 = OH holds with zero
      * padding on both sides, which is what oneDNN checks. */
     dnnl_dims_t strides = {g->stride, g->stride}, kernel = {g->K, g->K}, pad = {0, 0};
     dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
     dnnl_prop_kind_t prop = training ? dnnl_forward_training : dnnl_forward_inference;
     dnnl_pooling_desc_t fdesc, bdesc;
-    if (dnnl_memory_desc_init_by_tag(&xmd, 4, xd, dnnl_f32, dnnl_nchw) ||
-        dnnl_memory_desc_init_by_tag(&ymd, 4, yd, dnnl_f32, dnnl_nchw) ||
+    if (!bp_act_md(&xmd, g->N, g->C, g->H, g->W, blk) ||
+        !bp_act_md(&ymd, g->N, g->C, g->OH, g->OW, blk) ||
         dnnl_primitive_attr_create(&attr) ||
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ||
         dnnl_pooling_forward_desc_init(&fdesc, prop, alg, &xmd, &ymd, strides, kernel, pad, pad) ||

@@ -78,7 +78,7 @@ static void test_pool(bp_gemm_ctx *ctx, int max, int K, int stride)
     if (max) bp_maxpool_forward_ref(y_ref, idx, x, &g);
     else bp_avgpool_forward_ref(y_ref, x, &g);
     for (int training = 0; training < 2; training++) {
-        bp_pool_prim *p = bp_pool_prim_create(ctx, &g, max, training);
+        bp_pool_prim *p = bp_pool_prim_create(ctx, &g, max, training, 1);
         CHECK(p != NULL, "%s K=%d s=%d training=%d: primitive created", name, K, stride, training);
         if (!p) continue;
         nan_fill(y, ny);
@@ -128,7 +128,7 @@ static void test_bn(bp_gemm_ctx *ctx, int S)
     bp_bn_backward_ref(dx_ref, dg_ref, db_ref, dy, x, mean_ref, invstd_ref, gamma, N, C, S);
     char what[96];
 
-    bp_bn_prim *p = bp_bn_prim_create(ctx, N, C, S, eps, 1);
+    bp_bn_prim *p = bp_bn_prim_create(ctx, N, C, S, eps, 1, 1);
     CHECK(p != NULL, "batchnorm S=%d training: primitive created", S);
     if (p) {
         CHECK(!bp_bn_prim_forward_infer(p, y, x, gamma, beta, rm, rv),
@@ -175,7 +175,7 @@ static void test_bn(bp_gemm_ctx *ctx, int S)
 
     /* Inference from running statistics (the ones just updated). */
     bp_bn_forward_infer_ref(y_ref, x, gamma, beta, rm_ref, rv_ref, N, C, S, eps);
-    p = bp_bn_prim_create(ctx, N, C, S, eps, 0);
+    p = bp_bn_prim_create(ctx, N, C, S, eps, 0, 1);
     CHECK(p != NULL, "batchnorm S=%d inference: primitive created", S);
     if (p) {
         nan_fill(y, nx);

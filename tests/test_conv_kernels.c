@@ -328,7 +328,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     bp_conv_backward_ref(dx0, dw0, db0, dy, x, w, &g);
 
     /* Training, with dx. */
-    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1);
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
     CHECK(p != NULL, "%s: primitive created (training, need_dx)", name);
     if (p) {
         CHECK(bp_conv_prim_forward(p, y, x, w, b), "%s: forward runs", name);
@@ -365,7 +365,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     }
 
     /* Training without dx (a first layer): dw, db only; asking dx does nothing. */
-    p = bp_conv_prim_create(ctx, &g, 1, 0);
+    p = bp_conv_prim_create(ctx, &g, 1, 0, 1, 1);
     CHECK(p != NULL, "%s: primitive created (training, no dx)", name);
     if (p) {
         for (size_t i = 0; i < nw; i++) dw[i] = (bp_real)NAN;
@@ -385,7 +385,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     }
 
     /* Inference: forward only. */
-    p = bp_conv_prim_create(ctx, &g, 0, 1);
+    p = bp_conv_prim_create(ctx, &g, 0, 1, 1, 1);
     CHECK(p != NULL, "%s: primitive created (inference)", name);
     if (p) {
         for (size_t i = 0; i < ny; i++) y[i] = (bp_real)NAN;
@@ -417,14 +417,14 @@ static void test_prim(void)
     /* A geometry whose OH / OW disagree with bp_conv_geom_init: refused. */
     bp_conv_geom bad = geom(1, 1, 5, 5, 1, 3, 1, 0);
     bad.OH = 5;
-    CHECK(bp_conv_prim_create(ctx, &bad, 1, 1) == NULL, "inconsistent OH refused");
+    CHECK(bp_conv_prim_create(ctx, &bad, 1, 1, 1, 1) == NULL, "inconsistent OH refused");
 
     /* Made for 2 threads, run after bp_set_threads(1): does nothing (the
      * caller falls back), as bp_mm_run. Needs 2 cores to mean anything. */
     if (bp_cores() >= 2) {
         bp_set_threads(2);
         bp_conv_geom g = geom(8, 32, 14, 14, 64, 3, 1, 1);
-        bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1);
+        bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
         CHECK(p != NULL, "2-thread primitive created");
         bp_set_threads(1);
         bp_real *x = rnd(xsize(&g), &s), *w = rnd(wsize(&g), &s), *y = nans(ysize(&g));
@@ -464,7 +464,7 @@ static void test_noalloc(void)
     bp_real *x = rnd(xsize(&g), &s), *w = rnd(wsize(&g), &s), *b = rnd((size_t)g.OC, &s);
     bp_real *dy = rnd(ysize(&g), &s), *y = nans(ysize(&g));
     bp_real *dx = nans(xsize(&g)), *dw = nans(wsize(&g)), *db = nans((size_t)g.OC);
-    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1);
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
     CHECK(p != NULL, "noalloc: primitive created");
     if (p) {
         int ok = bp_conv_prim_forward(p, y, x, w, b) &&
@@ -498,7 +498,7 @@ int main(void)
     test_backward_fd();
     bp_gemm_ctx *ctx = bp_gemm_ctx_create();
     bp_conv_geom g = geom(1, 1, 5, 5, 1, 3, 1, 1);
-    CHECK(bp_conv_prim_create(ctx, &g, 1, 1) == NULL, "double build: no primitive");
+    CHECK(bp_conv_prim_create(ctx, &g, 1, 1, 1, 1) == NULL, "double build: no primitive");
     bp_gemm_ctx_free(ctx);
 #else
     test_prim();

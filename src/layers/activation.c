@@ -20,8 +20,10 @@ static bp_status same_shape(bp_layer *L, int col, bp_error *err)
 }
 
 /* relu and leaky_relu: the sign of each input is the kink's side. */
-static size_t sign_kinks(const bp_layer *L, const bp_real *x, int n, unsigned char *sig)
+static size_t sign_kinks(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
+                         unsigned char *sig)
 {
+    (void)net; /* any layout: the signature is elementwise */
     size_t m = (size_t)n * L->in;
     if (L->kind == BP_LEAKY_RELU && L->param == 1) return 0; /* the identity */
     if (sig)
@@ -136,14 +138,20 @@ static void softmax_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp,
 }
 #undef M
 
+/* The elementwise ones take any layout (BP_BLK_KEEP); softmax reads rows
+ * along the last dimension, so plain data only. */
 #define ACT(name_, word_, usage_, kind_, fwd, bwd, ...)                                      \
     const bp_layer_ops name_ = {.word = word_, .kind = kind_, .usage = usage_,               \
                                 .shape = same_shape, .forward = fwd, .backward = bwd, __VA_ARGS__}
 
-ACT(bp_identity_ops, "identity", "identity", BP_IDENTITY, identity_forward, identity_backward);
-ACT(bp_sigmoid_ops, "sigmoid", "sigmoid", BP_SIGMOID, sigmoid_forward, sigmoid_backward);
-ACT(bp_tanh_ops, "tanh", "tanh", BP_TANH, tanh_forward, tanh_backward);
-ACT(bp_relu_ops, "relu", "relu", BP_RELU, relu_forward, relu_backward, .kinks = sign_kinks);
+ACT(bp_identity_ops, "identity", "identity", BP_IDENTITY, identity_forward, identity_backward,
+    .layout = BP_BLK_KEEP);
+ACT(bp_sigmoid_ops, "sigmoid", "sigmoid", BP_SIGMOID, sigmoid_forward, sigmoid_backward,
+    .layout = BP_BLK_KEEP);
+ACT(bp_tanh_ops, "tanh", "tanh", BP_TANH, tanh_forward, tanh_backward, .layout = BP_BLK_KEEP);
+ACT(bp_relu_ops, "relu", "relu", BP_RELU, relu_forward, relu_backward, .kinks = sign_kinks,
+    .layout = BP_BLK_KEEP);
 ACT(bp_leaky_relu_ops, "leaky_relu", "leaky_relu(a)", BP_LEAKY_RELU, leaky_forward,
-    leaky_backward, .real_arg = 1, .real_def = 0.01, .check = leaky_check, .kinks = sign_kinks);
+    leaky_backward, .real_arg = 1, .real_def = 0.01, .check = leaky_check, .kinks = sign_kinks,
+    .layout = BP_BLK_KEEP);
 ACT(bp_softmax_ops, "softmax", "softmax", BP_SOFTMAX, softmax_forward, softmax_backward);

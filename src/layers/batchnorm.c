@@ -14,8 +14,9 @@
  * Parameters weight (gamma) [C] and bias (beta) [C]; buffers running_mean,
  * running_var [C] and num_batches_tracked (I64). The workspace keeps the
  * batch's mean and invstd [C] each for the backward. The forward runs on
- * oneDNN's batch-normalization primitive, the backward on the reference
- * loop (faster here, see bn_backward).
+ * oneDNN's batch-normalization primitive; the backward too on a blocked
+ * input (after a conv, nChw{B}c: oneDNN's JIT kernels), and on the
+ * reference loop on a plain one (faster there, see bn_backward).
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -26,8 +27,11 @@
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
 
+/* A slot's primitives: `train` (batch statistics, and the backward; NULL
+ * in an inference slot) and `infer` (running statistics: evaluation, and
+ * a frozen layer in training), both for the slot's layout. */
 typedef struct bn_fast {
-    bp_bn_prim *prim;
+    bp_bn_prim *train, *infer;
     int training;
 } bn_fast;
 
@@ -74,55 +78,65 @@ static uint64_t bn_ws(const bp_layer *L, int batch)
     return 2 * (uint64_t)bn_channels(L) * sizeof(bp_real);
 }
 
-static void bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
+static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     (void)need_dx;
     bn_fast *f = L->fast[slot];
-    if (f && (f->training || !training)) return;
+    if (f && (f->training || !training)) return f->infer && (!training || f->train);
     if (!f) {
         f = calloc(1, sizeof *f);
-        if (!f) return;
+        if (!f) return 0;
         L->fast[slot] = f;
     }
-    bp_bn_prim_free(f->prim);
-    f->prim = bp_bn_prim_create(net->gemm, n, bn_channels(L), bn_spatial(L), BN_EPS, training);
-    f->training = training && f->prim;
+    int C = bn_channels(L), S = bn_spatial(L), blk = L->blk_in[slot];
+    if (!f->infer) f->infer = bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
+    if (training) f->train = bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
+    f->training = training;
+    return f->infer && (!training || f->train);
 }
 
-static void bn_release(bp_layer *L)
+static void bn_release(bp_layer *L, int slot)
 {
     for (int q = 0; q < BP_MM_SLOTS; q++) {
+        if (!bp_slot_selected(q, slot)) continue;
         bn_fast *f = L->fast[q];
-        if (f) bp_bn_prim_free(f->prim);
+        if (f) {
+            bp_bn_prim_free(f->train);
+            bp_bn_prim_free(f->infer);
+        }
         free(f);
         L->fast[q] = NULL;
     }
 }
 
-static bn_fast *bn_fast_for(const bp_net *net, const bp_layer *L, int n)
+static bn_fast *bn_fast_for(const bp_net *net, const bp_layer *L, int n, int training)
 {
-    int q = bp_net_slot(net, n);
+    int q = bp_net_slot(net, n, training);
     return q < 0 ? NULL : L->fast[q];
 }
 
+/* x and y in the slot's layout (plain, or nChw{B}c after a conv). */
 static void bn_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                        int training)
 {
     int C = bn_channels(L), S = bn_spatial(L);
     bp_real *gamma = L->w, *beta = L->b, *rm = L->buf, *rv = L->buf + C;
-    bn_fast *f = bn_fast_for(net, L, n);
+    bn_fast *f = bn_fast_for(net, L, n, training);
+    int blocked = bp_blk_in(net, L, n, training) > 1;
     if (training && !L->frozen) {
         bp_real *mean = L->ws, *invstd = (bp_real *)L->ws + C;
         L->count++;
-        if (f && f->training &&
-            bp_bn_prim_forward_train(f->prim, y, mean, invstd, x, gamma, beta, rm, rv, BN_MOMENTUM))
+        if (f && f->train &&
+            bp_bn_prim_forward_train(f->train, y, mean, invstd, x, gamma, beta, rm, rv, BN_MOMENTUM))
             return;
-        bp_bn_forward_train_ref(y, mean, invstd, x, gamma, beta, rm, rv, n, C, S, BN_EPS,
-                                BN_MOMENTUM);
+        if (blocked) bp_layer_fail(y, (size_t)n * L->out);
+        else bp_bn_forward_train_ref(y, mean, invstd, x, gamma, beta, rm, rv, n, C, S, BN_EPS,
+                                     BN_MOMENTUM);
         return;
     }
-    if (f && f->prim && bp_bn_prim_forward_infer(f->prim, y, x, gamma, beta, rm, rv)) return;
-    bp_bn_forward_infer_ref(y, x, gamma, beta, rm, rv, n, C, S, BN_EPS);
+    if (f && f->infer && bp_bn_prim_forward_infer(f->infer, y, x, gamma, beta, rm, rv)) return;
+    if (blocked) bp_layer_fail(y, (size_t)n * L->out);
+    else bp_bn_forward_infer_ref(y, x, gamma, beta, rm, rv, n, C, S, BN_EPS);
 }
 
 /* Training mode, from the saved mean and invstd (xhat = (x - mean) invstd):
@@ -134,36 +148,44 @@ static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                         const bp_real *dy, const bp_real *x, const bp_real *y, int n)
 {
     (void)y;
-    int C = bn_channels(L), S = bn_spatial(L);
+    int C = bn_channels(L), S = bn_spatial(L), blk = bp_blk_in(net, L, n, 1);
     bp_real *dgamma = dparam, *dbeta = dparam ? dparam + C : NULL;
     if (L->frozen) {
         for (int c = 0; c < C; c++) {
             double r = 1 / sqrt((double)L->buf[C + c] + BN_EPS), sg = 0, sb = 0;
-            for (int b = 0; b < n; b++) {
-                size_t o = ((size_t)b * C + c) * S;
+            for (int b = 0; b < n; b++)
                 for (int k = 0; k < S; k++) {
-                    if (dx) dx[o + k] = (bp_real)(dy[o + k] * L->w[c] * r);
-                    sg += (double)dy[o + k] * (x[o + k] - L->buf[c]) * r;
-                    sb += dy[o + k];
+                    size_t o = bp_blk_at(blk, C, S, b, c, k);
+                    if (dx) dx[o] = (bp_real)(dy[o] * L->w[c] * r);
+                    sg += (double)dy[o] * (x[o] - L->buf[c]) * r;
+                    sb += dy[o];
                 }
-            }
             if (dgamma) dgamma[c] = (bp_real)sg;
             if (dbeta) dbeta[c] = (bp_real)sb;
         }
         return;
     }
-    /* The reference loop, not bp_bn_prim_backward: on plain [N, C, H, W]
-     * data oneDNN 2.6's batch-norm backward (ncsp_bnorm) took 13.7 ms where
-     * the loop takes 8.9 (W5's first batchnorm, batch 128, one thread;
-     * bench/NOTES.md). The forward stays on the primitive (as fast). */
-    (void)net;
     const bp_real *mean = L->ws, *invstd = (const bp_real *)L->ws + C;
+    if (blk > 1) {
+        /* Blocked: oneDNN's JIT backward. */
+        bn_fast *f = bn_fast_for(net, L, n, 1);
+        if (f && f->train &&
+            bp_bn_prim_backward(f->train, dx, dgamma, dbeta, dy, x, mean, invstd, L->w))
+            return;
+        bp_layer_fail(dx, (size_t)n * L->in);
+        bp_layer_fail(dparam, L->n_params);
+        return;
+    }
+    /* Plain: the reference loop, not bp_bn_prim_backward: on plain
+     * [N, C, H, W] data oneDNN 2.6's batch-norm backward (ncsp_bnorm) took
+     * 13.7 ms where the loop takes 8.9 (W5's first batchnorm, batch 128,
+     * one thread; bench/NOTES.md). */
     bp_bn_backward_ref(dx, dgamma, dbeta, dy, x, mean, invstd, L->w, n, C, S);
 }
 
 const bp_layer_ops bp_batchnorm_ops = {
     .word = "batchnorm", .kind = BP_BATCHNORM, .usage = "batchnorm",
-    .parametric = 1,
+    .parametric = 1, .layout = BP_BLK_KEEP,
     .shape = bn_shape, .tensors = bn_tensors, .init = bn_init, .ws_bytes = bn_ws,
     .prepare = bn_prepare, .release = bn_release,
     .forward = bn_forward, .backward = bn_backward,

@@ -6,7 +6,8 @@
  * x [n, in_ch, H, W], W [C, in_ch, K, K], b [C], y [n, C, OH, OW] with
  * OH = (H + 2 pad - K) / s + 1. The fast path is oneDNN's convolution
  * (src/conv_kernels.c), prepared per batch size; the reference loop is the
- * definition and the double build's path.
+ * definition and the double build's path. Its output starts the blocked
+ * layout (nChw{B}c) where the slot's plan keeps the next layers blocked.
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -76,24 +77,27 @@ static void conv_init(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng)
     for (int o = 0; o < L->desc.units; o++) L->b[o] = 0;
 }
 
-static void conv_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
+static int conv_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     conv_fast *f = L->fast[slot];
-    if (f && (f->training || !training)) return;
+    if (f && (f->training || !training)) return f->prim != NULL;
     if (!f) {
         f = calloc(1, sizeof *f);
-        if (!f) return;
+        if (!f) return 0;
         L->fast[slot] = f;
     }
     bp_conv_prim_free(f->prim);
     bp_conv_geom g = conv_geom(L, n);
-    f->prim = bp_conv_prim_create(net->gemm, &g, training, need_dx);
+    f->prim = bp_conv_prim_create(net->gemm, &g, training, need_dx, L->blk_in[slot],
+                                  L->blk_out[slot]);
     f->training = training && f->prim;
+    return f->prim != NULL;
 }
 
-static void conv_release(bp_layer *L)
+static void conv_release(bp_layer *L, int slot)
 {
     for (int q = 0; q < BP_MM_SLOTS; q++) {
+        if (!bp_slot_selected(q, slot)) continue;
         conv_fast *f = L->fast[q];
         if (f) bp_conv_prim_free(f->prim);
         free(f);
@@ -101,18 +105,22 @@ static void conv_release(bp_layer *L)
     }
 }
 
-static conv_fast *conv_fast_for(const bp_net *net, const bp_layer *L, int n)
+static conv_fast *conv_fast_for(const bp_net *net, const bp_layer *L, int n, int training)
 {
-    int q = bp_net_slot(net, n);
+    int q = bp_net_slot(net, n, training);
     return q < 0 ? NULL : L->fast[q];
 }
 
+/* x and y in the slot's layouts (plain, or nChw{B}c between blocked layers). */
 static void conv_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                          int training)
 {
-    (void)training;
-    conv_fast *f = conv_fast_for(net, L, n);
+    conv_fast *f = conv_fast_for(net, L, n, training);
     if (f && f->prim && bp_conv_prim_forward(f->prim, y, x, L->w, L->b)) return;
+    if (bp_blk_in(net, L, n, training) > 1 || bp_blk_out(net, L, n, training) > 1) {
+        bp_layer_fail(y, (size_t)n * L->out);
+        return;
+    }
     bp_conv_geom g = conv_geom(L, n);
     bp_conv_forward_ref(y, x, L->w, L->b, &g);
 }
@@ -126,8 +134,13 @@ static void conv_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam
 {
     (void)y;
     bp_real *dw = dparam, *db = dparam ? dparam + (L->b - L->w) : NULL;
-    conv_fast *f = conv_fast_for(net, L, n);
+    conv_fast *f = conv_fast_for(net, L, n, 1);
     if (f && f->training && bp_conv_prim_backward(f->prim, dx, dw, db, dy, x, L->w)) return;
+    if (bp_blk_in(net, L, n, 1) > 1 || bp_blk_out(net, L, n, 1) > 1) {
+        bp_layer_fail(dx, (size_t)n * L->in);
+        bp_layer_fail(dparam, L->n_params);
+        return;
+    }
     bp_conv_geom g = conv_geom(L, n);
     bp_conv_backward_ref(dx, dw, db, dy, x, L->w, &g);
 }
@@ -136,7 +149,7 @@ const bp_layer_ops bp_conv_ops = {
     .word = "conv", .kind = BP_CONV, .usage = "conv(C,K[,stride[,pad]])",
     .n_int_min = 2, .n_int_max = 4,
     .int_slot = {BP_ARG_UNITS, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD},
-    .parametric = 1,
+    .parametric = 1, .layout = BP_BLK_MAKE,
     .check = conv_check, .shape = conv_shape, .tensors = conv_tensors, .init = conv_init,
     .prepare = conv_prepare, .release = conv_release,
     .forward = conv_forward, .backward = conv_backward,

@@ -64,33 +64,37 @@ static void dense_init(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng)
     memset(L->b, 0, (size_t)L->desc.units * sizeof(bp_real));
 }
 
-static void dense_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
+/* Plain data only: a missing GEMM primitive falls back to bp_gemm, so it
+ * always succeeds. */
+static int dense_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
     bp_mm **mm = &L->mm[BP_MM_FWD][slot];
     /* forward: y [rows, out] = x [rows, in] W^T + b */
     if (!*mm) *mm = bp_mm_create(net->gemm, 0, 1, rows, out, in, 1);
-    if (!training) return;
+    if (!training) return 1;
     /* dW [out, in] = dy^T [out, rows] x [rows, in] */
     mm = &L->mm[BP_MM_DW][slot];
     if (!*mm) *mm = bp_mm_create(net->gemm, 1, 0, out, in, rows, 0);
     /* dx [rows, in] = dy [rows, out] W [out, in] */
     mm = &L->mm[BP_MM_DX][slot];
     if (!*mm && need_dx) *mm = bp_mm_create(net->gemm, 0, 0, rows, in, out, 0);
+    return 1;
 }
 
-static void dense_release(bp_layer *L)
+static void dense_release(bp_layer *L, int slot)
 {
     for (int k = 0; k < BP_MM_KINDS; k++)
         for (int q = 0; q < BP_MM_SLOTS; q++) {
+            if (!bp_slot_selected(q, slot)) continue;
             bp_mm_free(L->mm[k][q]);
             L->mm[k][q] = NULL;
         }
 }
 
-static bp_mm *dense_mm(const bp_net *net, const bp_layer *L, int kind, int n)
+static bp_mm *dense_mm(const bp_net *net, const bp_layer *L, int kind, int n, int training)
 {
-    int q = bp_net_slot(net, n);
+    int q = bp_net_slot(net, n, training);
     return q < 0 ? NULL : L->mm[kind][q];
 }
 
@@ -100,7 +104,7 @@ static void dense_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x
 {
     (void)training;
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
-    if (bp_mm_run(dense_mm(net, L, BP_MM_FWD, n), x, L->w, L->b, y)) return;
+    if (bp_mm_run(dense_mm(net, L, BP_MM_FWD, n, training), x, L->w, L->b, y)) return;
     bp_k_bias_rows(y, L->b, rows, out);
     bp_gemm(0, 1, rows, out, in, 1, x, in, L->w, in, 1, y, out);
 }
@@ -114,11 +118,11 @@ static void dense_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dpara
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
     if (dparam) {
         bp_real *dw = dparam, *db = dparam + (size_t)out * in;
-        if (!bp_mm_run(dense_mm(net, L, BP_MM_DW, n), dy, x, NULL, dw))
+        if (!bp_mm_run(dense_mm(net, L, BP_MM_DW, n, 1), dy, x, NULL, dw))
             bp_gemm(1, 0, out, in, rows, 1, dy, out, x, in, 0, dw, in);
         bp_k_colsum(db, dy, rows, out);
     }
-    if (dx && !bp_mm_run(dense_mm(net, L, BP_MM_DX, n), dy, L->w, NULL, dx))
+    if (dx && !bp_mm_run(dense_mm(net, L, BP_MM_DX, n, 1), dy, L->w, NULL, dx))
         bp_gemm(0, 0, rows, in, out, 1, dy, out, L->w, in, 0, dx, in);
 }
 

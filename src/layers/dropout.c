@@ -3,7 +3,7 @@
  *
  * Training: y = x * mask, mask = 0 with probability p, else 1 / (1 - p),
  * drawn from the network's RNG; inference: y = x. The mask is the layer's
- * workspace [n, F].
+ * workspace [n, F], in the layout of x (elementwise, any layout).
  */
 #include "layer.h"
 #include "../kernels.h"
@@ -57,7 +57,7 @@ static void dropout_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dpa
 
 const bp_layer_ops bp_dropout_ops = {
     .word = "dropout", .kind = BP_DROPOUT, .usage = "dropout(p)",
-    .real_arg = 1, .real_def = 0.5,
+    .real_arg = 1, .real_def = 0.5, .layout = BP_BLK_KEEP,
     .check = dropout_check, .shape = dropout_shape, .ws_bytes = dropout_ws,
     .forward = dropout_forward, .backward = dropout_backward,
 };

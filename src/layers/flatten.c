@@ -1,6 +1,11 @@
 /*
- * flatten.c - torch.nn.Flatten(): [C, H, W] (or [T, F]) -> [C*H*W]. The
- * data are already row-major per sample, so forward and backward copy.
+ * flatten.c - torch.nn.Flatten(): [C, H, W] (or [T, F]) -> [C*H*W].
+ *
+ * Plain data are already row-major per sample, so forward and backward
+ * copy. A blocked input (nChw{B}c, the layout convolutions keep; see
+ * bp_net_prepare) is where the network returns to plain data: the forward
+ * gathers each channel's values into torch's order, the backward scatters
+ * the gradient back into the blocked layout.
  */
 #include "layer.h"
 
@@ -13,22 +18,53 @@ static bp_status flatten_shape(bp_layer *L, int col, bp_error *err)
     return BP_OK;
 }
 
-/* y = x viewed as [n, C*H*W] */
-static void flatten_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
+/* C and S = H*W of a blocked input (blocked inputs are always [C, H, W]). */
+static void flatten_dims(const bp_layer *L, int *C, int *S)
 {
-    (void)net, (void)t;
-    memcpy(y, x, (size_t)n * L->out * sizeof(bp_real));
+    *C = L->in_shape.dim[0];
+    *S = L->in / *C;
 }
 
-/* dx = dy viewed as [n, C, H, W] */
+/* y = x viewed as [n, C*H*W]: y[b, c*S + s] = x[b, c, s] */
+static void flatten_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
+{
+    int blk = bp_blk_in(net, L, n, t);
+    if (blk == 1) {
+        memcpy(y, x, (size_t)n * L->out * sizeof(bp_real));
+        return;
+    }
+    int C, S;
+    flatten_dims(L, &C, &S);
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < C; c++) {
+            const bp_real *xc = x + bp_blk_at(blk, C, S, b, c, 0);
+            bp_real *yc = y + ((size_t)b * C + c) * S;
+            for (int s = 0; s < S; s++) yc[s] = xc[(size_t)s * blk];
+        }
+}
+
+/* dx = dy viewed as [n, C, H, W]: dx[b, c, s] = dy[b, c*S + s] */
 static void flatten_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                              const bp_real *dy, const bp_real *x, const bp_real *y, int n)
 {
-    (void)net, (void)dparam, (void)x, (void)y;
-    if (dx) memcpy(dx, dy, (size_t)n * L->in * sizeof(bp_real));
+    (void)dparam, (void)x, (void)y;
+    if (!dx) return;
+    int blk = bp_blk_in(net, L, n, 1);
+    if (blk == 1) {
+        memcpy(dx, dy, (size_t)n * L->in * sizeof(bp_real));
+        return;
+    }
+    int C, S;
+    flatten_dims(L, &C, &S);
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < C; c++) {
+            bp_real *dc = dx + bp_blk_at(blk, C, S, b, c, 0);
+            const bp_real *gc = dy + ((size_t)b * C + c) * S;
+            for (int s = 0; s < S; s++) dc[(size_t)s * blk] = gc[s];
+        }
 }
 
 const bp_layer_ops bp_flatten_ops = {
-    .word = "flatten", .kind = BP_FLATTEN, .usage = "flatten",
+    .word = "flatten", .kind = BP_FLATTEN, .usage = "flatten", .layout = BP_BLK_END,
     .shape = flatten_shape, .forward = flatten_forward, .backward = flatten_backward,
 };

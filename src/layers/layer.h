@@ -18,15 +18,22 @@
  *   init:     ops->init fills its parameters and buffers
  *   reserve:  ops->ws_bytes: its per-batch workspace (masks, argmax, saved
  *             statistics), allocated by bp_net_reserve
+ *   layout:   ops->layout says how the layer treats oneDNN's blocked layout
+ *             (below); bp_net_prepare plans each slot's layouts from it
  *   prepare:  ops->prepare creates fast-path objects (oneDNN primitives) for
- *             one batch size, in slot `slot`; ops->release frees them
+ *             one batch size, in slot `slot`, for the layouts planned there
+ *             (L->blk_in[slot], L->blk_out[slot]); ops->release frees them
  *   forward:  y [n, out] from x [n, in]; `training` selects training-mode
  *             behaviour (dropout masks, batch statistics)
  *   backward: from dy [n, out]: dx [n, in] (NULL: not needed) and the
  *             gradient of its parameters into dparam (NULL: frozen), laid
  *             out like its parameters; x and y are the forward's input and
  *             output. Outputs are overwritten, never accumulated.
- * Activations are [n, per-sample shape] row-major, batch first.
+ * Activations are [n, per-sample shape] row-major, batch first, except
+ * where a slot's plan keeps an image in the blocked layout nChw{B}c
+ * ([n, C/B, H, W, B]; see bp_layer.blk_in): forward, backward and kinks
+ * find their layouts with bp_blk_in / bp_blk_out. Both layouts hold the
+ * same number of values (blocked only when B divides C).
  */
 #ifndef BP_LAYER_H
 #define BP_LAYER_H
@@ -45,6 +52,15 @@ typedef struct bp_tensor_spec {
 } bp_tensor_spec;
 
 #define BP_LAYER_MAX_TENSORS 5
+
+/* How a layer meets the blocked layout (ops->layout):
+ *   PLAIN: plain input, plain output (dense, softmax, the default);
+ *   KEEP:  its output has its input's layout (elementwise layers, dropout,
+ *          batchnorm, max and average pooling);
+ *   MAKE:  any input layout; its output is blocked when the plan wants it
+ *          and B divides its channels (conv);
+ *   END:   any input layout, plain output (flatten, global_avgpool). */
+typedef enum bp_blk_kind { BP_BLK_PLAIN = 0, BP_BLK_KEEP, BP_BLK_MAKE, BP_BLK_END } bp_blk_kind;
 
 struct bp_layer_ops {
     const char *word;      /* spec word */
@@ -66,16 +82,21 @@ struct bp_layer_ops {
     void (*init)(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng);
     /* Bytes of per-batch workspace for `batch` samples. NULL: none. */
     uint64_t (*ws_bytes)(const bp_layer *L, int batch);
-    /* Fast-path objects for batches of n samples in `slot`. NULL: none. */
-    void (*prepare)(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx);
-    void (*release)(bp_layer *L);
+    bp_blk_kind layout;
+    /* Fast-path objects for batches of n samples in `slot`, for the layouts
+     * planned there. Returns 1, or 0 when it could not make them (the slot
+     * then falls back to plain layouts). NULL: none. */
+    int (*prepare)(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx);
+    /* Free the objects of `slot` (-1: of every slot). */
+    void (*release)(bp_layer *L, int slot);
     void (*forward)(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int training);
     void (*backward)(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam, const bp_real *dy,
                      const bp_real *x, const bp_real *y, int n);
     /* Gradient check: the signature of the layer's non-smooth choices for
      * input x (relu: the sign of each input; maxpool: the argmax) into sig,
      * returning its size in bytes (sig NULL: the size only). NULL: smooth. */
-    size_t (*kinks)(const bp_layer *L, const bp_real *x, int n, unsigned char *sig);
+    size_t (*kinks)(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
+                    unsigned char *sig);
 };
 
 /* Registry (registry.c). */
@@ -84,8 +105,40 @@ const bp_layer_ops *bp_layer_ops_of(bp_layer_kind kind);
 /* "dense(N), identity, ..." (every word's usage) into buf, for messages. */
 void bp_layer_words(char *buf, size_t size);
 
-/* The fast-path slot of batch size n, or -1 (net.c). */
-int bp_net_slot(const bp_net *net, int n);
+/* The fast-path slot of batch size n for a training pass (training != 0:
+ * a forward in training mode, any backward) or an inference one, or -1
+ * (net.c): none, one made for inference only when training, or one made
+ * for another thread count (bp_set_threads changed since). Every layer of
+ * a pass sees the same answer, so they agree on the layouts. */
+int bp_net_slot(const bp_net *net, int n, int training);
+
+/* The layouts of a layer's input and output in a pass over n samples
+ * (1: plain; B: nChw{B}c). */
+static inline int bp_blk_in(const bp_net *net, const bp_layer *L, int n, int training)
+{
+    int q = bp_net_slot(net, n, training);
+    return q < 0 ? 1 : L->blk_in[q];
+}
+static inline int bp_blk_out(const bp_net *net, const bp_layer *L, int n, int training)
+{
+    int q = bp_net_slot(net, n, training);
+    return q < 0 ? 1 : L->blk_out[q];
+}
+/* Whether ops->release(L, slot) frees slot q (slot -1: every slot). */
+static inline int bp_slot_selected(int q, int slot) { return slot < 0 || q == slot; }
+
+/* A slot's primitives are made for its layouts and thread count and
+ * allocate nothing when they run, so they do not fail; if one did on a
+ * blocked tensor (where no reference loop can take over), the layer fills
+ * its outputs with NaN (NULL ones skipped) and the trainer stops on the
+ * non-finite values, naming the layer. */
+void bp_layer_fail(bp_real *a, size_t m);
+/* Index of value (c, s) of sample b in an activation [n, C, S] stored with
+ * channel block blk (1: plain, S = H*W). */
+static inline size_t bp_blk_at(int blk, int C, int S, int b, int c, int s)
+{
+    return (size_t)b * C * S + ((size_t)(c / blk) * S + s) * blk + c % blk;
+}
 
 /* The families' tables. */
 extern const bp_layer_ops bp_dense_ops, bp_identity_ops, bp_sigmoid_ops, bp_tanh_ops,

@@ -8,8 +8,10 @@
  *   global: y[n,c,0,0] = 1/(H W) sum_{h,w} x[n,c,h,w]
  *
  * Average pooling runs on oneDNN's pooling primitive (src/pool_kernels.c);
- * max pooling on its reference loop, which was faster (pool_prepare), and
- * keeps the argmax in the layer's workspace.
+ * max pooling too on blocked data (nChw{B}c, after a conv), and on its
+ * reference loop on plain data, where that was faster (pool_prepare),
+ * keeping the argmax in the layer's workspace. global_avgpool takes either
+ * layout and returns plain [n, C].
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -55,30 +57,34 @@ static uint64_t maxpool_ws(const bp_layer *L, int batch)
     return bp_mul_sat(bp_mul_sat((uint64_t)batch, (uint64_t)L->out), sizeof(int32_t));
 }
 
-static void pool_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
+static int pool_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     (void)need_dx;
-    /* Max pooling stays on the reference loop: on plain [N, C, H, W] data
-     * oneDNN 2.6's pooling (simple_nchw forward, 6.1 ms; backward 6.1 ms)
-     * lost to it (5.7 ms and 2.1 ms) on W5's first maxpool at batch 128, one
-     * thread (bench/NOTES.md). Average pooling uses the primitive. */
-    if (L->kind == BP_MAXPOOL) return;
+    int blk = L->blk_in[slot];
+    /* Max pooling on plain data stays on the reference loop: there oneDNN
+     * 2.6's pooling (simple_nchw forward, 6.1 ms; backward 6.1 ms) lost to
+     * it (5.7 ms and 2.1 ms) on W5's first maxpool at batch 128, one
+     * thread (bench/NOTES.md). On blocked data (after a conv) it runs
+     * oneDNN's JIT kernels; average pooling always uses the primitive. */
+    if (L->kind == BP_MAXPOOL && blk == 1) return 1;
     pool_fast *f = L->fast[slot];
-    if (f && (f->training || !training)) return;
+    if (f && (f->training || !training)) return f->prim != NULL;
     if (!f) {
         f = calloc(1, sizeof *f);
-        if (!f) return;
+        if (!f) return 0;
         L->fast[slot] = f;
     }
     bp_pool_prim_free(f->prim);
     bp_pool_geom g = pool_geom(L, n);
-    f->prim = bp_pool_prim_create(net->gemm, &g, L->kind == BP_MAXPOOL, training);
+    f->prim = bp_pool_prim_create(net->gemm, &g, L->kind == BP_MAXPOOL, training, blk);
     f->training = training && f->prim;
+    return f->prim != NULL;
 }
 
-static void pool_release(bp_layer *L)
+static void pool_release(bp_layer *L, int slot)
 {
     for (int q = 0; q < BP_MM_SLOTS; q++) {
+        if (!bp_slot_selected(q, slot)) continue;
         pool_fast *f = L->fast[q];
         if (f) bp_pool_prim_free(f->prim);
         free(f);
@@ -86,21 +92,26 @@ static void pool_release(bp_layer *L)
     }
 }
 
-static pool_fast *pool_fast_for(const bp_net *net, const bp_layer *L, int n)
+static pool_fast *pool_fast_for(const bp_net *net, const bp_layer *L, int n, int training)
 {
-    int q = bp_net_slot(net, n);
+    int q = bp_net_slot(net, n, training);
     return q < 0 ? NULL : L->fast[q];
 }
 
+/* x and y in the slot's layout (plain, or nChw{B}c after a conv). */
 static void pool_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                          int training)
 {
-    pool_fast *f = pool_fast_for(net, L, n);
+    pool_fast *f = pool_fast_for(net, L, n, training);
     if (f) f->used = 0;
     /* A training forward of max pooling must keep what its backward needs:
      * the primitive's workspace (a training primitive) or the argmax. */
     if (f && f->prim && (f->training || !training) && bp_pool_prim_forward(f->prim, y, x)) {
         f->used = 1;
+        return;
+    }
+    if (bp_blk_in(net, L, n, training) > 1) {
+        bp_layer_fail(y, (size_t)n * L->out);
         return;
     }
     bp_pool_geom g = pool_geom(L, n);
@@ -115,34 +126,41 @@ static void pool_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam
 {
     (void)dparam, (void)x, (void)y;
     if (!dx) return;
-    pool_fast *f = pool_fast_for(net, L, n);
+    pool_fast *f = pool_fast_for(net, L, n, 1);
     if (f && f->used && f->training && bp_pool_prim_backward(f->prim, dx, dy)) return;
+    if (bp_blk_in(net, L, n, 1) > 1) {
+        bp_layer_fail(dx, (size_t)n * L->in);
+        return;
+    }
     bp_pool_geom g = pool_geom(L, n);
     if (L->kind == BP_MAXPOOL) bp_maxpool_backward_ref(dx, dy, L->ws, &g);
     else bp_avgpool_backward_ref(dx, dy, &g);
 }
 
 /* The argmax of every window, recomputed from x (the kinks of max pooling
- * are where the argmax changes). */
-static size_t maxpool_kinks(const bp_layer *L, const bp_real *x, int n, unsigned char *sig)
+ * are where the argmax changes), x in the layout of a training pass. */
+static size_t maxpool_kinks(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
+                            unsigned char *sig)
 {
     size_t m = (size_t)n * L->out * sizeof(int32_t);
     if (!sig) return m;
     bp_pool_geom g = pool_geom(L, n);
+    int blk = bp_blk_in(net, L, n, 1), S = g.H * g.W;
     int32_t *idx = (int32_t *)(void *)sig;
-    for (int b = 0; b < g.N * g.C; b++) {
-        const bp_real *xp = x + (size_t)b * g.H * g.W;
-        for (int i = 0; i < g.OH; i++)
-            for (int j = 0; j < g.OW; j++) {
-                int best = (i * g.stride) * g.W + j * g.stride;
-                for (int p = 0; p < g.K; p++)
-                    for (int q = 0; q < g.K; q++) {
-                        int at = (i * g.stride + p) * g.W + j * g.stride + q;
-                        if (xp[at] > xp[best]) best = at;
-                    }
-                *idx++ = best;
-            }
-    }
+    for (int b = 0; b < g.N; b++)
+        for (int c = 0; c < g.C; c++) {
+            const bp_real *xp = x + bp_blk_at(blk, g.C, S, b, c, 0);
+            for (int i = 0; i < g.OH; i++)
+                for (int j = 0; j < g.OW; j++) {
+                    int best = (i * g.stride) * g.W + j * g.stride;
+                    for (int p = 0; p < g.K; p++)
+                        for (int q = 0; q < g.K; q++) {
+                            int at = (i * g.stride + p) * g.W + j * g.stride + q;
+                            if (xp[(size_t)at * blk] > xp[(size_t)best * blk]) best = at;
+                        }
+                    *idx++ = best;
+                }
+        }
     return m;
 }
 
@@ -153,27 +171,49 @@ static bp_status gap_shape(bp_layer *L, int col, bp_error *err)
     return BP_OK;
 }
 
+/* x in the slot's layout, y [n, C] plain. A blocked x's mean is the same
+ * sum: over each channel's S values, found B apart. */
 static void gap_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
 {
-    (void)net, (void)t;
-    bp_global_avgpool_forward_ref(y, x, n, L->in_shape.dim[0], L->in_shape.dim[1],
-                                  L->in_shape.dim[2]);
+    int C = L->in_shape.dim[0], S = L->in_shape.dim[1] * L->in_shape.dim[2];
+    int blk = bp_blk_in(net, L, n, t);
+    if (blk == 1) {
+        bp_global_avgpool_forward_ref(y, x, n, C, L->in_shape.dim[1], L->in_shape.dim[2]);
+        return;
+    }
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < C; c++) {
+            const bp_real *xp = x + bp_blk_at(blk, C, S, b, c, 0);
+            double acc = 0;
+            for (int k = 0; k < S; k++) acc += xp[(size_t)k * blk];
+            y[(size_t)b * C + c] = (bp_real)(acc / S);
+        }
 }
 
 /* dx[n,c,h,w] = dy[n,c] / (H W) */
 static void gap_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                          const bp_real *dy, const bp_real *x, const bp_real *y, int n)
 {
-    (void)net, (void)dparam, (void)x, (void)y;
-    if (dx)
-        bp_global_avgpool_backward_ref(dx, dy, n, L->in_shape.dim[0], L->in_shape.dim[1],
-                                       L->in_shape.dim[2]);
+    (void)dparam, (void)x, (void)y;
+    if (!dx) return;
+    int C = L->in_shape.dim[0], S = L->in_shape.dim[1] * L->in_shape.dim[2];
+    int blk = bp_blk_in(net, L, n, 1);
+    if (blk == 1) {
+        bp_global_avgpool_backward_ref(dx, dy, n, C, L->in_shape.dim[1], L->in_shape.dim[2]);
+        return;
+    }
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < C; c++) {
+            bp_real *dp = dx + bp_blk_at(blk, C, S, b, c, 0);
+            bp_real v = (bp_real)(dy[(size_t)b * C + c] / (double)S);
+            for (int k = 0; k < S; k++) dp[(size_t)k * blk] = v;
+        }
 }
 
 const bp_layer_ops bp_maxpool_ops = {
     .word = "maxpool", .kind = BP_MAXPOOL, .usage = "maxpool(K[,stride])",
     .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
-    .check = pool_check, .shape = pool_shape, .ws_bytes = maxpool_ws,
+    .check = pool_check, .shape = pool_shape, .ws_bytes = maxpool_ws, .layout = BP_BLK_KEEP,
     .prepare = pool_prepare, .release = pool_release,
     .forward = pool_forward, .backward = pool_backward, .kinks = maxpool_kinks,
 };
@@ -181,12 +221,12 @@ const bp_layer_ops bp_maxpool_ops = {
 const bp_layer_ops bp_avgpool_ops = {
     .word = "avgpool", .kind = BP_AVGPOOL, .usage = "avgpool(K[,stride])",
     .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
-    .check = pool_check, .shape = pool_shape,
+    .check = pool_check, .shape = pool_shape, .layout = BP_BLK_KEEP,
     .prepare = pool_prepare, .release = pool_release,
     .forward = pool_forward, .backward = pool_backward,
 };
 
 const bp_layer_ops bp_global_avgpool_ops = {
     .word = "global_avgpool", .kind = BP_GLOBAL_AVGPOOL, .usage = "global_avgpool",
-    .shape = gap_shape, .forward = gap_forward, .backward = gap_backward,
+    .shape = gap_shape, .layout = BP_BLK_END, .forward = gap_forward, .backward = gap_backward,
 };
