@@ -250,12 +250,17 @@ bp_real *bp_net_bias(bp_net *net, int i);
 
 /* Inference on a batch: x [n, inputs] -> y [n, outputs] (caller-owned).
  * Dropout is the identity. Grows internal workspaces if n exceeds what was
- * reserved (the only allocation, made once). BP_ESHAPE if n < 1. */
+ * reserved (the only allocation, made once), and prepares the fast path
+ * for batches of n on its first call with that n. BP_ESHAPE if n < 1. */
 bp_status bp_forward(bp_net *net, const bp_real *x, int n, bp_real *y,
                      bp_error *err);
 
-/* Reserve workspaces for batches of up to `max_batch` samples so that
- * forward and training steps never allocate. */
+/* Reserve the workspaces of inference (bp_forward, bp_evaluate) for
+ * batches of up to `max_batch` samples so that it never allocates: two
+ * activation buffers of the widest layer, which the layers' outputs take
+ * in turn. A trainer reserves what training needs itself (every layer's
+ * output, for the backward pass), and inference within the trainer's batch
+ * uses that. BP_ENOMEM (nothing allocated) when it does not fit. */
 bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err);
 
 /* Metadata: string key/value pairs saved in the model file's __metadata__.

@@ -45,7 +45,7 @@ static size_t kink_size(const bp_net *net, int i, int n)
 {
     const bp_layer *L = &net->layers[i];
     if (i == 0 || !L->ops->kinks) return 0;
-    return L->ops->kinks(net, L, net->act[i - 1], n, NULL);
+    return L->ops->kinks(net, L, NULL, n, NULL); /* the size only: no data read */
 }
 
 /* Record (save != 0) or compare with `signs` the kink signature of every

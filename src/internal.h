@@ -141,10 +141,22 @@ struct bp_net {
     int n_meta, cap_meta;
     char **meta_key, **meta_val;
 
-    /* Workspaces, sized for max_batch samples (bp_net_reserve). */
+    /* Workspaces. Training (bp_net_reserve_train, by the trainer): every
+     * layer's output, which the backward pass reads, and every layer's
+     * workspace, for max_batch samples. Inference (bp_net_reserve): two
+     * buffers of the widest output for infer_batch samples, which the
+     * layers' outputs take in turn (layer i writes pp[i % 2]), so a pass
+     * holds two activations, not all of them. */
     int max_batch;
-    bp_real **act;         /* act[i]: output of layer i [max_batch, out_i] */
-    unsigned char *ws;     /* every layer's workspace */
+    bp_real **act_full;    /* act_full[i]: output of layer i [max_batch, out_i] */
+    unsigned char *ws;     /* every layer's workspace (training) */
+    int infer_batch;
+    bp_real *pp[2];        /* [infer_batch * widest output] each */
+    bp_real **act_pp;      /* act_pp[i] = pp[i % 2] */
+    /* The outputs of the last pass (bp_net_forward_ws): act_full after a
+     * training pass or an inference one within max_batch, else act_pp;
+     * NULL before the first. */
+    bp_real **act;
     bp_rng rng;            /* dropout randomness */
 
     /* Prepared fast paths (bp_net_prepare): batch size of each slot, 0 = free. */
@@ -166,17 +178,26 @@ struct bp_net {
  * activations stay in the convolutions' blocked layout, so no layer between
  * reorders. Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
-/* Bytes of the activations and layer workspaces bp_net_reserve(batch)
+/* Bytes of the activations and layer workspaces bp_net_reserve_train(batch)
  * allocates (saturating). */
 uint64_t bp_net_workspace_bytes(const bp_net *net, int batch);
+/* What training passes of up to max_batch samples need: every layer's
+ * output and workspace (bp_net_reserve is the inference reservation).
+ * BP_ENOMEM (nothing changed) when it does not fit. */
+bp_status bp_net_reserve_train(bp_net *net, int max_batch, bp_error *err);
+/* Largest output width of any layer (or the input width). */
+size_t bp_net_widest(const bp_net *net);
 /* The sizes of the network `spec` on `input` would have, without its
  * parameters or workspaces: fills *shape (layers malloc'd, free them with
  * free(shape->layers); params NULL). Errors as bp_net_create_shaped. */
 bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_error *err);
 
 /* Forward pass over a batch; training != 0 enables dropout (drawing new
- * masks from net->rng). Outputs land in net->act[i]; returns the last
- * one. `net` must have reserved n samples. */
+ * masks from net->rng) and batch statistics. Outputs land in net->act[i]
+ * (every layer's after a training pass; after an inference pass beyond
+ * max_batch, only the last two layers' are still there); returns the last
+ * one. A training pass needs n <= max_batch (bp_net_reserve_train), an
+ * inference pass n <= max_batch or n <= infer_batch (bp_net_reserve). */
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n,
                                  int training);
 

@@ -261,16 +261,36 @@ static char *spec_string(const bp_layer *layers, int n)
 /* Construction                                                              */
 /* ------------------------------------------------------------------------ */
 
-static void free_workspaces(bp_net *net)
+/* The training reservation: every layer's output and workspace. */
+static void free_train_workspaces(bp_net *net)
 {
-    if (net->act)
-        for (int i = 0; i < net->n_layers; i++) free(net->act[i]);
-    free(net->act);
+    if (net->act == net->act_full) net->act = NULL;
+    if (net->act_full)
+        for (int i = 0; i < net->n_layers; i++) free(net->act_full[i]);
+    free(net->act_full);
     free(net->ws);
-    net->act = NULL;
+    net->act_full = NULL;
     net->ws = NULL;
     for (int i = 0; i < net->n_layers && net->layers; i++) net->layers[i].ws = NULL;
     net->max_batch = 0;
+}
+
+/* The inference reservation: the two buffers the outputs take in turn. */
+static void free_infer_workspaces(bp_net *net)
+{
+    if (net->act == net->act_pp) net->act = NULL;
+    free(net->pp[0]);
+    free(net->pp[1]);
+    free(net->act_pp);
+    net->pp[0] = net->pp[1] = NULL;
+    net->act_pp = NULL;
+    net->infer_batch = 0;
+}
+
+static void free_workspaces(bp_net *net)
+{
+    free_train_workspaces(net);
+    free_infer_workspaces(net);
 }
 
 void bp_net_free(bp_net *net)
@@ -766,9 +786,17 @@ static uint64_t workspace_bytes(const bp_net *net, int batch)
 
 uint64_t bp_net_workspace_bytes(const bp_net *net, int batch) { return workspace_bytes(net, batch); }
 
-bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
+size_t bp_net_widest(const bp_net *net)
 {
-    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve: NULL network");
+    size_t w = (size_t)net->n_inputs;
+    for (int i = 0; i < net->n_layers; i++)
+        if ((size_t)net->layers[i].out > w) w = (size_t)net->layers[i].out;
+    return w;
+}
+
+bp_status bp_net_reserve_train(bp_net *net, int max_batch, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve_train: NULL network");
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "batch size must be >= 1, got %d", max_batch);
     if (max_batch <= net->max_batch) return BP_OK;
     {
@@ -781,14 +809,14 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
         bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
         if (ms) return ms;
     }
-    free_workspaces(net);
-    net->act = bp_alloc_array((size_t)net->n_layers, sizeof *net->act);
-    if (!net->act) goto nomem;
+    free_train_workspaces(net);
+    net->act_full = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_full);
+    if (!net->act_full) goto nomem;
     size_t ws = 0;
     for (int i = 0; i < net->n_layers; i++) {
         bp_layer *L = &net->layers[i];
-        net->act[i] = bp_alloc_aligned((size_t)max_batch * (size_t)L->out, sizeof(bp_real));
-        if (!net->act[i]) goto nomem;
+        net->act_full[i] = bp_alloc_aligned((size_t)max_batch * (size_t)L->out, sizeof(bp_real));
+        if (!net->act_full[i]) goto nomem;
         if (L->ops->ws_bytes) ws += (size_t)((L->ops->ws_bytes(L, max_batch) + 63) & ~(uint64_t)63);
     }
     if (ws) {
@@ -806,8 +834,39 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
     net->max_batch = max_batch;
     return BP_OK;
 nomem:
-    free_workspaces(net);
+    free_train_workspaces(net);
     return bp_fail(err, BP_ENOMEM, "out of memory reserving workspaces for batch %d", max_batch);
+}
+
+/* Inference needs each layer's input and output only: two buffers of the
+ * widest output, which the layers' outputs take in turn. Within the
+ * training reservation (max_batch) nothing more is needed. */
+bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve: NULL network");
+    if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "batch size must be >= 1, got %d", max_batch);
+    if (max_batch <= net->max_batch || max_batch <= net->infer_batch) return BP_OK;
+    uint64_t one = bp_mul_sat(bp_mul_sat((uint64_t)max_batch, (uint64_t)bp_net_widest(net)),
+                              sizeof(bp_real));
+    {
+        uint64_t need = bp_mul_sat(2, one);
+        char detail[96];
+        snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
+        uint64_t params = bp_mul_sat((uint64_t)(net->n_params + net->n_buffers), sizeof(bp_real));
+        bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
+        if (ms) return ms;
+    }
+    free_infer_workspaces(net);
+    net->act_pp = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_pp);
+    net->pp[0] = bp_alloc_aligned((size_t)one, 1);
+    net->pp[1] = bp_alloc_aligned((size_t)one, 1);
+    if (!net->act_pp || !net->pp[0] || !net->pp[1]) {
+        free_infer_workspaces(net);
+        return bp_fail(err, BP_ENOMEM, "out of memory reserving workspaces for batch %d", max_batch);
+    }
+    for (int i = 0; i < net->n_layers; i++) net->act_pp[i] = net->pp[i % 2];
+    net->infer_batch = max_batch;
+    return BP_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -935,6 +994,7 @@ void bp_net_prepare(bp_net *net, int n, int training)
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
 {
+    net->act = training || n <= net->max_batch ? net->act_full : net->act_pp;
     const bp_real *in = x;
     for (int i = 0; i < net->n_layers; i++) {
         bp_layer *L = &net->layers[i];

@@ -60,13 +60,6 @@ static int is_trainable(const bp_trainer *tr, int i)
 /* Layers whose weights (the first tensor) get the l1/l2 penalties. */
 static int penalized(const bp_layer *L) { return L->kind == BP_DENSE || L->kind == BP_CONV; }
 
-static size_t max_width(const bp_net *net)
-{
-    size_t w = (size_t)net->n_inputs;
-    for (int i = 0; i < net->n_layers; i++)
-        if ((size_t)net->layers[i].out > w) w = (size_t)net->layers[i].out;
-    return w;
-}
 
 static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_error *err)
 {
@@ -139,10 +132,10 @@ void bp_trainer_free(bp_trainer *tr)
 static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
 {
     if (max_batch <= tr->max_batch) return BP_OK;
-    bp_status s = bp_net_reserve(tr->net, max_batch, err);
+    bp_status s = bp_net_reserve_train(tr->net, max_batch, err);
     if (s) return s;
     bp_net_prepare(tr->net, max_batch, 1);
-    size_t w = max_width(tr->net);
+    size_t w = bp_net_widest(tr->net);
     bp_real *d0 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
     bp_real *d1 = bp_alloc_aligned((size_t)max_batch * w, sizeof(bp_real));
     if (!d0 || !d1) {
@@ -161,7 +154,7 @@ static bp_status trainer_reserve(bp_trainer *tr, int max_batch, bp_error *err)
 /* Everything training will hold, computed from the sizes before any of it
  * is allocated (saturating, so no size_t overflow): the parameters (held
  * already), gradients, optimizer state, relu diagnostics, the activations
- * and dropout masks of bp_net_reserve, the two backward buffers, and what
+ * and dropout masks of bp_net_reserve_train, the two backward buffers, and what
  * bp_fit adds (a batch copy of x and y, the best weights with patience). */
 static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int max_batch,
                               bp_error *err)
@@ -176,7 +169,7 @@ static bp_status check_memory(const bp_net *net, const bp_train_config *cfg, int
         if (net->layers[i].kind == BP_RELU) relu = bp_add_sat(relu, (uint64_t)net->layers[i].out * R);
     int reserved = max_batch <= net->max_batch; /* activations held already */
     fresh = bp_add_sat(fresh, bp_add_sat(reserved ? 0 : act, relu));
-    fresh = bp_add_sat(fresh, bp_mul_sat(2, bp_mul_sat(bp_mul_sat(b, (uint64_t)max_width(net)), R)));
+    fresh = bp_add_sat(fresh, bp_mul_sat(2, bp_mul_sat(bp_mul_sat(b, (uint64_t)bp_net_widest(net)), R)));
     int tw = cfg->loss == BP_LOSS_CROSS_ENTROPY ? 1 : net->layers[net->n_layers - 1].out;
     fresh = bp_add_sat(fresh, bp_mul_sat(bp_mul_sat(b, (uint64_t)net->n_inputs + (uint64_t)tw), R));
     uint64_t held = bp_add_sat(params, reserved ? act : 0);
@@ -499,20 +492,23 @@ static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, c
     return BP_OK;
 }
 
-/* Loss and accuracy in inference mode, in chunks of the reserved batch. */
+/* Loss and accuracy in inference mode, in chunks of the reserved batch
+ * (the training one, or an inference one of up to 256). */
 static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, double *loss_out,
                           double *acc_out, bp_error *err)
 {
-    if (net->max_batch < 1) {
+    int chunk = net->max_batch > net->infer_batch ? net->max_batch : net->infer_batch;
+    if (chunk < 1) {
         bp_status s = bp_net_reserve(net, d->n < 256 ? d->n : 256, err);
         if (s) return s;
+        chunk = net->infer_batch;
     }
     int k = bp_loss_input_layer(net, loss);
     int dz = net->layers[k].out, tw = targets_width(net, loss);
     double sum = 0;
     long hits = 0;
-    for (int start = 0; start < d->n; start += net->max_batch) {
-        int m = d->n - start < net->max_batch ? d->n - start : net->max_batch;
+    for (int start = 0; start < d->n; start += chunk) {
+        int m = d->n - start < chunk ? d->n - start : chunk;
         bp_net_forward_ws(net, d->x + (size_t)start * d->n_inputs, m, 0);
         long c = 0;
         sum += m * bp_loss_eval(loss, net->act[k], d->y + (size_t)start * tw, m, dz, NULL, &c);

@@ -57,7 +57,14 @@ static void test_huge_networks(void)
         CHECK(s == BP_ENOMEM, "reserve 2*10^9 samples: %s", bp_status_name(s));
         CHECK(strstr(err.message, "activations for batch 2000000000") != NULL, "reserve message: %s",
               err.message);
-        CHECK(net->max_batch == 0 && net->act == NULL, "nothing reserved after the refusal");
+        CHECK(net->max_batch == 0 && net->act_full == NULL && net->infer_batch == 0 &&
+                  net->act_pp == NULL && net->pp[0] == NULL,
+              "nothing reserved after the refusal");
+        /* The trainer's reservation (every layer's output) is refused too. */
+        s = bp_net_reserve_train(net, 2000000000, &err);
+        CHECK(s == BP_ENOMEM && strstr(err.message, "activations for batch 2000000000") != NULL,
+              "training reservation for 2*10^9 samples: %s", err.message);
+        CHECK(net->max_batch == 0 && net->act_full == NULL, "nothing reserved after that refusal");
 
         /* The trainer's estimate includes its batch workspaces. */
         bp_train_config cfg;

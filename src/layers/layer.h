@@ -94,7 +94,8 @@ struct bp_layer_ops {
                      const bp_real *x, const bp_real *y, int n);
     /* Gradient check: the signature of the layer's non-smooth choices for
      * input x (relu: the sign of each input; maxpool: the argmax) into sig,
-     * returning its size in bytes (sig NULL: the size only). NULL: smooth. */
+     * returning its size in bytes (sig NULL: the size only, and x may be
+     * NULL). NULL: smooth. */
     size_t (*kinks)(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
                     unsigned char *sig);
 };

@@ -114,8 +114,10 @@ static void pool_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x,
         bp_layer_fail(y, (size_t)n * L->out);
         return;
     }
+    /* The argmax only for a backward (the workspace is the training
+     * reservation's; an inference pass may be larger). */
     bp_pool_geom g = pool_geom(L, n);
-    if (L->kind == BP_MAXPOOL) bp_maxpool_forward_ref(y, L->ws, x, &g);
+    if (L->kind == BP_MAXPOOL) bp_maxpool_forward_ref(y, training ? L->ws : NULL, x, &g);
     else bp_avgpool_forward_ref(y, x, &g);
 }
 
