@@ -188,19 +188,6 @@ void bp_bn_prim_free(bp_bn_prim *p)
     free(p);
 }
 
-static size_t bn_scratch_size(const_dnnl_primitive_desc_t pd)
-{
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
-}
-
-static int bn_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_bn_prim *p)
-{
-    if (bn_scratch_size(pd) == 0) return 1;
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return dnnl_memory_create(m, md, bp_gemm_ctx_engine(p->ctx), p->scratch) == dnnl_success;
-}
-
 bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
                               int blk)
 {
@@ -224,8 +211,7 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
     if ((S == 1 ? dnnl_memory_desc_init_by_tag(&xmd, 2, xd, dnnl_f32, dnnl_nc)
                 : !bp_act_md(&xmd, N, C, S, 1, blk)) ||
         dnnl_memory_desc_init_by_tag(&cmd, 1, cd, dnnl_f32, dnnl_a) ||
-        dnnl_primitive_attr_create(&attr) ||
-        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ||
+        !(attr = bp_dnnl_user_scratch_attr()) ||
         dnnl_batch_normalization_forward_desc_init(
             &fdesc, training ? dnnl_forward_training : dnnl_forward_inference, &xmd, (float)eps,
             flags) ||
@@ -235,10 +221,12 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
                                                                  (float)eps, flags) ||
                      dnnl_primitive_desc_create(&bpd, &bdesc, attr, eng, fpd)))
         goto fail;
-    size_t sf = bn_scratch_size(fpd), sb = bpd ? bn_scratch_size(bpd) : 0;
+    size_t sf = bp_dnnl_scratch_size(fpd), sb = bpd ? bp_dnnl_scratch_size(bpd) : 0;
     size_t ss = sf > sb ? sf : sb;
     if (ss && !(p->scratch = bp_alloc_aligned(ss, 1))) goto fail;
-    if (!bn_scratch_mem(&p->pad_f, fpd, p) || (bpd && !bn_scratch_mem(&p->pad_b, bpd, p))) goto fail;
+    if (!bp_dnnl_scratch_mem(&p->pad_f, fpd, ctx, p->scratch) ||
+        (bpd && !bp_dnnl_scratch_mem(&p->pad_b, bpd, ctx, p->scratch)))
+        goto fail;
     if (training && (!(p->varbuf = bp_alloc_array((size_t)C, sizeof(float))) ||
                      !(p->spare_dg = bp_alloc_array((size_t)C, sizeof(float))) ||
                      !(p->spare_db = bp_alloc_array((size_t)C, sizeof(float))) ||
@@ -271,16 +259,6 @@ fail:
     return NULL;
 }
 
-static int bn_exec(bp_bn_prim *p, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args)
-{
-    int old = omp_get_max_threads();
-    if (p->threads != old) omp_set_num_threads(p->threads);
-    int ok = dnnl_primitive_execute(prim, bp_gemm_ctx_stream(p->ctx), nargs, args) == dnnl_success &&
-             dnnl_stream_wait(bp_gemm_ctx_stream(p->ctx)) == dnnl_success;
-    if (p->threads != old) omp_set_num_threads(old);
-    return ok;
-}
-
 /* oneDNN takes non-const handles; it only reads what is passed as const. */
 #define BN_HANDLE(m, ptr) (dnnl_memory_set_data_handle((m), (void *)(uintptr_t)(ptr)) == dnnl_success)
 
@@ -298,7 +276,7 @@ int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *
                                {DNNL_ARG_MEAN, p->mean},   {DNNL_ARG_VARIANCE, p->var}};
     int n = 6;
     if (p->pad_f) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_f};
-    if (!bn_exec(p, p->fwd, n, args)) return 0;
+    if (!bp_dnnl_run(p->ctx, p->threads, p->fwd, n, args)) return 0;
     const long M = (long)p->N * p->S;
     for (int c = 0; c < p->C; c++) {
         double var = p->varbuf[c];
@@ -323,7 +301,7 @@ int bp_bn_prim_forward_infer(bp_bn_prim *p, bp_real *y, const bp_real *x, const 
                                {DNNL_ARG_MEAN, p->mean},   {DNNL_ARG_VARIANCE, p->var}};
     int n = 6;
     if (p->pad_f) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_f};
-    return bn_exec(p, p->fwd, n, args);
+    return bp_dnnl_run(p->ctx, p->threads, p->fwd, n, args);
 }
 
 /* The reference backward's equations (dbeta = sum dy, dgamma = sum dy xhat,
@@ -356,7 +334,7 @@ int bp_bn_prim_backward(bp_bn_prim *p, bp_real *dx, bp_real *dgamma, bp_real *db
                                 {DNNL_ARG_DIFF_SHIFT, p->dshift}};
     int n = 9;
     if (p->pad_b) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_b};
-    return bn_exec(p, p->bwd, n, args);
+    return bp_dnnl_run(p->ctx, p->threads, p->bwd, n, args);
 }
 
 #endif

@@ -151,6 +151,18 @@ void bp_bn_prim_free(bp_bn_prim *p);
 #ifndef BP_DOUBLE
 #include <oneapi/dnnl/dnnl.h>
 dnnl_engine_t bp_gemm_ctx_engine(bp_gemm_ctx *ctx);
+/* Helpers shared by the primitives (src/gemm.c, which owns the context):
+ * the bytes of pd's scratchpad (0: none); a memory object over `buf` as
+ * pd's scratchpad in *m (left untouched when it needs none; 0 on failure);
+ * an attribute asking for a user-managed scratchpad (NULL on failure); and
+ * running `prim` on the context's stream with `threads` OpenMP threads
+ * (the count it was made for), waiting for it (1 on success). */
+size_t bp_dnnl_scratch_size(const_dnnl_primitive_desc_t pd);
+int bp_dnnl_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_gemm_ctx *ctx,
+                        void *buf);
+dnnl_primitive_attr_t bp_dnnl_user_scratch_attr(void);
+int bp_dnnl_run(bp_gemm_ctx *ctx, int threads, dnnl_primitive_t prim, int nargs,
+                const dnnl_exec_arg_t *args);
 /* *md = an f32 activation [N, C, H, W] in layout blk (1: nchw; 8, 16:
  * nChw8c, nChw16c). Returns 0 for another blk or a oneDNN failure. */
 int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk);

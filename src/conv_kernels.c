@@ -277,25 +277,13 @@ void bp_conv_prim_free(bp_conv_prim *p)
 static int scratch_view(bp_conv_prim *p, const_dnnl_primitive_desc_t pd, dnnl_memory_t *out)
 {
     const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    size_t size = md ? dnnl_memory_desc_get_size(md) : 0;
+    size_t size = bp_dnnl_scratch_size(pd);
     if (size == 0) return 1;
     if (p->n_sp == CONV_MAX_SP || dnnl_memory_create(out, md, p->engine, DNNL_MEMORY_NONE))
         return 0;
     p->sp_views[p->n_sp++] = *out;
     if (size > p->scratch_size) p->scratch_size = size;
     return 1;
-}
-
-/* An attribute with the user-managed scratchpad, for every primitive. */
-static dnnl_primitive_attr_t user_scratch_attr(void)
-{
-    dnnl_primitive_attr_t attr = NULL;
-    if (dnnl_primitive_attr_create(&attr)) return NULL;
-    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
-        dnnl_primitive_attr_destroy(attr);
-        return NULL;
-    }
-    return attr;
 }
 
 /* Set up a port for a pass argument whose chosen layout is `chosen` and
@@ -357,7 +345,7 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
     if (p->threads != old) omp_set_num_threads(p->threads);
 
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
-    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_primitive_attr_t attr = bp_dnnl_user_scratch_attr();
     if (!attr) goto fail;
     size_t wsize = (size_t)gg.OC * gg.C * gg.K * gg.K;
     p->zero_bias = bp_alloc_array((size_t)gg.OC, sizeof(bp_real));

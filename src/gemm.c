@@ -8,6 +8,7 @@
  * bp_gemm_ref stays in every build so tests can compare the paths.
  */
 #include "internal.h"
+#include "cnn_kernels.h"
 
 #include <omp.h>
 #include <pthread.h>
@@ -175,6 +176,42 @@ bp_gemm_ctx *bp_gemm_ctx_create(void)
 
 dnnl_engine_t bp_gemm_ctx_engine(bp_gemm_ctx *ctx) { return ctx ? ctx->engine : NULL; }
 dnnl_stream_t bp_gemm_ctx_stream(bp_gemm_ctx *ctx) { return ctx ? ctx->stream : NULL; }
+
+size_t bp_dnnl_scratch_size(const_dnnl_primitive_desc_t pd)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+int bp_dnnl_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_gemm_ctx *ctx,
+                        void *buf)
+{
+    if (bp_dnnl_scratch_size(pd) == 0) return 1;
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return dnnl_memory_create(m, md, bp_gemm_ctx_engine(ctx), buf) == dnnl_success;
+}
+
+dnnl_primitive_attr_t bp_dnnl_user_scratch_attr(void)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    if (dnnl_primitive_attr_create(&attr)) return NULL;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
+
+int bp_dnnl_run(bp_gemm_ctx *ctx, int threads, dnnl_primitive_t prim, int nargs,
+                const dnnl_exec_arg_t *args)
+{
+    int old = omp_get_max_threads();
+    if (threads != old) omp_set_num_threads(threads);
+    int ok = dnnl_primitive_execute(prim, ctx->stream, nargs, args) == dnnl_success &&
+             dnnl_stream_wait(ctx->stream) == dnnl_success;
+    if (threads != old) omp_set_num_threads(old);
+    return ok;
+}
 
 void bp_gemm_ctx_free(bp_gemm_ctx *ctx)
 {

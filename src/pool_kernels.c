@@ -190,20 +190,6 @@ void bp_pool_prim_free(bp_pool_prim *p)
     free(p);
 }
 
-static size_t pd_scratch_size(const_dnnl_primitive_desc_t pd)
-{
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
-}
-
-/* A memory object for pd's scratchpad over p->scratch (NULL when it needs none). */
-static int pd_scratch_mem(dnnl_memory_t *m, const_dnnl_primitive_desc_t pd, bp_pool_prim *p)
-{
-    if (pd_scratch_size(pd) == 0) return 1;
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return dnnl_memory_create(m, md, bp_gemm_ctx_engine(p->ctx), p->scratch) == dnnl_success;
-}
-
 bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
                                   int blk)
 {
@@ -228,8 +214,7 @@ bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int m
     dnnl_pooling_desc_t fdesc, bdesc;
     if (!bp_act_md(&xmd, g->N, g->C, g->H, g->W, blk) ||
         !bp_act_md(&ymd, g->N, g->C, g->OH, g->OW, blk) ||
-        dnnl_primitive_attr_create(&attr) ||
-        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ||
+        !(attr = bp_dnnl_user_scratch_attr()) ||
         dnnl_pooling_forward_desc_init(&fdesc, prop, alg, &xmd, &ymd, strides, kernel, pad, pad) ||
         dnnl_primitive_desc_create(&fpd, &fdesc, attr, eng, NULL))
         goto fail;
@@ -237,10 +222,12 @@ bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int m
         (dnnl_pooling_backward_desc_init(&bdesc, alg, &xmd, &ymd, strides, kernel, pad, pad) ||
          dnnl_primitive_desc_create(&bpd, &bdesc, attr, eng, fpd)))
         goto fail;
-    size_t sf = pd_scratch_size(fpd), sb = bpd ? pd_scratch_size(bpd) : 0;
+    size_t sf = bp_dnnl_scratch_size(fpd), sb = bpd ? bp_dnnl_scratch_size(bpd) : 0;
     size_t ss = sf > sb ? sf : sb;
     if (ss && !(p->scratch = bp_alloc_aligned(ss, 1))) goto fail;
-    if (!pd_scratch_mem(&p->pad_f, fpd, p) || (bpd && !pd_scratch_mem(&p->pad_b, bpd, p))) goto fail;
+    if (!bp_dnnl_scratch_mem(&p->pad_f, fpd, ctx, p->scratch) ||
+        (bpd && !bp_dnnl_scratch_mem(&p->pad_b, bpd, ctx, p->scratch)))
+        goto fail;
     if (training && max) {
         /* The argmax oneDNN keeps between forward and backward. */
         const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(fpd, dnnl_query_workspace_md, 0);
@@ -268,16 +255,6 @@ fail:
     return NULL;
 }
 
-static int pool_exec(bp_pool_prim *p, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args)
-{
-    int old = omp_get_max_threads();
-    if (p->threads != old) omp_set_num_threads(p->threads);
-    int ok = dnnl_primitive_execute(prim, bp_gemm_ctx_stream(p->ctx), nargs, args) == dnnl_success &&
-             dnnl_stream_wait(bp_gemm_ctx_stream(p->ctx)) == dnnl_success;
-    if (p->threads != old) omp_set_num_threads(old);
-    return ok;
-}
-
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x)
 {
     /* y [N, C, OH, OW]; x [N, C, H, W] */
@@ -290,7 +267,7 @@ int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x)
     int n = 2;
     if (p->pad_f) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_f};
     if (p->ws) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
-    return pool_exec(p, p->fwd, n, args);
+    return bp_dnnl_run(p->ctx, p->threads, p->fwd, n, args);
 }
 
 /* Same equations as the reference backward loops (max: dy routed to the
@@ -307,7 +284,7 @@ int bp_pool_prim_backward(bp_pool_prim *p, bp_real *dx, const bp_real *dy)
     int n = 2;
     if (p->pad_b) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_b};
     if (p->ws) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
-    return pool_exec(p, p->bwd, n, args);
+    return bp_dnnl_run(p->ctx, p->threads, p->bwd, n, args);
 }
 
 #endif
