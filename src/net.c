@@ -794,21 +794,24 @@ size_t bp_net_widest(const bp_net *net)
     return w;
 }
 
+/* Whether `need` more bytes of workspaces for max_batch samples fit, checked
+ * before anything is freed or allocated (sizes saturate, never wrap). */
+static bp_status reserve_check(const bp_net *net, uint64_t need, int max_batch, bp_error *err)
+{
+    char detail[96];
+    snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
+    uint64_t params = bp_mul_sat((uint64_t)(net->n_params + net->n_buffers), sizeof(bp_real));
+    return bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
+}
+
 bp_status bp_net_reserve_train(bp_net *net, int max_batch, bp_error *err)
 {
     if (!net) return bp_fail(err, BP_EINVAL, "bp_net_reserve_train: NULL network");
     if (max_batch < 1) return bp_fail(err, BP_ESHAPE, "batch size must be >= 1, got %d", max_batch);
     if (max_batch <= net->max_batch) return BP_OK;
-    {
-        /* Activations of every layer and their workspaces, checked before
-         * anything is freed or allocated (sizes saturate, never wrap). */
-        uint64_t need = workspace_bytes(net, max_batch);
-        char detail[96];
-        snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
-        uint64_t params = bp_mul_sat((uint64_t)(net->n_params + net->n_buffers), sizeof(bp_real));
-        bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
-        if (ms) return ms;
-    }
+    /* Activations of every layer and their workspaces. */
+    bp_status ms = reserve_check(net, workspace_bytes(net, max_batch), max_batch, err);
+    if (ms) return ms;
     free_train_workspaces(net);
     net->act_full = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_full);
     if (!net->act_full) goto nomem;
@@ -848,14 +851,8 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
     if (max_batch <= net->max_batch || max_batch <= net->infer_batch) return BP_OK;
     uint64_t one = bp_mul_sat(bp_mul_sat((uint64_t)max_batch, (uint64_t)bp_net_widest(net)),
                               sizeof(bp_real));
-    {
-        uint64_t need = bp_mul_sat(2, one);
-        char detail[96];
-        snprintf(detail, sizeof detail, "parameters, activations for batch %d", max_batch);
-        uint64_t params = bp_mul_sat((uint64_t)(net->n_params + net->n_buffers), sizeof(bp_real));
-        bp_status ms = bp_mem_check(bp_add_sat(params, need), need, "this network", detail, err);
-        if (ms) return ms;
-    }
+    bp_status ms = reserve_check(net, bp_mul_sat(2, one), max_batch, err);
+    if (ms) return ms;
     free_infer_workspaces(net);
     net->act_pp = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_pp);
     net->pp[0] = bp_alloc_aligned((size_t)one, 1);
