@@ -80,7 +80,7 @@ static void test_net_paths(void)
         cfg.shuffle = 0;
         bp_trainer *tr = NULL;
         bp_trainer_create(&tr, net, &cfg, 32, &err);
-        bp_data d = {96, 200, 1, 10, x, y, NULL, 0};
+        bp_data d = {96, 200, 1, 10, x, y, NULL, 0, {0, {0}}};
         CHECK(bp_fit(tr, &d, NULL, NULL, &err) == BP_OK, "%s", err.message);
         CHECK((path == 0) == (net->gemm != NULL), "path %d: primitives %s", path, path ? "off" : "on");
         memcpy(w[path], bp_net_weight(net, 4), sizeof w[path]);

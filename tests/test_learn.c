@@ -18,7 +18,7 @@
 static void seed_table(void)
 {
     bp_real x[] = {0, 3, 9, 27}, y[] = {0, 6, 18, 54};
-    bp_data d = {4, 1, 1, 0, x, y, NULL, 0};
+    bp_data d = {4, 1, 1, 0, x, y, NULL, 0, {0, {0}}};
     bp_error err;
     bp_net *net = NULL;
     bp_net_create(&net, 1, "dense(1)", 1, &err);
@@ -41,7 +41,7 @@ static void seed_table(void)
 static void xor_net(bp_optimizer opt, double lr, bp_loss loss, const char *spec)
 {
     bp_real x[] = {0, 0, 0, 1, 1, 0, 1, 1}, y[] = {0, 1, 1, 0};
-    bp_data d = {4, 2, 1, loss == BP_LOSS_CROSS_ENTROPY ? 2 : 0, x, y, NULL, 0};
+    bp_data d = {4, 2, 1, loss == BP_LOSS_CROSS_ENTROPY ? 2 : 0, x, y, NULL, 0, {0, {0}}};
     bp_error err;
     bp_net *net = NULL;
     bp_net_create(&net, 2, spec, 7, &err);
@@ -165,7 +165,7 @@ static void logistic(void)
         for (int j = 0; j < 2; j++) x[2 * i + j] = (bp_real)((s = s * 6364136223846793005ULL + 1) >> 40) / (1 << 24) * 4 - 2;
         y[i] = x[2 * i] + 2 * x[2 * i + 1] > 0.5f ? 1 : 0;
     }
-    bp_data d = {N, 2, 1, 0, x, y, NULL, 0};
+    bp_data d = {N, 2, 1, 0, x, y, NULL, 0, {0, {0}}};
     bp_error err;
     bp_net *net = NULL;
     bp_net_create(&net, 2, "dense(1)", 1, &err);

@@ -69,7 +69,7 @@ static void test_spec(void)
     CHECK(bp_net_create(NULL, 3, "dense(2)", 1, &err) == BP_EINVAL, "NULL out");
 
     /* Layer by layer gives the same network as the string. */
-    bp_layer_desc d[] = {{BP_DENSE, 5, 0}, {BP_TANH, 0, 0}, {BP_DENSE, 2, 0}};
+    bp_layer_desc d[] = {{.kind = BP_DENSE, .units = 5}, {.kind = BP_TANH}, {.kind = BP_DENSE, .units = 2}};
     bp_net *a = NULL, *b = NULL;
     CHECK(bp_net_create_layers(&a, 3, d, 3, 9, &err) == BP_OK, "%s", err.message);
     CHECK(bp_net_create(&b, 3, "dense(5) tanh dense(2)", 9, &err) == BP_OK, "%s", err.message);
@@ -204,7 +204,7 @@ static void test_nonfinite(void)
     cfg.batch_size = 1;
     bp_trainer_create(&tr, net, &cfg, 4, &err);
     bp_real xs[8] = {1, 2, 3, 4, 5, 6, 7, 8}, ys[4] = {1, 2, 3, 4};
-    bp_data d = {4, 2, 1, 0, xs, ys, NULL, 0};
+    bp_data d = {4, 2, 1, 0, xs, ys, NULL, 0, {0, {0}}};
     s = bp_fit(tr, &d, NULL, NULL, &err);
     CHECK(s == BP_ENONFINITE && strstr(err.message, "epoch ") && strstr(err.message, "step "),
           "divergence reported: %s %s", bp_status_name(s), err.message);
@@ -217,9 +217,9 @@ static void test_nonfinite(void)
     s = bp_fit(tr, &d, NULL, NULL, &err);
     CHECK(s == BP_EINVAL && strstr(err.message, "row 3"), "NaN data: %s %s", bp_status_name(s), err.message);
     xs[5] = 1;
-    bp_data empty = {0, 2, 1, 0, xs, ys, NULL, 0};
+    bp_data empty = {0, 2, 1, 0, xs, ys, NULL, 0, {0, {0}}};
     CHECK(bp_fit(tr, &empty, NULL, NULL, &err) == BP_EINVAL, "empty data");
-    bp_data wide = {4, 3, 1, 0, xs, ys, NULL, 0};
+    bp_data wide = {4, 3, 1, 0, xs, ys, NULL, 0, {0, {0}}};
     CHECK(bp_fit(tr, &wide, NULL, NULL, &err) == BP_ESHAPE, "wrong width: %s", err.message);
     bp_trainer_free(tr);
     bp_net_free(net);
@@ -229,7 +229,7 @@ static void test_nonfinite(void)
     bp_train_config_default(&cfg, BP_SGD);
     bp_trainer_create(&tr, net, &cfg, 4, &err);
     bp_real lab[4] = {0, 1, 3, 2};
-    bp_data dl = {4, 2, 1, 3, xs, lab, NULL, 0};
+    bp_data dl = {4, 2, 1, 3, xs, lab, NULL, 0, {0, {0}}};
     s = bp_fit(tr, &dl, NULL, NULL, &err);
     CHECK(s == BP_EINVAL && strstr(err.message, "row 3"), "label 3 of 3 classes: %s", err.message);
     CHECK(bp_train_step(tr, xs, lab, 4, NULL, &err) == BP_EINVAL, "train_step checks labels too");
@@ -253,7 +253,7 @@ static void test_batch_modes(void)
         x[i] = (bp_real)i / 10;
         y[i] = 3 * x[i] - 1;
     }
-    bp_data d = {10, 1, 1, 0, x, y, NULL, 0};
+    bp_data d = {10, 1, 1, 0, x, y, NULL, 0, {0, {0}}};
     int batches[] = {0, 1, 3, 10, 50};
     long want[] = {1, 10, 4, 1, 1};
     for (int k = 0; k < 5; k++) {
@@ -312,7 +312,7 @@ static void test_early_stopping_and_diagnostics(void)
         y[i] = (bp_real)((s = s * 6364136223846793005ULL + 1) >> 40) / (1 << 24) * 4 - 2;
         yv[i] = 0;
     }
-    bp_data tr_d = {N, 2, 1, 0, x, y, NULL, 0}, va_d = {N, 2, 1, 0, xv, yv, NULL, 0};
+    bp_data tr_d = {N, 2, 1, 0, x, y, NULL, 0, {0, {0}}}, va_d = {N, 2, 1, 0, xv, yv, NULL, 0, {0, {0}}};
     bp_net *net = NULL;
     /* A relu layer with a very negative bias: all of it is dead. */
     bp_net_create(&net, 2, "dense(32) relu dense(4) relu dense(1)", 1, &err);
@@ -363,7 +363,7 @@ static void test_freeze(void)
     cfg.freeze = 1;
     cfg.epochs = 3;
     bp_real x[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3}, y[4] = {0, 1, 0, 1};
-    bp_data d = {4, 3, 1, 2, x, y, NULL, 0};
+    bp_data d = {4, 3, 1, 2, x, y, NULL, 0, {0, {0}}};
     bp_trainer *tr = NULL;
     bp_trainer_create(&tr, net, &cfg, 4, &err);
     CHECK(bp_fit(tr, &d, NULL, NULL, &err) == BP_OK, "%s", err.message);
@@ -383,7 +383,7 @@ static void test_determinism(void)
         x[2 * i + 1] = (bp_real)(i % 3);
         y[i] = (bp_real)(i % 2);
     }
-    bp_data d = {20, 2, 1, 2, x, y, NULL, 0};
+    bp_data d = {20, 2, 1, 2, x, y, NULL, 0, {0, {0}}};
     bp_real out[3][2];
     uint64_t seeds[3] = {1, 1, 2};
     for (int k = 0; k < 3; k++) {
@@ -430,7 +430,7 @@ static void test_cosine_auto(void)
     cfg.on_step = first_lr;
     cfg.user = &lr;
     bp_real x[6] = {1, 2, 3, 4, 5, 6}, y[6] = {2, 4, 6, 8, 10, 12};
-    bp_data d = {6, 1, 1, 0, x, y, NULL, 0};
+    bp_data d = {6, 1, 1, 0, x, y, NULL, 0, {0, {0}}};
     bp_trainer *tr = NULL;
     bp_trainer_create(&tr, net, &cfg, 3, &err);
     CHECK(bp_fit(tr, &d, NULL, NULL, &err) == BP_OK, "%s", err.message);
