@@ -38,10 +38,10 @@
  * Usage: test_cnn_fixtures [FIXTURE_DIR]
  */
 #include "check.h"
+#include "fixture_file.h"
 
 #include <backprop.h>
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,160 +66,6 @@
 #endif
 
 #define FX_FLOOR 1e-3
-#define FX_MAX_ITEMS 128
-
-/* ------------------------------------------------------------------------ */
-/* Fixture files (the format of tools/make_fixtures.py, as in               */
-/* test_optim_fixtures.c)                                                    */
-/* ------------------------------------------------------------------------ */
-
-typedef struct fx_item {
-    char *key;      /* config key, or tensor name */
-    char *text;     /* config value (rest of the line); NULL for a tensor */
-    double *v;      /* tensor values */
-    long n;
-    int used;       /* matched by a network tensor */
-} fx_item;
-
-typedef struct fixture {
-    int n_items;
-    fx_item items[FX_MAX_ITEMS];
-} fixture;
-
-static void fixture_free(fixture *f)
-{
-    for (int i = 0; i < f->n_items; i++) {
-        free(f->items[i].key);
-        free(f->items[i].text);
-        free(f->items[i].v);
-    }
-    f->n_items = 0;
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-/* Parse one file; on failure prints why and returns 0. */
-static int fixture_read(fixture *f, const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0, ok = 1;
-    f->n_items = 0;
-    if (!fp) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        return 0;
-    }
-    while (ok && (len = getline(&line, &cap, fp)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (len == 0 || line[0] == '#') continue;
-        if (f->n_items == FX_MAX_ITEMS) {
-            fprintf(stderr, "%s:%d: too many items\n", path, lineno);
-            ok = 0;
-            break;
-        }
-        fx_item *it = &f->items[f->n_items];
-        memset(it, 0, sizeof *it);
-        char *sp = strchr(line, ' ');
-        if (!sp) {
-            fprintf(stderr, "%s:%d: expected 'KEY VALUE'\n", path, lineno);
-            ok = 0;
-            break;
-        }
-        *sp = '\0';
-        if (strcmp(line, "tensor") == 0) {
-            char *p = sp + 1, *end;
-            char *name_end = strchr(p, ' ');
-            if (!name_end) {
-                fprintf(stderr, "%s:%d: tensor without a count\n", path, lineno);
-                ok = 0;
-                break;
-            }
-            *name_end = '\0';
-            it->key = dup_str(p);
-            p = name_end + 1;
-            it->n = strtol(p, &end, 10);
-            if (end == p || it->n < 0 || it->n > 10000000) {
-                fprintf(stderr, "%s:%d: bad tensor count\n", path, lineno);
-                ok = 0;
-                free(it->key);
-                break;
-            }
-            it->v = malloc((size_t)(it->n ? it->n : 1) * sizeof(double));
-            p = end;
-            for (long i = 0; it->v && i < it->n; i++) {
-                it->v[i] = strtod(p, &end);
-                if (end == p) {
-                    fprintf(stderr, "%s:%d: tensor %s: %ld values, expected %ld\n",
-                            path, lineno, it->key, i, it->n);
-                    ok = 0;
-                    break;
-                }
-                p = end;
-            }
-        } else {
-            it->key = dup_str(line);
-            it->text = dup_str(sp + 1);
-        }
-        f->n_items++;
-        if (!it->key || (!it->text && !it->v)) {
-            fprintf(stderr, "%s:%d: out of memory\n", path, lineno);
-            ok = 0;
-        }
-    }
-    free(line);
-    fclose(fp);
-    if (!ok) fixture_free(f);
-    return ok;
-}
-
-static fx_item *fx_find(fixture *f, const char *key, int tensor)
-{
-    for (int i = 0; i < f->n_items; i++)
-        if (strcmp(f->items[i].key, key) == 0 && (f->items[i].v != NULL) == tensor)
-            return &f->items[i];
-    return NULL;
-}
-
-/* A config value; records a failure (and returns "0") when missing. */
-static const char *fx_text(fixture *f, const char *name, const char *key)
-{
-    const fx_item *it = fx_find(f, key, 0);
-    CHECK(it != NULL, "%s: missing key '%s'", name, key);
-    return it ? it->text : "0";
-}
-
-static double fx_num(fixture *f, const char *name, const char *key)
-{
-    const char *s = fx_text(f, name, key);
-    char *end;
-    double v = strtod(s, &end);
-    CHECK(end != s && *end == '\0', "%s: key '%s': bad number '%s'", name, key, s);
-    return v;
-}
-
-/* Tensor `key` with n values (n < 0: any count); NULL (a recorded failure)
- * when missing or of another count. */
-static fx_item *fx_tensor(fixture *f, const char *name, const char *key, long n)
-{
-    fx_item *it = fx_find(f, key, 1);
-    CHECK(it != NULL, "%s: missing tensor '%s'", name, key);
-    if (it && n >= 0) {
-        CHECK(it->n == n, "%s: tensor '%s' has %ld values, expected %ld", name, key,
-              it->n, n);
-        if (it->n != n) return NULL;
-    }
-    return it;
-}
 
 /* ------------------------------------------------------------------------ */
 /* One case                                                                  */
@@ -252,9 +98,6 @@ static void run_case(const char *name, fixture *f)
 {
     bp_error err;
     bp_train_config cfg;
-    bp_optimizer opt = BP_SGD;
-    bp_loss loss = BP_LOSS_MSE;
-    bp_schedule sched = BP_SCHED_CONSTANT;
     bp_net *net = NULL;
     bp_trainer *tr = NULL;
     bp_real *x = NULL, *y = NULL, *out = NULL;
@@ -265,36 +108,7 @@ static void run_case(const char *name, fixture *f)
     int n_tensors = 0, n_unused = 0;
 
     memset(&err, 0, sizeof err);
-    CHECK(bp_optimizer_parse(fx_text(f, name, "optimizer"), &opt, &err) == BP_OK,
-          "%s: %s", name, err.message);
-    CHECK(bp_loss_parse(fx_text(f, name, "loss"), &loss, &err) == BP_OK, "%s: %s",
-          name, err.message);
-    CHECK(bp_schedule_parse(fx_text(f, name, "schedule"), &sched, &err) == BP_OK,
-          "%s: %s", name, err.message);
-
-    bp_train_config_default(&cfg, opt);
-    cfg.loss = loss;
-    cfg.schedule = sched;
-    cfg.lr = fx_num(f, name, "lr");
-    cfg.momentum = fx_num(f, name, "momentum");
-    cfg.dampening = fx_num(f, name, "dampening");
-    cfg.beta1 = fx_num(f, name, "beta1");
-    cfg.beta2 = fx_num(f, name, "beta2");
-    cfg.eps = fx_num(f, name, "eps");
-    cfg.alpha = fx_num(f, name, "alpha");
-    cfg.lr_decay = fx_num(f, name, "lr_decay");
-    cfg.weight_decay = fx_num(f, name, "weight_decay");
-    cfg.l1 = fx_num(f, name, "l1");
-    cfg.l2 = fx_num(f, name, "l2");
-    cfg.clip_value = fx_num(f, name, "clip_value");
-    cfg.clip_norm = fx_num(f, name, "clip_norm");
-    cfg.warmup = (int)fx_num(f, name, "warmup");
-    cfg.step_size = (int)fx_num(f, name, "step_size");
-    cfg.gamma = fx_num(f, name, "gamma");
-    cfg.min_lr = fx_num(f, name, "min_lr");
-    cfg.total_steps = (long)fx_num(f, name, "total_steps");
-    cfg.freeze = (int)fx_num(f, name, "freeze");
-    cfg.shuffle = 0;
+    fx_train_config(f, name, &cfg);
     int n_inputs = (int)fx_num(f, name, "n_inputs");
     int n_targets = (int)fx_num(f, name, "n_targets");
     int n_samples = (int)fx_num(f, name, "n_samples");
@@ -302,9 +116,9 @@ static void run_case(const char *name, fixture *f)
     int steps = (int)fx_num(f, name, "steps");
     const char *spec = fx_text(f, name, "spec");
     cfg.batch_size = batch;
-    const fx_item *f32 = fx_find(f, "float32_error", 0);
-    const fx_item *f32n = fx_find(f, "float32_error_norm", 0);
-    const fx_item *f32en = fx_find(f, "float32_error_eval_norm", 0);
+    fx_item *f32 = fx_find(f, "float32_error", 0);
+    fx_item *f32n = fx_find(f, "float32_error_norm", 0);
+    fx_item *f32en = fx_find(f, "float32_error_eval_norm", 0);
     double torch_f32 = f32 ? atof(f32->text) : NAN;
     double torch_f32_norm = f32n ? atof(f32n->text) : NAN;
     double logits_tol = FX_NORM_TOL;
@@ -331,7 +145,7 @@ static void run_case(const char *name, fixture *f)
         if (shape.rank != 3 || (long)bp_shape_size(shape) != n_inputs) goto done;
     }
 
-    seen_opt[opt] = 1;
+    seen_opt[cfg.optimizer] = 1;
     seen_freeze |= cfg.freeze > 0;
     n_cases++;
 
@@ -483,7 +297,7 @@ static void run_case(const char *name, fixture *f)
            "  %-22s per element %.3e (%s%s; torch f32 %.1e)\n"
            "  %-22s loss %.3e (tol %.0e)  lr %.1e  eval logits: per element %.3e, "
            "norm %.3e (tol %.1e)\n",
-           name, bp_optimizer_name(opt), n_tensors, worst_norm, FX_NORM_TOL, worst_norm_where,
+           name, bp_optimizer_name(cfg.optimizer), n_tensors, worst_norm, FX_NORM_TOL, worst_norm_where,
            torch_f32_norm, "", worst_elem, FX_ELEM_TOL > 0 ? "tol 1e-09, " : "not asserted, ",
            worst_where, torch_f32, "", worst_loss, FX_LOSS_TOL, worst_lr, logits_elem,
            logits_norm, FX_ELEM_TOL > 0 ? FX_ELEM_TOL : logits_tol);
@@ -514,42 +328,13 @@ done:
 
 /* ------------------------------------------------------------------------ */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : BP_SOURCE_DIR "/tests/fixtures/cnn";
-    char *names[256];
-    int n = 0;
-    DIR *d = opendir(dir);
-    CHECK(d != NULL, "cannot open fixture directory %s", dir);
-    if (!d) return check_done(FX_TEST_NAME);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 256) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
-            names[n++] = dup_str(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-
-    printf("%s: %d fixtures in %s, %s build\n", FX_TEST_NAME, n, dir, FX_BUILD);
-    for (int i = 0; i < n; i++) {
-        char path[4096];
-        fixture f;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        names[i][strlen(names[i]) - 4] = '\0';
-        if (!fixture_read(&f, path)) {
-            CHECK(0, "%s: unreadable fixture", path);
-        } else {
-            run_case(names[i], &f);
-            fixture_free(&f);
-        }
-        free(names[i]);
-    }
+    printf("%s: fixtures in %s, %s build\n", FX_TEST_NAME, dir, FX_BUILD);
+    int n = fx_each(dir, run_case);
+    if (n < 0) return check_done(FX_TEST_NAME);
+    printf("%s: %d fixture files\n", FX_TEST_NAME, n);
 
     CHECK(n_cases >= 5, "only %d CNN fixtures", n_cases);
     CHECK(seen_opt[BP_MOMENTUM] && seen_opt[BP_ADAM] && seen_opt[BP_ADAMW],

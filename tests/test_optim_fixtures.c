@@ -31,10 +31,10 @@
  * Usage: test_optim_fixtures [FIXTURE_DIR]
  */
 #include "check.h"
+#include "fixture_file.h"
 
 #include <backprop.h>
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,157 +57,6 @@
 #endif
 
 #define FX_FLOOR 1e-3
-#define FX_MAX_ITEMS 128
-
-/* ------------------------------------------------------------------------ */
-/* Fixture files                                                             */
-/* ------------------------------------------------------------------------ */
-
-typedef struct fx_item {
-    char *key;      /* config key, or tensor name */
-    char *text;     /* config value (rest of the line); NULL for a tensor */
-    double *v;      /* tensor values */
-    long n;
-} fx_item;
-
-typedef struct fixture {
-    int n_items;
-    fx_item items[FX_MAX_ITEMS];
-} fixture;
-
-static void fixture_free(fixture *f)
-{
-    for (int i = 0; i < f->n_items; i++) {
-        free(f->items[i].key);
-        free(f->items[i].text);
-        free(f->items[i].v);
-    }
-    f->n_items = 0;
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-/* Parse one file; on failure prints why and returns 0. */
-static int fixture_read(fixture *f, const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0, ok = 1;
-    f->n_items = 0;
-    if (!fp) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        return 0;
-    }
-    while (ok && (len = getline(&line, &cap, fp)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (len == 0 || line[0] == '#') continue;
-        if (f->n_items == FX_MAX_ITEMS) {
-            fprintf(stderr, "%s:%d: too many items\n", path, lineno);
-            ok = 0;
-            break;
-        }
-        fx_item *it = &f->items[f->n_items];
-        memset(it, 0, sizeof *it);
-        char *sp = strchr(line, ' ');
-        if (!sp) {
-            fprintf(stderr, "%s:%d: expected 'KEY VALUE'\n", path, lineno);
-            ok = 0;
-            break;
-        }
-        *sp = '\0';
-        if (strcmp(line, "tensor") == 0) {
-            char *p = sp + 1, *end;
-            char *name_end = strchr(p, ' ');
-            if (!name_end) {
-                fprintf(stderr, "%s:%d: tensor without a count\n", path, lineno);
-                ok = 0;
-                break;
-            }
-            *name_end = '\0';
-            it->key = dup_str(p);
-            p = name_end + 1;
-            it->n = strtol(p, &end, 10);
-            if (end == p || it->n < 0 || it->n > 10000000) {
-                fprintf(stderr, "%s:%d: bad tensor count\n", path, lineno);
-                ok = 0;
-                free(it->key);
-                break;
-            }
-            it->v = malloc((size_t)(it->n ? it->n : 1) * sizeof(double));
-            p = end;
-            for (long i = 0; it->v && i < it->n; i++) {
-                it->v[i] = strtod(p, &end);
-                if (end == p) {
-                    fprintf(stderr, "%s:%d: tensor %s: %ld values, expected %ld\n",
-                            path, lineno, it->key, i, it->n);
-                    ok = 0;
-                    break;
-                }
-                p = end;
-            }
-        } else {
-            it->key = dup_str(line);
-            it->text = dup_str(sp + 1);
-        }
-        f->n_items++;
-        if (!it->key || (!it->text && !it->v)) {
-            fprintf(stderr, "%s:%d: out of memory\n", path, lineno);
-            ok = 0;
-        }
-    }
-    free(line);
-    fclose(fp);
-    if (!ok) fixture_free(f);
-    return ok;
-}
-
-static const fx_item *fx_find(const fixture *f, const char *key, int tensor)
-{
-    for (int i = 0; i < f->n_items; i++)
-        if (strcmp(f->items[i].key, key) == 0 && (f->items[i].v != NULL) == tensor)
-            return &f->items[i];
-    return NULL;
-}
-
-/* A config value; records a failure (and returns 0) when missing. */
-static const char *fx_text(const fixture *f, const char *name, const char *key)
-{
-    const fx_item *it = fx_find(f, key, 0);
-    CHECK(it != NULL, "%s: missing key '%s'", name, key);
-    return it ? it->text : "0";
-}
-
-static double fx_num(const fixture *f, const char *name, const char *key)
-{
-    const char *s = fx_text(f, name, key);
-    char *end;
-    double v = strtod(s, &end);
-    CHECK(end != s && *end == '\0', "%s: key '%s': bad number '%s'", name, key, s);
-    return v;
-}
-
-static const fx_item *fx_tensor(const fixture *f, const char *name,
-                                const char *key, long n)
-{
-    const fx_item *it = fx_find(f, key, 1);
-    CHECK(it != NULL, "%s: missing tensor '%s'", name, key);
-    if (it && n >= 0) {
-        CHECK(it->n == n, "%s: tensor '%s' has %ld values, expected %ld", name, key,
-              it->n, n);
-        if (it->n != n) return NULL;
-    }
-    return it;
-}
 
 /* ------------------------------------------------------------------------ */
 /* One case                                                                  */
@@ -223,13 +72,10 @@ static double rel_err(double a, double b)
 /* What the cases covered, so that a lost fixture file is noticed. */
 static int seen_opt[7], seen_loss[3], seen_sched[4], seen_warmup, seen_freeze;
 
-static void run_case(const char *name, const fixture *f)
+static void run_case(const char *name, fixture *f)
 {
     bp_error err;
     bp_train_config cfg;
-    bp_optimizer opt = BP_SGD;
-    bp_loss loss = BP_LOSS_MSE;
-    bp_schedule sched = BP_SCHED_CONSTANT;
     bp_net *net = NULL;
     bp_trainer *tr = NULL;
     bp_real *x = NULL, *y = NULL;
@@ -238,36 +84,7 @@ static void run_case(const char *name, const fixture *f)
     long failed_step = -1;
 
     memset(&err, 0, sizeof err);
-    CHECK(bp_optimizer_parse(fx_text(f, name, "optimizer"), &opt, &err) == BP_OK,
-          "%s: %s", name, err.message);
-    CHECK(bp_loss_parse(fx_text(f, name, "loss"), &loss, &err) == BP_OK, "%s: %s",
-          name, err.message);
-    CHECK(bp_schedule_parse(fx_text(f, name, "schedule"), &sched, &err) == BP_OK,
-          "%s: %s", name, err.message);
-
-    bp_train_config_default(&cfg, opt);
-    cfg.loss = loss;
-    cfg.schedule = sched;
-    cfg.lr = fx_num(f, name, "lr");
-    cfg.momentum = fx_num(f, name, "momentum");
-    cfg.dampening = fx_num(f, name, "dampening");
-    cfg.beta1 = fx_num(f, name, "beta1");
-    cfg.beta2 = fx_num(f, name, "beta2");
-    cfg.eps = fx_num(f, name, "eps");
-    cfg.alpha = fx_num(f, name, "alpha");
-    cfg.lr_decay = fx_num(f, name, "lr_decay");
-    cfg.weight_decay = fx_num(f, name, "weight_decay");
-    cfg.l1 = fx_num(f, name, "l1");
-    cfg.l2 = fx_num(f, name, "l2");
-    cfg.clip_value = fx_num(f, name, "clip_value");
-    cfg.clip_norm = fx_num(f, name, "clip_norm");
-    cfg.warmup = (int)fx_num(f, name, "warmup");
-    cfg.step_size = (int)fx_num(f, name, "step_size");
-    cfg.gamma = fx_num(f, name, "gamma");
-    cfg.min_lr = fx_num(f, name, "min_lr");
-    cfg.total_steps = (long)fx_num(f, name, "total_steps");
-    cfg.freeze = (int)fx_num(f, name, "freeze");
-    cfg.shuffle = 0;
+    fx_train_config(f, name, &cfg);
     int n_inputs = (int)fx_num(f, name, "n_inputs");
     int n_targets = (int)fx_num(f, name, "n_targets");
     int n_samples = (int)fx_num(f, name, "n_samples");
@@ -275,18 +92,18 @@ static void run_case(const char *name, const fixture *f)
     int steps = (int)fx_num(f, name, "steps");
     const char *spec = fx_text(f, name, "spec");
     cfg.batch_size = batch;
-    const fx_item *f32 = fx_find(f, "float32_error", 0);
+    fx_item *f32 = fx_find(f, "float32_error", 0);
     double tol = FX_TOL;
     if (f32 && FX_F32_FACTOR * atof(f32->text) > tol) tol = FX_F32_FACTOR * atof(f32->text);
 
-    seen_opt[opt] = seen_loss[loss] = seen_sched[sched] = 1;
+    seen_opt[cfg.optimizer] = seen_loss[cfg.loss] = seen_sched[cfg.schedule] = 1;
     seen_warmup |= cfg.warmup > 0;
     seen_freeze |= cfg.freeze > 0;
 
-    const fx_item *tx = fx_tensor(f, name, "x", (long)n_samples * n_inputs);
-    const fx_item *ty = fx_tensor(f, name, "y", (long)n_samples * n_targets);
-    const fx_item *tloss = fx_tensor(f, name, "loss", steps);
-    const fx_item *tlr = fx_tensor(f, name, "lr", steps);
+    fx_item *tx = fx_tensor(f, name, "x", (long)n_samples * n_inputs);
+    fx_item *ty = fx_tensor(f, name, "y", (long)n_samples * n_targets);
+    fx_item *tloss = fx_tensor(f, name, "loss", steps);
+    fx_item *tlr = fx_tensor(f, name, "lr", steps);
     if (!tx || !ty || !tloss || !tlr || batch < 1 || steps < 1) goto done;
 
     if (bp_net_create(&net, n_inputs, spec, 0, &err) != BP_OK) {
@@ -302,9 +119,9 @@ static void run_case(const char *name, const fixture *f)
         if (w && b) {
             char key[64];
             snprintf(key, sizeof key, "init.%d.weight", i);
-            const fx_item *tw = fx_tensor(f, name, key, (long)d.units * width);
+            fx_item *tw = fx_tensor(f, name, key, (long)d.units * width);
             snprintf(key, sizeof key, "init.%d.bias", i);
-            const fx_item *tb = fx_tensor(f, name, key, d.units);
+            fx_item *tb = fx_tensor(f, name, key, d.units);
             if (!tw || !tb) goto done;
             for (long q = 0; q < tw->n; q++) w[q] = (bp_real)tw->v[q];
             for (long q = 0; q < tb->n; q++) b[q] = (bp_real)tb->v[q];
@@ -353,7 +170,7 @@ static void run_case(const char *name, const fixture *f)
         for (int part = 0; part < 2; part++) {
             char key[64];
             snprintf(key, sizeof key, "final.%d.%s", i, part ? "bias" : "weight");
-            const fx_item *t = fx_tensor(f, name, key, -1);
+            fx_item *t = fx_tensor(f, name, key, -1);
             const bp_real *a = part ? b : w;
             if (!t) continue;
             bp_layer_desc d = bp_net_layer(net, i);
@@ -380,7 +197,7 @@ static void run_case(const char *name, const fixture *f)
     }
 
     printf("  %-17s %-8s weights %.3e (tol %.2g; %s)  per tensor %.3e  loss %.3e  lr %.1e\n", name,
-           bp_optimizer_name(opt), worst_w, tol, worst_where, worst_tensor, worst_loss, worst_lr);
+           bp_optimizer_name(cfg.optimizer), worst_w, tol, worst_where, worst_tensor, worst_loss, worst_lr);
     CHECK(worst_tensor <= FX_TOL, "%s: a tensor differs from torch's by %.3e of its norm (tolerance %g)",
           name, worst_tensor, FX_TOL);
     CHECK(failed_step < 0 && worst_w <= tol, "%s: weights differ from torch by %.3e "
@@ -399,44 +216,15 @@ done:
 
 /* ------------------------------------------------------------------------ */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : BP_SOURCE_DIR "/tests/fixtures/optim";
-    char *names[256];
-    int n = 0;
-    DIR *d = opendir(dir);
-    CHECK(d != NULL, "cannot open fixture directory %s", dir);
-    if (!d) return check_done(FX_TEST_NAME);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 256) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0)
-            names[n++] = dup_str(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof names[0], cmp_str);
-
-    printf("%s: %d fixtures in %s, %s build, tolerance %g%s\n", FX_TEST_NAME, n, dir,
+    printf("%s: fixtures in %s, %s build, tolerance %g%s\n", FX_TEST_NAME, dir,
            FX_BUILD, FX_TOL,
            FX_F32_FACTOR > 0 ? " (or 4x torch's float32 error, where larger)" : "");
-    for (int i = 0; i < n; i++) {
-        char path[4096];
-        fixture f;
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        names[i][strlen(names[i]) - 4] = '\0';
-        if (!fixture_read(&f, path)) {
-            CHECK(0, "%s: unreadable fixture", path);
-        } else {
-            run_case(names[i], &f);
-            fixture_free(&f);
-        }
-        free(names[i]);
-    }
+    int n = fx_each(dir, run_case);
+    if (n < 0) return check_done(FX_TEST_NAME);
+    printf("%s: %d fixture files\n", FX_TEST_NAME, n);
 
     for (int i = 0; i < 7; i++)
         CHECK(seen_opt[i], "no fixture for optimizer %s", bp_optimizer_name((bp_optimizer)i));
