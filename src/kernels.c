@@ -15,6 +15,31 @@
 #include <math.h>
 #include <string.h>
 
+/* The elementwise kernels below are memory-bound: on a large activation
+ * (a conv layer's, 12.8 MB at batch 128 in W5) each thread of the split
+ * brings its own core's bandwidth. SPLIT runs STMT on spans [a, b) of
+ * [0, m), one per thread its size is worth (bp_threads_for, at least
+ * ELEM_GRAIN elements each: ~256 KB, well above a fork and join); small
+ * ones run on the calling thread alone. Each element is computed the same
+ * way whatever the split, so results do not depend on the thread count. */
+#define ELEM_GRAIN 65536.0
+#define SPLIT(m, STMT)                                                          \
+    do {                                                                        \
+        size_t m_ = (m);                                                        \
+        int t_n = bp_threads_for((double)m_, ELEM_GRAIN);                       \
+        if (t_n <= 1) {                                                         \
+            size_t a = 0, b = m_;                                               \
+            STMT;                                                               \
+        } else {                                                                \
+            _Pragma("omp parallel for num_threads(t_n) schedule(static)")       \
+            for (int t_ = 0; t_ < t_n; t_++) {                                  \
+                size_t a = m_ * (size_t)t_ / (size_t)t_n;                       \
+                size_t b = m_ * (size_t)(t_ + 1) / (size_t)t_n;                 \
+                STMT;                                                           \
+            }                                                                   \
+        }                                                                       \
+    } while (0)
+
 #ifndef BP_DOUBLE
 /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35],
  * exp(r) by its degree-7 Taylor polynomial (truncation < 5e-9). x is
@@ -75,24 +100,44 @@ BP_HOT void bp_k_bias_rows(bp_real *restrict y, const bp_real *restrict b, int n
     for (int r = 0; r < n; r++) memcpy(y + (size_t)r * d, b, (size_t)d * sizeof(bp_real));
 }
 
-BP_HOT void bp_k_sigmoid(bp_real *restrict y, const bp_real *restrict x, size_t m)
+static BP_HOT void sigmoid_span(bp_real *restrict y, const bp_real *restrict x, size_t m)
 {
     for (size_t k = 0; k < m; k++) y[k] = 1 / (1 + EXP(-x[k]));
 }
 
-BP_HOT void bp_k_tanh(bp_real *restrict y, const bp_real *restrict x, size_t m)
+void bp_k_sigmoid(bp_real *y, const bp_real *x, size_t m)
+{
+    SPLIT(m, sigmoid_span(y + a, x + a, b - a));
+}
+
+static BP_HOT void tanh_span(bp_real *restrict y, const bp_real *restrict x, size_t m)
 {
     for (size_t k = 0; k < m; k++) y[k] = TANH(x[k]);
 }
 
-BP_HOT void bp_k_relu(bp_real *y, const bp_real *x, size_t m)
+void bp_k_tanh(bp_real *y, const bp_real *x, size_t m)
+{
+    SPLIT(m, tanh_span(y + a, x + a, b - a));
+}
+
+static BP_HOT void relu_span(bp_real *y, const bp_real *x, size_t m)
 {
     for (size_t k = 0; k < m; k++) y[k] = x[k] > 0 ? x[k] : 0;
 }
 
-BP_HOT void bp_k_leaky_relu(bp_real *y, const bp_real *x, size_t m, bp_real a)
+void bp_k_relu(bp_real *y, const bp_real *x, size_t m)
 {
-    for (size_t k = 0; k < m; k++) y[k] = x[k] > 0 ? x[k] : a * x[k];
+    SPLIT(m, relu_span(y + a, x + a, b - a));
+}
+
+static BP_HOT void leaky_relu_span(bp_real *y, const bp_real *x, size_t m, bp_real s)
+{
+    for (size_t k = 0; k < m; k++) y[k] = x[k] > 0 ? x[k] : s * x[k];
+}
+
+void bp_k_leaky_relu(bp_real *y, const bp_real *x, size_t m, bp_real s)
+{
+    SPLIT(m, leaky_relu_span(y + a, x + a, b - a, s));
 }
 
 BP_HOT void bp_k_softmax(bp_real *restrict y, const bp_real *restrict x, int n, int d)
@@ -112,32 +157,57 @@ BP_HOT void bp_k_softmax(bp_real *restrict y, const bp_real *restrict x, int n, 
     }
 }
 
-BP_HOT void bp_k_sigmoid_grad(bp_real *restrict dx, const bp_real *restrict dy,
-                              const bp_real *restrict y, size_t m)
+static BP_HOT void sigmoid_grad_span(bp_real *restrict dx, const bp_real *restrict dy,
+                                     const bp_real *restrict y, size_t m)
 {
     for (size_t k = 0; k < m; k++) dx[k] = dy[k] * y[k] * (1 - y[k]);
 }
 
-BP_HOT void bp_k_tanh_grad(bp_real *restrict dx, const bp_real *restrict dy,
-                           const bp_real *restrict y, size_t m)
+void bp_k_sigmoid_grad(bp_real *dx, const bp_real *dy, const bp_real *y, size_t m)
+{
+    SPLIT(m, sigmoid_grad_span(dx + a, dy + a, y + a, b - a));
+}
+
+static BP_HOT void tanh_grad_span(bp_real *restrict dx, const bp_real *restrict dy,
+                                  const bp_real *restrict y, size_t m)
 {
     for (size_t k = 0; k < m; k++) dx[k] = dy[k] * (1 - y[k] * y[k]);
 }
 
-BP_HOT void bp_k_relu_grad(bp_real *dx, const bp_real *dy, const bp_real *x, size_t m)
+void bp_k_tanh_grad(bp_real *dx, const bp_real *dy, const bp_real *y, size_t m)
+{
+    SPLIT(m, tanh_grad_span(dx + a, dy + a, y + a, b - a));
+}
+
+static BP_HOT void relu_grad_span(bp_real *dx, const bp_real *dy, const bp_real *x, size_t m)
 {
     for (size_t k = 0; k < m; k++) dx[k] = x[k] > 0 ? dy[k] : 0;
 }
 
-BP_HOT void bp_k_leaky_relu_grad(bp_real *dx, const bp_real *dy, const bp_real *x, size_t m,
-                                 bp_real a)
+void bp_k_relu_grad(bp_real *dx, const bp_real *dy, const bp_real *x, size_t m)
 {
-    for (size_t k = 0; k < m; k++) dx[k] = x[k] > 0 ? dy[k] : a * dy[k];
+    SPLIT(m, relu_grad_span(dx + a, dy + a, x + a, b - a));
 }
 
-BP_HOT void bp_k_mul(bp_real *dx, const bp_real *dy, const bp_real *mask, size_t m)
+static BP_HOT void leaky_relu_grad_span(bp_real *dx, const bp_real *dy, const bp_real *x,
+                                        size_t m, bp_real s)
+{
+    for (size_t k = 0; k < m; k++) dx[k] = x[k] > 0 ? dy[k] : s * dy[k];
+}
+
+void bp_k_leaky_relu_grad(bp_real *dx, const bp_real *dy, const bp_real *x, size_t m, bp_real s)
+{
+    SPLIT(m, leaky_relu_grad_span(dx + a, dy + a, x + a, b - a, s));
+}
+
+static BP_HOT void mul_span(bp_real *dx, const bp_real *dy, const bp_real *mask, size_t m)
 {
     for (size_t k = 0; k < m; k++) dx[k] = dy[k] * mask[k];
+}
+
+void bp_k_mul(bp_real *dx, const bp_real *dy, const bp_real *mask, size_t m)
+{
+    SPLIT(m, mul_span(dx + a, dy + a, mask + a, b - a));
 }
 
 BP_HOT void bp_k_colsum(bp_real *restrict s, const bp_real *restrict a, int n, int d)
@@ -149,12 +219,28 @@ BP_HOT void bp_k_colsum(bp_real *restrict s, const bp_real *restrict a, int n, i
     }
 }
 
-BP_HOT void bp_k_colmax(bp_real *restrict acc, const bp_real *restrict a, int n, int d)
+/* Columns [j0, j1) of acc[j] = max(acc[j], a[r][j]) over the n rows. */
+static BP_HOT void colmax_span(bp_real *restrict acc, const bp_real *restrict a, int n, int d,
+                               size_t j0, size_t j1)
 {
     for (int r = 0; r < n; r++) {
         const bp_real *ar = a + (size_t)r * d;
-        for (int j = 0; j < d; j++) acc[j] = acc[j] > ar[j] ? acc[j] : ar[j];
+        for (size_t j = j0; j < j1; j++) acc[j] = acc[j] > ar[j] ? acc[j] : ar[j];
     }
+}
+
+void bp_k_colmax(bp_real *acc, const bp_real *a, int n, int d)
+{
+    /* Split by columns (each thread reads its columns of every row), with
+     * the grain counted in elements read. */
+    int t_n = bp_threads_for((double)n * d, ELEM_GRAIN);
+    if (t_n <= 1 || d < 16 * t_n) {
+        colmax_span(acc, a, n, d, 0, (size_t)d);
+        return;
+    }
+#pragma omp parallel for num_threads(t_n) schedule(static)
+    for (int t = 0; t < t_n; t++)
+        colmax_span(acc, a, n, d, (size_t)d * t / t_n, (size_t)d * (t + 1) / t_n);
 }
 
 BP_HOT double bp_k_sumsq(const bp_real *g, size_t m)

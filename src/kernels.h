@@ -1,7 +1,8 @@
 /*
  * kernels.h - elementwise kernels of the forward and backward passes
  * (src/kernels.c). All arrays are row-major; m is an element count, n rows
- * and d columns. Output and input may alias only where the parameter names
+ * and d columns. Large ones split across the threads their size is worth
+ * (bp_threads_for), with the same result on any thread count. Output and input may alias only where the parameter names
  * are not marked restrict in kernels.c (relu, leaky_relu, their gradients
  * and bp_k_mul may run in place).
  */
