@@ -98,15 +98,11 @@ tools/make_fixtures.py with more keys):
 import os
 import sys
 
-# Before torch loads: one OpenBLAS thread, and OpenBLAS's Haswell kernel
-# (which every x86-64 machine here can run) so that float64 results do not
-# depend on which kernel OpenBLAS would pick for this CPU.
-_ENV = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1"}
-if any(os.environ.get(k) != v for k, v in _ENV.items()) or "OPENBLAS_L2_SIZE" in os.environ:
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_L2_SIZE"}
-    env.update(_ENV)
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+# Before torch loads: the pinned numeric environment (tools/pin_env.py).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pin_env  # noqa: E402
+
+pin_env.pin()
 
 import re  # noqa: E402
 

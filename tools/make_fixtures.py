@@ -6,8 +6,10 @@ Usage (from the repository root, with Debian's python3-torch):
     /usr/bin/python3 tools/make_fixtures.py [OUTDIR]
 
 OUTDIR defaults to tests/fixtures/optim. The output is deterministic: the
-same torch version writes the same files byte for byte, so the files are
-committed and the C tests (tests/test_optim_fixtures*.c) need no Python.
+same torch version writes the same files byte for byte (one thread, with
+OpenBLAS pinned to its Haswell kernel by tools/pin_env.py, so not
+dependent on the CPU either), so the files are committed and the C tests
+(tests/test_optim_fixtures*.c) need no Python.
 
 Each case trains a small torch.nn.Sequential in float64 for `steps` steps
 on a fixed data set cut into consecutive mini-batches (no shuffling; the
@@ -56,7 +58,15 @@ import math
 import os
 import sys
 
-import torch
+# Before torch loads: the pinned numeric environment (tools/pin_env.py), as
+# make_cnn_fixtures.py does, so the files do not depend on this CPU's
+# OpenBLAS kernel.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pin_env  # noqa: E402
+
+pin_env.pin()
+
+import torch  # noqa: E402
 import torch.nn as nn
 
 torch.set_default_dtype(torch.float64)
