@@ -119,6 +119,20 @@ static int load(model_data *m, const char *model, const char *data, const char *
         return cli_fail(CLI_FAIL, "%s has %d features per sample, the model %s takes %d inputs%s",
                         data, d->n_inputs, model, inputs, sh);
     }
+    {
+        /* Images of another height and width with as many pixels would
+         * pass the count above and be read as nonsense by the convolutions. */
+        bp_shape ish = bp_net_input_shape(m->net);
+        if (ish.rank == 3 && d->shape.rank == 3 &&
+            (d->shape.dim[0] != ish.dim[0] || d->shape.dim[1] != ish.dim[1] ||
+             d->shape.dim[2] != ish.dim[2])) {
+            char a[48], b[48];
+            bp_shape_format(d->shape, a, sizeof a);
+            bp_shape_format(ish, b, sizeof b);
+            return cli_fail(CLI_FAIL, "%s holds images %s, the model %s takes %s", data, a, model,
+                            b);
+        }
+    }
     if (need == CLI_TARGET_REQUIRED) {
         if (m->ds.is_idx && !m->mi.classify) {
             bp_strings_free(d->class_names, d->n_classes);

@@ -38,6 +38,18 @@ check "input_shape stored as 1,28,28" [ "$(meta cnn.safetensors input_shape)" = 
 check "augment stored as none by default" [ "$(meta cnn.safetensors augment)" = none ]
 run predict cnn.safetensors te.idx --labels tel.idx
 check "predict on the CNN: one line per image plus the header" eval '[ $rc -eq 0 ] && [ $(wc -l <out) -eq 1001 ]'
+# The same 784 pixels per image as 14x56: the count agrees, the shape does not.
+python3 - <<'PY'
+b = bytearray(open("te.idx", "rb").read())
+b[8:12] = (14).to_bytes(4, "big")
+b[12:16] = (56).to_bytes(4, "big")
+open("te1456.idx", "wb").write(b)
+PY
+expect_error "eval: IDX images of another shape with as many pixels" 1 \
+    "^backprop: te1456.idx holds images \[1, 14, 56\], the model cnn.safetensors takes \[1, 28, 28\]" \
+    eval cnn.safetensors te1456.idx --labels tel.idx
+expect_error "predict: the same" 1 "holds images \[1, 14, 56\], the model cnn.safetensors takes \[1, 28, 28\]" \
+    predict cnn.safetensors te1456.idx
 
 # ---- info: one row per layer ----
 run info cnn.safetensors
