@@ -76,6 +76,8 @@ int cli_next(cli_parser *p, const cli_opt *opts, const char **value);
 int cli_double(const char *opt, const char *text, double lo, double hi, double *out);
 int cli_int(const char *opt, const char *text, long lo, long hi, int *out);
 int cli_u64(const char *opt, const char *text, uint64_t *out);
+/* A per-sample shape C,H,W | T,F | F (positive integers, the whole text). */
+int cli_shape(const char *opt, const char *text, bp_shape *out);
 
 /* Pick `text` among `names` (NULL-terminated); CLI_USAGE with a message
  * listing the choices when it is none of them. */

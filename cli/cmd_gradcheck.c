@@ -93,28 +93,31 @@ static int exec_double(int argc, char **argv)
 #endif
 
 /* "relu", "leaky_relu" or "relu/leaky_relu": the kinked layers of net. */
+/* "relu", "leaky_relu/maxpool", ...: the kinked kinds in the network. */
 static const char *kink_kinds(const bp_net *net)
 {
-    int relu = 0, leaky = 0;
+    static const char *const names[8] = {"relu", "relu", "leaky_relu", "relu/leaky_relu",
+                                         "maxpool", "relu/maxpool", "leaky_relu/maxpool",
+                                         "relu/leaky_relu/maxpool"};
+    int m = 0;
     for (int i = 0; i < bp_net_layers(net); i++) {
         bp_layer_kind k = bp_net_layer(net, i).kind;
-        relu |= k == BP_RELU;
-        leaky |= k == BP_LEAKY_RELU;
+        m |= (k == BP_RELU) | (k == BP_LEAKY_RELU) << 1 | (k == BP_MAXPOOL) << 2;
     }
-    return relu && leaky ? "relu/leaky_relu" : leaky ? "leaky_relu" : "relu";
+    return names[m];
 }
 
 int cmd_gradcheck(int argc, char **argv)
 {
     enum { G_HELP, G_ARCH, G_INPUTS, G_OUTPUTS, G_LOSS, G_SAMPLES, G_SEED, G_EPS, G_TOL, G_QUIET,
-           G_PREC };
+           G_PREC, G_SHAPE };
     static const cli_opt opts[] = {
         [G_HELP] = {"--help", "-h", 0},       [G_ARCH] = {"--arch", NULL, 1},
         [G_INPUTS] = {"--inputs", NULL, 1},   [G_OUTPUTS] = {"--outputs", NULL, 1},
         [G_LOSS] = {"--loss", NULL, 1},       [G_SAMPLES] = {"--samples", NULL, 1},
         [G_SEED] = {"--seed", NULL, 1},       [G_EPS] = {"--eps", NULL, 1},
         [G_TOL] = {"--tolerance", NULL, 1},   [G_QUIET] = {"--quiet", "-q", 0},
-        [G_PREC] = {"--precision", NULL, 1},
+        [G_PREC] = {"--precision", NULL, 1},  [G_SHAPE] = {"--input-shape", NULL, 1},
         {NULL, NULL, 0},
     };
     static const char *const losses[] = {"mse", "cross-entropy", "bce", NULL};
@@ -122,7 +125,8 @@ int cmd_gradcheck(int argc, char **argv)
     enum { P_DOUBLE, P_FLOAT };
     const char *arch = "dense(16) tanh dense(8) sigmoid";
     int inputs = 5, outputs = 3, samples = 8, loss = BP_LOSS_CROSS_ENTROPY, quiet = 0;
-    int precision = P_DOUBLE;
+    int precision = P_DOUBLE, inputs_given = 0;
+    bp_shape shape = {0, {0, 0, 0}}; /* --input-shape (rank 0: flat, --inputs) */
     double eps = 0, tol = -1;
     uint64_t seed = 42;
     cli_parser p = {"gradcheck", argc, argv, 1, 0};
@@ -134,7 +138,8 @@ int cmd_gradcheck(int argc, char **argv)
         case CLI_ARG_POSITIONAL: return cli_fail(CLI_USAGE, "gradcheck: unexpected argument '%s'", v);
         case G_HELP: fputs(usage_gradcheck, stdout); return CLI_OK;
         case G_ARCH: arch = v; break;
-        case G_INPUTS: r = cli_int("--inputs", v, 1, 100000, &inputs); break;
+        case G_INPUTS: r = cli_int("--inputs", v, 1, 100000, &inputs), inputs_given = 1; break;
+        case G_SHAPE: r = cli_shape("--input-shape", v, &shape); break;
         case G_OUTPUTS: r = cli_int("--outputs", v, 1, 100000, &outputs); break;
         case G_LOSS: r = cli_choice("--loss", v, losses, &loss); break;
         case G_SAMPLES: r = cli_int("--samples", v, 1, 100000, &samples); break;
@@ -149,6 +154,16 @@ int cmd_gradcheck(int argc, char **argv)
     }
     if (loss == BP_LOSS_CROSS_ENTROPY && outputs < 2)
         return cli_fail(CLI_USAGE, "gradcheck: cross-entropy needs --outputs >= 2");
+    if (shape.rank) {
+        size_t count = bp_shape_size(shape);
+        if (count > 100000)
+            return cli_fail(CLI_USAGE, "--input-shape: %s holds %zu values per sample, more than "
+                            "gradcheck's 100000", v ? v : "it", count);
+        if (inputs_given && (size_t)inputs != count)
+            return cli_fail(CLI_USAGE, "gradcheck: --inputs %d and --input-shape (%zu values) "
+                            "disagree; give one", inputs, count);
+        inputs = (int)count;
+    }
 
     {
         static bp_layer_desc layers[4096];
@@ -182,18 +197,24 @@ int cmd_gradcheck(int argc, char **argv)
     bp_net *net = NULL;
     bp_error err = {0};
     int st = CLI_OK;
-    if (bp_net_create(&net, inputs, spec, seed, &err) != BP_OK) {
+    bp_status cs = shape.rank ? bp_net_create_shaped(&net, shape, spec, seed, &err)
+                              : bp_net_create(&net, inputs, spec, seed, &err);
+    if (cs != BP_OK) {
         st = cli_fail(err.code == BP_ESPEC ? CLI_USAGE : CLI_FAIL, "--arch: %s", err.message);
         free(spec);
         return st;
     }
     free(spec);
     uint64_t rs = seed * 2654435761u + 17;
-    /* Small random biases so the bias paths are exercised too. */
-    for (int i = 0; i < bp_net_layers(net); i++) {
-        bp_real *b = bp_net_bias(net, i);
-        if (b)
-            for (int j = 0; j < bp_net_layer(net, i).units; j++) b[j] = (bp_real)(0.2 * (urand(&rs) - 0.5));
+    /* Small random biases so the bias paths are exercised too (every
+     * "bias" tensor, whatever its layer's output size: a batchnorm on an
+     * image has one per channel). */
+    for (int j = 0; j < bp_net_tensor_count(net); j++) {
+        bp_tensor t;
+        if (!bp_net_tensor(net, j, &t) || !t.data) continue;
+        size_t len = strlen(t.name);
+        if (len < 5 || strcmp(t.name + len - 5, ".bias") != 0) continue;
+        for (size_t q = 0; q < t.count; q++) t.data[q] = (bp_real)(0.2 * (urand(&rs) - 0.5));
     }
     int tw = loss == BP_LOSS_CROSS_ENTROPY ? 1 : outputs;
     bp_real *x = malloc((size_t)samples * inputs * sizeof *x);
@@ -216,7 +237,13 @@ int cmd_gradcheck(int argc, char **argv)
     size_t judged = res.checked - res.kinks;
     int pass = judged > 0 && res.max_rel_error <= tol;
     if (!quiet) {
-        printf("network     %s (%d inputs, %zu parameters)\n", bp_net_spec(net), inputs,
+        char sh[48] = "";
+        if (shape.rank > 1) {
+            char b[40];
+            bp_shape_format(shape, b, sizeof b);
+            snprintf(sh, sizeof sh, " as %s", b);
+        }
+        printf("network     %s (%d inputs%s, %zu parameters)\n", bp_net_spec(net), inputs, sh,
                bp_net_param_count(net));
         printf("loss        %s on %d random samples (seed %llu)\n", bp_loss_name((bp_loss)loss),
                samples, (unsigned long long)seed);

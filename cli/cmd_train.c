@@ -105,28 +105,6 @@ typedef struct train_args {
     char given[O_COUNT]; /* 1 for each option on the command line (for the notices) */
 } train_args;
 
-/* --input-shape C,H,W | T,F | F: positive integers, the whole text. */
-static int parse_shape_arg(const char *v, bp_shape *out)
-{
-    bp_shape sh = {0, {0, 0, 0}};
-    const char *p = v;
-    while (1) {
-        char *end;
-        if (*p < '0' || *p > '9' || sh.rank == BP_MAX_RANK) break;
-        long d = strtol(p, &end, 10);
-        if (d < 1 || d > 1000000000L) break;
-        sh.dim[sh.rank++] = (int)d;
-        p = end;
-        if (*p == '\0') {
-            *out = sh;
-            return 0;
-        }
-        if (*p++ != ',') break;
-    }
-    return cli_fail(CLI_USAGE, "--input-shape: '%s' is not a shape (C,H,W for images, T,F for "
-                    "sequences or F; positive integers)", v);
-}
-
 /* --augment hflip,shift(N): either word or both, comma-separated. */
 static int parse_augment(const char *v, int *hflip, int *shift)
 {
@@ -230,7 +208,7 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_DELIMITER: r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1; break;
         case O_SKIP_ROWS: r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1; break;
         case O_NO_HEADER: cli_csv.no_header = cli_csv.set_no_header = 1; break;
-        case O_INPUT_SHAPE: r = parse_shape_arg(v, &a->input_shape); break;
+        case O_INPUT_SHAPE: r = cli_shape("--input-shape", v, &a->input_shape); break;
         case O_AUGMENT: r = parse_augment(v, &a->hflip, &a->shift), a->augment = v; break;
         case O_NEW_HEAD: a->new_head = 1; break;
         default: break;

@@ -316,7 +316,7 @@ const char *const usage_gradcheck =
     "    backprop gradcheck - check backpropagation against finite differences\n"
     "\n"
     "SYNOPSIS\n"
-    "    backprop gradcheck [--arch SPEC] [--inputs N] [--outputs N]\n"
+    "    backprop gradcheck [--arch SPEC] [--inputs N | --input-shape C,H,W] [--outputs N]\n"
     "          [--loss mse|cross-entropy|bce] [--samples N] [--seed N] [--eps F]\n"
     "          [--tolerance F] [--precision double|float] [--quiet]\n"
     "\n"
@@ -342,6 +342,9 @@ const char *const usage_gradcheck =
     "OPTIONS\n"
     "    --arch SPEC       Hidden layers (default \"dense(16) tanh dense(8) sigmoid\").\n"
     "    --inputs N        Input features (default 5).\n"
+    "    --input-shape S   Per-sample shape of the inputs: C,H,W for convolutional\n"
+    "                      networks (a dense after an image gets its flatten),\n"
+    "                      T,F for sequences (instead of --inputs).\n"
     "    --outputs N       Output units (default 3).\n"
     "    --loss L          mse, cross-entropy or bce (default cross-entropy).\n"
     "    --samples N       Batch size (default 8).\n"
@@ -355,4 +358,6 @@ const char *const usage_gradcheck =
     "\n"
     "EXAMPLES\n"
     "    backprop gradcheck --arch \"dense(8) relu dense(4) relu\" --seed 3\n"
-"    backprop gradcheck --arch \"dense(32) sigmoid\" --loss mse --outputs 2\n";
+"    backprop gradcheck --arch \"dense(32) sigmoid\" --loss mse --outputs 2\n"
+    "    backprop gradcheck --input-shape 2,8,8 \\\n"
+    "        --arch \"conv(4,3,1,1) batchnorm relu maxpool(2) conv(3,3) avgpool(2)\"\n";

@@ -125,6 +125,27 @@ int cli_u64(const char *opt, const char *text, uint64_t *out)
     return 0;
 }
 
+int cli_shape(const char *opt, const char *text, bp_shape *out)
+{
+    bp_shape sh = {0, {0, 0, 0}};
+    const char *p = text;
+    while (1) {
+        char *end;
+        if (*p < '0' || *p > '9' || sh.rank == BP_MAX_RANK) break;
+        long d = strtol(p, &end, 10);
+        if (d < 1 || d > 1000000000L) break;
+        sh.dim[sh.rank++] = (int)d;
+        p = end;
+        if (*p == '\0') {
+            *out = sh;
+            return 0;
+        }
+        if (*p++ != ',') break;
+    }
+    return cli_fail(CLI_USAGE, "%s: '%s' is not a shape (C,H,W for images, T,F for sequences or F; "
+                    "positive integers)", opt, text);
+}
+
 int cli_choice(const char *opt, const char *text, const char *const *names, int *out)
 {
     char list[256] = "";

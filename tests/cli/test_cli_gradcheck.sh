@@ -63,6 +63,27 @@ check "--precision float passes 12 relu seeds with kinks flagged (failed:${fl_fa
 run gradcheck --precision half
 check "--precision half is a usage error" eval '[ $rc -eq 2 ] && grep -q "^backprop: --precision" err'
 
+# ---- convolutional networks: --input-shape ----
+CARCH="conv(4,3,1,1) batchnorm relu maxpool(2) conv(3,3) avgpool(2)"
+run gradcheck --input-shape 2,8,8 --arch "$CARCH"
+check "a CNN (conv, batchnorm, relu, maxpool, avgpool) passes in double" eval \
+    '[ $rc -eq 0 ] && grep -q "^network .* flatten dense(3) (128 inputs as \[2, 8, 8\], 207 parameters)" out && grep -q ": PASS$" out'
+check "its kinks line names relu and maxpool" grep -q "cross a relu/maxpool kink" out
+run gradcheck --input-shape 3,7,9 --arch "conv(2,3,2,1) tanh global_avgpool" --loss mse -q
+check "stride 2, pad 1 on 7x9, global_avgpool, mse: PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --precision float --input-shape 16,6,6 --arch "conv(16,3,1,1) relu batchnorm maxpool(2)" -q
+check "--precision float on a 16-channel CNN (the blocked-layout path): PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --input-shape 8 --arch "dense(4) tanh" -q
+check "--input-shape F is --inputs F" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --input-shape 2,8,8 --inputs 5 --arch "$CARCH"
+check "--inputs disagreeing with --input-shape: usage error" eval \
+    '[ $rc -eq 2 ] && grep -q "^backprop: gradcheck: --inputs 5 and --input-shape (128 values) disagree" err'
+run gradcheck --input-shape 2,x,8 --arch "$CARCH"
+check "a malformed --input-shape: usage error" eval '[ $rc -eq 2 ] && grep -q "^backprop: --input-shape: .2,x,8. is not a shape" err'
+run gradcheck --arch "$CARCH"
+check "a conv on flat inputs: spec error naming --input-shape's absence" eval \
+    '[ $rc -eq 2 ] && grep -q "^backprop: --arch: spec:1:1: conv needs an image input" err'
+
 # ---- finding the double-precision checker ----
 helper=$(dirname "$BP")/backprop-gradcheck
 check "the build tree has backprop-gradcheck next to backprop" test -x "$helper"
