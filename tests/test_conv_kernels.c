@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #endif
 
+#include "blocked.h"
 #include "cnn_kernels.h"
 #include "check.h"
 
@@ -236,6 +237,37 @@ static void test_forward_naive(void)
     CHECK(worst < tol, "forward ref vs independent formula: %g (tol %g)", worst, tol);
 }
 
+/* ---- the test helper plain [N, C, S] <-> blocked [N, C/B, S, B] (blocked.h) ----
+ * plain[i] = i, N 2, C 32, S 15: element (n 1, c 19, s 4) is plain[(1*32 + 19)*15 + 4]
+ * = 769. Blocked B 16 puts it in block 1, lane 3: ((1*2 + 1)*15 + 4)*16 + 3 = 787;
+ * B 8 in block 2, lane 3: ((1*4 + 2)*15 + 4)*8 + 3 = 755; B 1 leaves it at 769.
+ * from_blocked undoes to_blocked exactly. */
+static void test_blocked_helper(void)
+{
+    const int N = 2, C = 32;
+    const size_t S = 15, n = (size_t)N * C * S;
+    bp_real *plain = nans(n), *blk = nans(n), *back = nans(n);
+    for (size_t i = 0; i < n; i++) plain[i] = (bp_real)i;
+    const int Bs[3] = {1, 8, 16};
+    const size_t at[3] = {769, 755, 787};
+    for (int k = 0; k < 3; k++) {
+        out_nan(blk, n);
+        out_nan(back, n);
+        to_blocked(blk, plain, N, C, S, Bs[k]);
+        from_blocked(back, blk, N, C, S, Bs[k]);
+        double got = blk[at[k]];
+        CHECK(got == 769, "to_blocked B %d: (n 1, c 19, s 4) at %zu holds %g (want 769)", Bs[k],
+              at[k], got);
+        size_t moved = 0;
+        for (size_t i = 0; i < n; i++) moved += blk[i] != plain[i];
+        CHECK((Bs[k] == 1) == (moved == 0), "to_blocked B %d moves %zu of %zu elements", Bs[k],
+              moved, n);
+        int same = memcmp(back, plain, n * sizeof *back) == 0;
+        CHECK(same, "from_blocked(to_blocked(x)) == x for B %d", Bs[k]);
+    }
+    free(plain), free(blk), free(back);
+}
+
 #ifdef BP_DOUBLE
 /* ---- (1) reference backward against central differences ----
  * L = sum(dy * y) with a random dy, so dL/dx, dL/dw, dL/db are exactly
@@ -445,6 +477,248 @@ static void test_prim(void)
     bp_gemm_ctx_free(ctx);
 }
 
+/* ---- (4) the primitive on blocked layouts ----
+ * x / dx in layout bx, y / dy in layout by (1: plain nchw, 8 / 16: nChw8c /
+ * nChw16c): the inputs are the reference's plain data converted to those
+ * layouts, the outputs converted back and compared with the reference
+ * loops (REL_TOL, as the plain checks). Each output buffer is filled with
+ * NaN before each run (every element must be written) and followed by a
+ * canary (must survive); the inputs are unchanged at the end. */
+
+/* bp_act_md's layouts are what to_blocked writes: oneDNN's own reorder
+ * nchw -> nChw{B}c gives the same bytes. */
+static void test_layout_onednn(bp_gemm_ctx *ctx)
+{
+    const int N = 2, C = 32, H = 3, W = 5;
+    const size_t S = (size_t)H * W, n = (size_t)N * C * S;
+    dnnl_engine_t eng = bp_gemm_ctx_engine(ctx);
+    dnnl_stream_t st = bp_gemm_ctx_stream(ctx);
+    uint64_t s = 21;
+    bp_real *x = rnd(n, &s), *theirs = nans(n), *mine = nans(n);
+    for (int B = 8; B <= 16; B *= 2) {
+        dnnl_memory_desc_t pmd, bmd;
+        int ok = bp_act_md(&pmd, N, C, H, W, 1) && bp_act_md(&bmd, N, C, H, W, B);
+        CHECK(ok, "bp_act_md: nchw and nChw%dc for C %d", B, C);
+        if (!ok) continue;
+        dnnl_memory_t pm = NULL, bm = NULL;
+        dnnl_primitive_desc_t rpd = NULL;
+        dnnl_primitive_t r = NULL;
+        out_nan(theirs, n);
+        ok = !dnnl_memory_create(&pm, &pmd, eng, x) && !dnnl_memory_create(&bm, &bmd, eng, theirs) &&
+             !dnnl_reorder_primitive_desc_create(&rpd, &pmd, eng, &bmd, eng, NULL) &&
+             !dnnl_primitive_create(&r, rpd);
+        if (ok) {
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, pm}, {DNNL_ARG_TO, bm}};
+            ok = !dnnl_primitive_execute(r, st, 2, a) && !dnnl_stream_wait(st);
+        }
+        CHECK(ok, "oneDNN reorder nchw -> nChw%dc runs", B);
+        to_blocked(mine, x, N, C, S, B);
+        int same = ok && memcmp(mine, theirs, n * sizeof *mine) == 0;
+        CHECK(same, "to_blocked B %d writes what oneDNN's reorder to nChw%dc writes", B, B);
+        if (r) dnnl_primitive_destroy(r);
+        if (rpd) dnnl_primitive_desc_destroy(rpd);
+        if (pm) dnnl_memory_destroy(pm);
+        if (bm) dnnl_memory_destroy(bm);
+    }
+    dnnl_memory_desc_t md;
+    CHECK(!bp_act_md(&md, N, 24, H, W, 16), "bp_act_md: 16 does not divide C 24: refused");
+    CHECK(bp_act_md(&md, N, 24, H, W, 8), "bp_act_md: C 24 in nChw8c accepted");
+    free(x), free(theirs), free(mine);
+}
+
+static bp_real *dup(const bp_real *a, size_t n)
+{
+    bp_real *b = malloc((n ? n : 1) * sizeof *b);
+    if (!b) abort();
+    memcpy(b, a, n * sizeof *b);
+    return b;
+}
+
+/* e: the error of output `what`, counted as quantity q (y, y infer, dx, dw, db). */
+static void check_err(const char *name, const char *what, const char *q, int bx, int by,
+                      double e)
+{
+    char key[48];
+    snprintf(key, sizeof key, "conv x blk %-2d y blk %-2d %s", bx, by, q);
+    track(key, e);
+    CHECK(e < REL_TOL, "%s: %s prim vs ref %g (tol %g)", name, what, e, REL_TOL);
+}
+
+static void check_prim_blk(bp_gemm_ctx *ctx, bp_conv_geom g, int bx, int by, uint64_t *s)
+{
+    char name[112];
+    snprintf(name, sizeof name, "N%d C%d %dx%d OC%d K%d s%d p%d, x blk %d y blk %d", g.N, g.C, g.H,
+             g.W, g.OC, g.K, g.stride, g.pad, bx, by);
+    const size_t nx = xsize(&g), nw = wsize(&g), ny = ysize(&g), nb = (size_t)g.OC;
+    const size_t sx = (size_t)g.H * g.W, sy = (size_t)g.OH * g.OW;
+    bp_real *x = rnd(nx, s), *w = rnd(nw, s), *b = rnd(nb, s), *dy = rnd(ny, s);
+    bp_real *y0 = nans(ny), *y1 = nans(ny), *dx0 = nans(nx), *dw0 = nans(nw), *db0 = nans(nb);
+    bp_conv_forward_ref(y0, x, w, b, &g);
+    bp_conv_forward_ref(y1, x, w, NULL, &g);
+    bp_conv_backward_ref(dx0, dw0, db0, dy, x, w, &g);
+    bp_real *xb = blocked_copy(x, g.N, g.C, sx, bx), *dyb = blocked_copy(dy, g.N, g.OC, sy, by);
+    bp_real *xb_in = dup(xb, nx), *dyb_in = dup(dyb, ny), *w_in = dup(w, nw), *b_in = dup(b, nb);
+    bp_real *yb = out_alloc(ny), *dxb = out_alloc(nx), *dw = out_alloc(nw), *db = out_alloc(nb);
+    bp_real *yp = nans(ny), *dxp = nans(nx);
+    int ok;
+
+    /* Training, with dx. */
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, bx, by);
+    CHECK(p != NULL, "%s: primitive created (training, need_dx)", name);
+    if (p) {
+        ok = bp_conv_prim_forward(p, yb, xb, w, b);
+        CHECK(ok, "%s: forward runs", name);
+        check_out(name, "y", yb, ny);
+        from_blocked(yp, yb, g.N, g.OC, sy, by);
+        check_err(name, "y", "y", bx, by, rel(yp, y0, ny));
+
+        out_nan(yb, ny);
+        ok = bp_conv_prim_forward(p, yb, xb, w, NULL);
+        CHECK(ok, "%s: forward without bias runs", name);
+        check_out(name, "y (no bias)", yb, ny);
+        from_blocked(yp, yb, g.N, g.OC, sy, by);
+        check_err(name, "y (no bias)", "y", bx, by, rel(yp, y1, ny));
+
+        ok = bp_conv_prim_backward(p, dxb, dw, db, dyb, xb, w);
+        CHECK(ok, "%s: backward runs", name);
+        check_out(name, "dx", dxb, nx);
+        check_out(name, "dw", dw, nw);
+        check_out(name, "db", db, nb);
+        from_blocked(dxp, dxb, g.N, g.C, sx, bx);
+        check_err(name, "dx", "dx", bx, by, rel(dxp, dx0, nx));
+        check_err(name, "dw", "dw", bx, by, rel(dw, dw0, nw));
+        check_err(name, "db", "db", bx, by, rel(db, db0, nb));
+
+        /* Each output alone, the others NULL. */
+        out_nan(dw, nw);
+        ok = bp_conv_prim_backward(p, NULL, dw, NULL, dyb, xb, w);
+        CHECK(ok, "%s: dw alone runs", name);
+        check_out(name, "dw alone", dw, nw);
+        check_err(name, "dw alone", "dw", bx, by, rel(dw, dw0, nw));
+        out_nan(db, nb);
+        ok = bp_conv_prim_backward(p, NULL, NULL, db, dyb, xb, w);
+        CHECK(ok, "%s: db alone runs", name);
+        check_out(name, "db alone", db, nb);
+        check_err(name, "db alone", "db", bx, by, rel(db, db0, nb));
+        out_nan(dxb, nx);
+        ok = bp_conv_prim_backward(p, dxb, NULL, NULL, dyb, xb, w);
+        CHECK(ok, "%s: dx alone runs", name);
+        check_out(name, "dx alone", dxb, nx);
+        from_blocked(dxp, dxb, g.N, g.C, sx, bx);
+        check_err(name, "dx alone", "dx", bx, by, rel(dxp, dx0, nx));
+        bp_conv_prim_free(p);
+    }
+
+    /* Training without dx (a first layer): dw and db; asking dx writes nothing. */
+    p = bp_conv_prim_create(ctx, &g, 1, 0, bx, by);
+    CHECK(p != NULL, "%s: primitive created (training, no dx)", name);
+    if (p) {
+        out_nan(yb, ny);
+        out_nan(dw, nw);
+        out_nan(db, nb);
+        ok = bp_conv_prim_forward(p, yb, xb, w, b);
+        CHECK(ok, "%s (no dx): forward runs", name);
+        check_out(name, "y (no dx)", yb, ny);
+        from_blocked(yp, yb, g.N, g.OC, sy, by);
+        check_err(name, "y (no dx)", "y", bx, by, rel(yp, y0, ny));
+        ok = bp_conv_prim_backward(p, NULL, dw, db, dyb, xb, w);
+        CHECK(ok, "%s (no dx): backward runs", name);
+        check_out(name, "dw (no dx)", dw, nw);
+        check_out(name, "db (no dx)", db, nb);
+        check_err(name, "dw (no dx)", "dw", bx, by, rel(dw, dw0, nw));
+        check_err(name, "db (no dx)", "db", bx, by, rel(db, db0, nb));
+        out_nan(dxb, nx);
+        out_nan(dw, nw);
+        ok = bp_conv_prim_backward(p, dxb, dw, NULL, dyb, xb, w);
+        CHECK(!ok, "%s (no dx): a backward asking dx is refused", name);
+        check_untouched(name, "dx of a refused backward", dxb, nx);
+        check_untouched(name, "dw of a refused backward", dw, nw);
+        bp_conv_prim_free(p);
+    }
+
+    /* Inference: forward only. */
+    p = bp_conv_prim_create(ctx, &g, 0, 1, bx, by);
+    CHECK(p != NULL, "%s: primitive created (inference)", name);
+    if (p) {
+        out_nan(yb, ny);
+        ok = bp_conv_prim_forward(p, yb, xb, w, b);
+        CHECK(ok, "%s (inference): forward runs", name);
+        check_out(name, "y (inference)", yb, ny);
+        from_blocked(yp, yb, g.N, g.OC, sy, by);
+        check_err(name, "y (inference)", "y infer", bx, by, rel(yp, y0, ny));
+        out_nan(dw, nw);
+        ok = bp_conv_prim_backward(p, NULL, dw, NULL, dyb, xb, w);
+        CHECK(!ok, "%s (inference): backward refused", name);
+        check_untouched(name, "dw of a refused backward", dw, nw);
+        bp_conv_prim_free(p);
+    }
+
+    int inputs_kept = !memcmp(xb, xb_in, nx * sizeof *xb) && !memcmp(dyb, dyb_in, ny * sizeof *dyb) &&
+                      !memcmp(w, w_in, nw * sizeof *w) && !memcmp(b, b_in, nb * sizeof *b);
+    CHECK(inputs_kept, "%s: x, dy, w, b unchanged by the primitives", name);
+    free(x), free(w), free(b), free(dy), free(y0), free(y1), free(dx0), free(dw0), free(db0);
+    free(xb), free(dyb), free(xb_in), free(dyb_in), free(w_in), free(b_in);
+    free(yb), free(dxb), free(dw), free(db), free(yp), free(dxp);
+}
+
+static void test_prim_blocked(void)
+{
+    bp_gemm_ctx *ctx = bp_gemm_ctx_create();
+    CHECK(ctx != NULL, "oneDNN context available in the float build");
+    if (!ctx) return;
+    int cb = bp_conv_block(ctx);
+    printf("  bp_conv_block: %d (%s)\n", cb,
+           cb == 16 ? "nChw16c" : cb == 8 ? "nChw8c" : cb == 1 ? "plain nchw" : "?");
+    CHECK(cb == 1 || cb == 8 || cb == 16, "bp_conv_block returns 1, 8 or 16 (got %d)", cb);
+    test_layout_onednn(ctx);
+
+    /* Every case in blocks of 8 and 16 (both work whatever the CPU prefers),
+     * and in plain (B 1) for comparison. */
+    uint64_t s = 9;
+    const int Bs[3] = {1, 8, 16};
+    for (int k = 0; k < 3; k++) {
+        const int B = Bs[k];
+        /* First layers: one input channel (plain x), blocked y. */
+        check_prim_blk(ctx, geom(2, 1, 7, 9, 16, 3, 1, 1), 1, B, &s);
+        check_prim_blk(ctx, geom(3, 1, 9, 7, 32, 5, 2, 0), 1, B, &s);
+        check_prim_blk(ctx, geom(2, 1, 28, 28, 32, 3, 1, 1), 1, B, &s);
+        check_prim_blk(ctx, geom(2, 3, 7, 9, 16, 3, 2, 1), 1, B, &s);
+        /* Hidden layers: C and OC multiples of 16, both blocked. */
+        check_prim_blk(ctx, geom(2, 16, 7, 9, 32, 3, 1, 1), B, B, &s);
+        check_prim_blk(ctx, geom(2, 32, 7, 9, 16, 3, 2, 1), B, B, &s);
+        check_prim_blk(ctx, geom(3, 16, 7, 9, 16, 1, 1, 0), B, B, &s);
+        check_prim_blk(ctx, geom(2, 32, 7, 9, 16, 5, 1, 1), B, B, &s);
+        check_prim_blk(ctx, geom(1, 16, 9, 7, 32, 5, 2, 0), B, B, &s);
+        check_prim_blk(ctx, geom(2, 32, 9, 7, 32, 3, 2, 0), B, B, &s);
+        /* oneDNN's right padding negative (last row / column unused). */
+        check_prim_blk(ctx, geom(2, 16, 8, 6, 32, 1, 2, 0), B, B, &s);
+        check_prim_blk(ctx, geom(2, 32, 10, 9, 16, 3, 3, 1), B, B, &s);
+        /* Mixed: blocked x, plain y (OC not a multiple of 8), and blocked x
+         * with plain y of 16 channels. */
+        check_prim_blk(ctx, geom(2, 32, 7, 9, 10, 3, 2, 1), B, 1, &s);
+        check_prim_blk(ctx, geom(2, 16, 7, 9, 16, 3, 1, 1), B, 1, &s);
+        /* 24 and 40 channels: multiples of 8, not of 16. */
+        if (B == 8) check_prim_blk(ctx, geom(2, 24, 7, 9, 40, 3, 1, 1), 8, 8, &s);
+    }
+
+    /* A block that does not divide the channels is refused; the same
+     * geometry in blocks of 8 is not (so the refusals are the block's). */
+    bp_conv_geom g24 = geom(1, 24, 5, 5, 24, 3, 1, 1);
+    for (int training = 0; training < 2; training++) {
+        bp_conv_prim *p = bp_conv_prim_create(ctx, &g24, training, 1, 16, 1);
+        CHECK(p == NULL, "C 24, blk_x 16 (training %d): refused", training);
+        bp_conv_prim_free(p);
+        p = bp_conv_prim_create(ctx, &g24, training, 1, 1, 16);
+        CHECK(p == NULL, "OC 24, blk_y 16 (training %d): refused", training);
+        bp_conv_prim_free(p);
+        p = bp_conv_prim_create(ctx, &g24, training, 1, 8, 8);
+        CHECK(p != NULL, "C 24, OC 24 in blocks of 8 (training %d): created", training);
+        bp_conv_prim_free(p);
+    }
+    track_print("conv primitive vs reference, by layout (x blk, y blk)");
+    bp_gemm_ctx_free(ctx);
+}
+
 #if COUNT_ALLOCS
 /* The primitive's forward and backward allocate nothing in libbackprop. */
 static void test_noalloc(void)
@@ -494,14 +768,21 @@ int main(void)
     test_geom();
     test_forward_by_hand();
     test_forward_naive();
+    test_blocked_helper();
 #ifdef BP_DOUBLE
     test_backward_fd();
     bp_gemm_ctx *ctx = bp_gemm_ctx_create();
-    bp_conv_geom g = geom(1, 1, 5, 5, 1, 3, 1, 1);
+    bp_conv_geom g = geom(1, 1, 5, 5, 1, 3, 1, 1), g16 = geom(1, 16, 5, 5, 16, 3, 1, 1);
     CHECK(bp_conv_prim_create(ctx, &g, 1, 1, 1, 1) == NULL, "double build: no primitive");
+    CHECK(bp_conv_prim_create(ctx, &g16, 1, 1, 16, 16) == NULL &&
+              bp_conv_prim_create(ctx, &g16, 0, 0, 8, 8) == NULL,
+          "double build: no blocked primitive");
+    int cb = bp_conv_block(ctx);
+    CHECK(cb == 1, "double build: bp_conv_block is 1 (got %d)", cb);
     bp_gemm_ctx_free(ctx);
 #else
     test_prim();
+    test_prim_blocked();
 #if COUNT_ALLOCS
     test_noalloc();
 #else
