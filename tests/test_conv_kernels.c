@@ -51,48 +51,7 @@
 #endif
 
 #if COUNT_ALLOCS
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-static volatile int counting;
-static volatile long allocations; /* made by this executable (libbackprop) */
-static volatile long foreign;     /* made inside shared libraries (oneDNN, OpenMP) */
-static void *self_base;
-
-static void count(void *caller)
-{
-    Dl_info info;
-    if (dladdr(caller, &info) && info.dli_fbase == self_base) allocations++;
-    else foreign++;
-}
-void *malloc(size_t n)
-{
-    if (counting) count(__builtin_return_address(0));
-    return __libc_malloc(n);
-}
-void *calloc(size_t a, size_t b)
-{
-    if (counting) count(__builtin_return_address(0));
-    return __libc_calloc(a, b);
-}
-void *realloc(void *p, size_t n)
-{
-    if (counting) count(__builtin_return_address(0));
-    return __libc_realloc(p, n);
-}
-void *aligned_alloc(size_t al, size_t n)
-{
-    if (counting) count(__builtin_return_address(0));
-    return __libc_memalign(al, n);
-}
-int posix_memalign(void **p, size_t al, size_t n)
-{
-    if (counting) count(__builtin_return_address(0));
-    *p = __libc_memalign(al, n);
-    return *p ? 0 : 12;
-}
+#include "count_allocs.h"
 #endif
 
 static double urand(uint64_t *s)
@@ -723,14 +682,7 @@ static void test_prim_blocked(void)
 /* The primitive's forward and backward allocate nothing in libbackprop. */
 static void test_noalloc(void)
 {
-    Dl_info self;
-    CHECK(dladdr((void *)test_noalloc, &self) != 0, "dladdr finds this executable");
-    self_base = self.dli_fbase;
-    counting = 1;
-    void *probe = malloc(16);
-    counting = 0;
-    free(probe);
-    CHECK(allocations == 1, "interposer counts this executable's malloc (%ld)", allocations);
+    count_allocs_start((void *)test_noalloc);
     bp_gemm_ctx *ctx = bp_gemm_ctx_create();
     if (!ctx) return;
     uint64_t s = 3;
