@@ -5,6 +5,7 @@
  * test_cnn_f64.c) gradient checks of every layer and of whole CNNs against
  * finite differences, worst relative error < 1e-6. */
 #include "check.h"
+#include "internal.h"
 
 #include <backprop.h>
 
@@ -369,12 +370,84 @@ static void test_gradchecks(void)
 }
 #endif
 
+/* Inference holds two activations (bp_net_reserve): outputs beyond the
+ * training reservation, where the layers' outputs take two buffers in
+ * turn, are the same, bit for bit, as within it, where every layer keeps
+ * its own; and each reservation allocates what it says. */
+static void test_inference_buffers(void)
+{
+    const char *specs[2] = {"conv(16,3,1,1) batchnorm relu maxpool(2) conv(8,3) relu avgpool(2) "
+                            "dropout(0.3) dense(5) softmax",
+                            "dense(32) relu dropout(0.2) dense(16) tanh dense(3)"};
+    bp_shape shapes[2] = {{3, {2, 10, 10}}, {1, {200}}};
+    for (int k = 0; k < 2; k++) {
+        bp_net *a = make(shapes[k], specs[k]), *b = make(shapes[k], specs[k]);
+        if (!a || !b) {
+            bp_net_free(a);
+            bp_net_free(b);
+            continue;
+        }
+        int n = 40, in = (int)bp_shape_size(shapes[k]), outs = bp_net_outputs(a);
+        bp_real *x = malloc(sizeof(bp_real) * (size_t)n * in);
+        bp_real *ya = malloc(sizeof(bp_real) * (size_t)n * outs);
+        bp_real *yb = malloc(sizeof(bp_real) * (size_t)n * outs);
+        for (int i = 0; i < n * in; i++) x[i] = (bp_real)(urand() * 2 - 1);
+        /* Non-trivial running statistics, the same in both networks. */
+        bp_tensor t;
+        memset(&t, 0, sizeof t);
+        for (int j = 0; j < bp_net_tensor_count(a); j++)
+            if (bp_net_tensor(a, j, &t) && t.data && !t.trainable) {
+                bp_tensor u;
+                memset(&u, 0, sizeof u);
+                bp_net_tensor(b, j, &u);
+                for (size_t q = 0; q < t.count; q++)
+                    t.data[q] = u.data[q] = (bp_real)(0.5 + urand());
+            }
+        bp_error e = {BP_OK, ""};
+        bp_status sa = bp_forward(a, x, n, ya, &e);
+        CHECK(sa == BP_OK, "%s: forward: %s", specs[k], e.message);
+        CHECK(a->max_batch == 0 && a->act_full == NULL && a->infer_batch == n && a->pp[0] && a->pp[1],
+              "%s: a forward on a fresh network reserves two buffers only (max_batch %d, "
+              "infer_batch %d)", specs[k], a->max_batch, a->infer_batch);
+        bp_status sb = bp_net_reserve_train(b, n, &e);
+        sb = sb ? sb : bp_forward(b, x, n, yb, &e);
+        CHECK(sb == BP_OK && b->act_full && b->infer_batch == 0,
+              "%s: within the training reservation nothing more: %s", specs[k], e.message);
+        CHECK(sa == BP_OK && sb == BP_OK && memcmp(ya, yb, sizeof(bp_real) * (size_t)n * outs) == 0,
+              "%s: outputs through two buffers equal those through every layer's", specs[k]);
+        /* Then a trainer on the network that only did inference. */
+        bp_train_config cfg;
+        bp_train_config_default(&cfg, BP_ADAM);
+        cfg.loss = BP_LOSS_MSE;
+        bp_trainer *tr = NULL;
+        bp_real *y = calloc((size_t)8 * outs, sizeof(bp_real));
+        double loss = NAN;
+        CHECK(bp_trainer_create(&tr, a, &cfg, 8, &e) == BP_OK && a->max_batch == 8 && a->act_full,
+              "%s: a trainer reserves every layer's output: %s", specs[k], e.message);
+        CHECK(tr && bp_train_step(tr, x, y, 8, &loss, &e) == BP_OK && isfinite(loss),
+              "%s: and steps: %s", specs[k], e.message);
+        /* bp_evaluate beyond its batch: the inference buffers again. */
+        bp_data d = {n, in, outs, 0, x, yb, NULL, 0, shapes[k]};
+        double l2 = NAN;
+        CHECK(bp_evaluate(a, BP_LOSS_MSE, &d, &l2, NULL, &e) == BP_OK && isfinite(l2),
+              "%s: evaluate after training: %s", specs[k], e.message);
+        bp_trainer_free(tr);
+        free(y);
+        free(x);
+        free(ya);
+        free(yb);
+        bp_net_free(a);
+        bp_net_free(b);
+    }
+}
+
 int main(void)
 {
     test_shapes();
     test_model_file();
     test_batchnorm_stats();
     test_augment();
+    test_inference_buffers();
 #ifdef BP_DOUBLE
     test_gradchecks();
 #endif

@@ -529,6 +529,10 @@ static void test_inference(void)
         CHECK(st == BP_OK, "step: %s", e.message);
     }
     bp_trainer_free(tr);
+    /* An inference pass beyond the training reservation keeps only the
+     * last two layers' outputs (bp_net_reserve); observed_layout reads the
+     * flatten's input, so reserve every layer's output for all 24 samples. */
+    expect_ok(bp_net_reserve_train(net, total, &e), "reserve_train", &e);
     size_t no = (size_t)total * outs;
     bp_real *blk[3], *pl[2];
     static const int bchunk[3] = {8, 6, 3}, pchunk[2] = {4, 12};
