@@ -127,18 +127,27 @@ typedef enum bp_layer_kind {
     BP_AVGPOOL,      /* avgpool(K[,stride]): torch.nn.AvgPool2d (stride defaults to K) */
     BP_GLOBAL_AVGPOOL, /* global_avgpool: AdaptiveAvgPool2d(1), [C, H, W] -> [C, 1, 1] */
     BP_FLATTEN,      /* flatten: [C, H, W] (or [T, F]) -> [C*H*W] */
-    BP_BATCHNORM     /* batchnorm: BatchNorm1d on [F], BatchNorm2d on [C, H, W] */
+    BP_BATCHNORM,    /* batchnorm: BatchNorm1d on [F], BatchNorm2d on [C, H, W] */
+    BP_RNN,          /* rnn(H): torch.nn.RNN(in, H, batch_first=True), tanh; [T, F] -> [T, H] */
+    BP_LSTM,         /* lstm(H): torch.nn.LSTM, gates i, f, g, o; [T, F] -> [T, H] */
+    BP_GRU,          /* gru(H): torch.nn.GRU, gates r, z, n; [T, F] -> [T, H] */
+    BP_LAST,         /* last: x[:, -1], the final step of a sequence, [T, F] -> [F] */
+    BP_EMBEDDING     /* embedding(D,V): torch.nn.Embedding(V, D) on token ids [T] -> [T, D];
+                        the first layer only */
 } bp_layer_kind;
 
-/* One layer description. `units`: dense width, conv output channels.
+/* One layer description. `units`: dense width, conv output channels, the
+ * hidden size H of a recurrent layer, the embedding dimension D.
  * `param`: leaky_relu slope, dropout probability. `kernel`, `stride`,
  * `pad`: conv and pools (0 in a description given to bp_net_create_layers
- * means the default: stride 1 for conv, K for pools; pad 0). */
+ * means the default: stride 1 for conv, K for pools; pad 0). `vocab`: the
+ * number of token ids an embedding takes (ids 0..vocab-1). */
 typedef struct bp_layer_desc {
     bp_layer_kind kind;
     int units;
     double param;
     int kernel, stride, pad;
+    int vocab;
 } bp_layer_desc;
 
 /* Per-sample shape of an activation (batch dimension not included):
@@ -262,6 +271,30 @@ bp_status bp_forward(bp_net *net, const bp_real *x, int n, bp_real *y,
  * output, for the backward pass), and inference within the trainer's batch
  * uses that. BP_ENOMEM (nothing allocated) when it does not fit. */
 bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err);
+
+/* Recurrent state carried between passes (truncated backpropagation through
+ * time, text generation). By default every pass of a recurrent layer
+ * (rnn, lstm, gru) starts from a zero state, as torch's does without h0.
+ * bp_net_set_stateful(net, streams) with streams >= 1 makes the network
+ * stateful: a pass over exactly `streams` samples starts each recurrent
+ * layer from the state (h, and c for an LSTM) the previous such pass ended
+ * with, sample s continuing sample s, so consecutive windows of `streams`
+ * parallel streams form one long sequence; the gradient of a training
+ * pass stops at the window's start (truncated BPTT: the carried state is a
+ * constant). Passes of another size start from zero and leave the state
+ * alone. The state starts at zero and is zeroed again by
+ * bp_net_reset_state. streams 0 turns this off. bp_fit and bp_evaluate on
+ * a stateful network go through the rows in order, in batches of
+ * `streams` (rows k*streams .. k*streams+streams-1 are window k of every
+ * stream), and reset the state before each epoch and each evaluation.
+ * BP_EINVAL for streams < 0 or above 2^20; BP_ENOMEM. */
+bp_status bp_net_set_stateful(bp_net *net, int streams, bp_error *err);
+/* The stream count set by bp_net_set_stateful (0: not stateful). */
+int bp_net_stateful(const bp_net *net);
+/* Zero the carried state of every recurrent layer. Accepts NULL. */
+void bp_net_reset_state(bp_net *net);
+/* 1 when the network holds a recurrent layer (rnn, lstm, gru). */
+int bp_net_is_recurrent(const bp_net *net);
 
 /* Metadata: string key/value pairs saved in the model file's __metadata__.
  * The library itself sets "format", "spec" and "inputs" on save. Values
@@ -568,6 +601,13 @@ typedef enum bp_loss {
  * BP_LOSS_BCE) is fused into the loss: the loss is computed on the logits
  * before it, in a numerically stable way, and bp_forward still returns
  * probabilities. */
+
+/* Steps per sample of the loss: T when the output the loss sees is a
+ * sequence [T, K] (a dense on every step of a recurrent layer's output),
+ * else 1. With T > 1, cross-entropy takes T class indices per sample (one
+ * per step: the targets are [n, T]) and averages over every step of every
+ * sample, accuracy counts steps, and mse/bce average over every element. */
+int bp_net_loss_steps(const bp_net *net, bp_loss loss);
 
 typedef enum bp_optimizer {
     BP_SGD = 0,     /* p -= lr g */

@@ -34,7 +34,8 @@ static double batch_loss(bp_net *net, bp_loss loss, const bp_rng *rng0, const bp
     net->rng = *rng0;
     bp_net_forward_ws(net, x, n, 1);
     int k = bp_loss_input_layer(net, loss);
-    return bp_loss_eval(loss, net->act[k], y, n, net->layers[k].out, NULL, NULL);
+    (void)k;
+    return bp_net_loss_of(net, loss, y, n, NULL, NULL);
 }
 
 /* Size of layer i's kink signature (its table's `kinks`: the sides of a
@@ -92,6 +93,9 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
     bp_rng saved = net->rng;
     bp_status s = bp_trainer_create(&tr, net, &cfg, n, err);
     if (s) return s;
+    /* A carried recurrent state stays what it is over the many passes. */
+    int hold = net->state_hold;
+    net->state_hold = 1;
     size_t n_signs = 0, largest = 1;
     for (int i = 0; i < net->n_layers; i++) {
         size_t m = kink_size(net, i, n);
@@ -161,6 +165,7 @@ done:
     free(scratch);
     bp_trainer_free(tr);
     net->rng = saved;
+    net->state_hold = hold;
     return s;
 }
 

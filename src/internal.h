@@ -126,6 +126,11 @@ typedef struct bp_layer {
      * [n, C/B, H, W, B], channel c at block c / B, lane c % B. Without a
      * slot (batch size not prepared) everything is plain. */
     int blk_in[BP_MM_SLOTS], blk_out[BP_MM_SLOTS];
+    /* Recurrent layers: values of carried state per sample (H, or 2H for
+     * an LSTM: h then c), and the state of net->streams samples
+     * [streams, state_w] (bp_net_set_stateful; NULL when not stateful). */
+    int state_w;
+    bp_real *state;
 } bp_layer;
 
 struct bp_net {
@@ -158,6 +163,17 @@ struct bp_net {
      * NULL before the first. */
     bp_real **act;
     bp_rng rng;            /* dropout randomness */
+    /* Scratch of the layers that need one in inference too (recurrent
+     * ones: ops->infer_ws), shared by them (one runs at a time), for
+     * infer_batch samples; a pass within max_batch uses the layer's own
+     * training workspace instead (bp_layer_scratch). */
+    unsigned char *iws;
+    /* Carried recurrent state (bp_net_set_stateful): passes of exactly
+     * `streams` samples start from each layer's state and store the state
+     * they end with, unless state_hold (the gradient check holds it fixed
+     * over its many passes). */
+    int streams;
+    int state_hold;
 
     /* Prepared fast paths (bp_net_prepare): batch size of each slot, 0 = free. */
     bp_gemm_ctx *gemm;
@@ -200,6 +216,25 @@ bp_status bp_net_skeleton(bp_net *shape, bp_shape input, const char *spec, bp_er
  * inference pass n <= max_batch or n <= infer_batch (bp_net_reserve). */
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n,
                                  int training);
+
+/* The workspace of layer L for a pass over n samples: its training one
+ * (L->ws) when the training reservation covers n, else the shared
+ * inference scratch (net->iws, for layers with ops->infer_ws). */
+void *bp_layer_scratch(const bp_net *net, const bp_layer *L, int n, int training);
+
+/* The loss of the last pass against targets y ([n, steps] class indices
+ * for cross-entropy, else [n, outputs]) on the rows the loss sees
+ * (n * bp_net_loss_steps rows of the logits' last dimension); dz and
+ * correct as bp_loss_eval. */
+double bp_net_loss_of(const bp_net *net, bp_loss loss, const bp_real *y, int n, bp_real *dz,
+                      long *correct);
+/* Index (row * T + step) of the first value of x [n, T] that is not a
+ * token id of the network's first-layer embedding; -1 when every value is
+ * one, or the network has no embedding (src/layers/sequence.c). */
+long bp_net_bad_id(const bp_net *net, const bp_real *x, int n);
+
+/* Width of one row of the logits the loss sees: outputs / steps. */
+int bp_net_loss_width(const bp_net *net, bp_loss loss);
 
 /* Index of the last layer whose output is the "logits" the loss sees:
  * n_layers-1, or n_layers-2 when a final softmax (cross-entropy) or sigmoid

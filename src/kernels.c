@@ -266,3 +266,86 @@ void bp_k_ref_sigmoid(bp_real *y, const bp_real *x, size_t m)
 {
     for (size_t k = 0; k < m; k++) y[k] = (bp_real)(1 / (1 + exp(-(double)x[k])));
 }
+
+/* ------------------------------------------------------------------------ */
+/* Recurrent cells: one sample's row of one step (src/layers/recurrent.c)    */
+/* ------------------------------------------------------------------------ */
+
+static inline bp_real sigm(bp_real x) { return 1 / (1 + EXP(-x)); }
+
+BP_HOT void bp_k_rnn_fwd(bp_real *restrict a, const bp_real *restrict r, int H)
+{
+    for (int j = 0; j < H; j++) a[j] = TANH(a[j] + r[j]);
+}
+
+BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r,
+                          const bp_real *restrict cprev, bp_real *restrict c,
+                          bp_real *restrict h, int H)
+{
+    bp_real *gi = a, *gf = a + H, *gg = a + 2 * H, *go = a + 3 * H;
+    const bp_real *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
+    for (int j = 0; j < H; j++) {
+        bp_real i = sigm(gi[j] + ri[j]), f = sigm(gf[j] + rf[j]);
+        bp_real g = TANH(gg[j] + rg[j]), o = sigm(go[j] + ro[j]);
+        bp_real cj = f * cprev[j] + i * g;
+        gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
+        c[j] = cj;
+        h[j] = o * TANH(cj);
+    }
+}
+
+BP_HOT void bp_k_gru_fwd(bp_real *restrict a, const bp_real *restrict rr,
+                         const bp_real *restrict hprev, bp_real *restrict h, int H)
+{
+    bp_real *ar = a, *az = a + H, *an = a + 2 * H;
+    const bp_real *hr = rr, *hz = rr + H, *hn = rr + 2 * H;
+    for (int j = 0; j < H; j++) {
+        bp_real r = sigm(ar[j] + hr[j]), z = sigm(az[j] + hz[j]);
+        bp_real nn = TANH(an[j] + r * hn[j]);
+        ar[j] = r, az[j] = z, an[j] = nn;
+        h[j] = (1 - z) * nn + z * hprev[j];
+    }
+}
+
+BP_HOT void bp_k_rnn_bwd(bp_real *restrict da, const bp_real *restrict dy,
+                         const bp_real *restrict dh, const bp_real *restrict h, int H)
+{
+    for (int j = 0; j < H; j++) da[j] = (dy[j] + dh[j]) * (1 - h[j] * h[j]);
+}
+
+BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dc,
+                          const bp_real *restrict dy, const bp_real *restrict dh,
+                          const bp_real *restrict g, const bp_real *restrict c,
+                          const bp_real *restrict cprev, int H)
+{
+    const bp_real *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    for (int j = 0; j < H; j++) {
+        bp_real i = gi[j], f = gf[j], gv = gg[j], o = go[j];
+        bp_real tc = TANH(c[j]);
+        bp_real d = dy[j] + dh[j];
+        bp_real dcj = dc[j] + d * o * (1 - tc * tc);
+        da[j] = dcj * gv * i * (1 - i);
+        da[H + j] = dcj * cprev[j] * f * (1 - f);
+        da[2 * H + j] = dcj * i * (1 - gv * gv);
+        da[3 * H + j] = d * tc * o * (1 - o);
+        dc[j] = dcj * f;
+    }
+}
+
+BP_HOT void bp_k_gru_bwd(bp_real *restrict dai, bp_real *restrict dah, bp_real *restrict dhd,
+                         const bp_real *restrict dy, const bp_real *restrict dhr,
+                         const bp_real *restrict g, const bp_real *restrict hn,
+                         const bp_real *restrict hprev, int H)
+{
+    const bp_real *gr = g, *gz = g + H, *gn = g + 2 * H;
+    for (int j = 0; j < H; j++) {
+        bp_real r = gr[j], z = gz[j], nn = gn[j];
+        bp_real d = dy[j] + dhr[j] + dhd[j];
+        bp_real dan = d * (1 - z) * (1 - nn * nn);
+        bp_real daz = d * (hprev[j] - nn) * z * (1 - z);
+        bp_real dar = dan * hn[j] * r * (1 - r);
+        dai[j] = dar, dai[H + j] = daz, dai[2 * H + j] = dan;
+        dah[j] = dar, dah[H + j] = daz, dah[2 * H + j] = dan * r;
+        dhd[j] = d * z;
+    }
+}

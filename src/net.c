@@ -61,6 +61,15 @@ void bp_shape_format(bp_shape s, char *buf, size_t size)
     if (len + 1 < size) snprintf(buf + len, size - len, "]");
 }
 
+bp_status bp_need_sequence(const bp_layer *L, int col, bp_error *err)
+{
+    char sh[64];
+    bp_shape_format(L->in_shape, sh, sizeof sh);
+    return bp_fail(err, BP_ESPEC, "spec:1:%d: %s needs a sequence input [T, F], got %s "
+                   "(give the input shape T,F, or put an embedding or a recurrent layer first)",
+                   col, L->ops->word, sh);
+}
+
 bp_status bp_need_image(const bp_layer *L, int col, bp_error *err)
 {
     char sh[64];
@@ -169,6 +178,7 @@ static bp_status spec_parse(const char *spec, bp_layer_desc *layers, int *cols, 
                     case BP_ARG_UNITS: d.units = (int)v; break;
                     case BP_ARG_KERNEL: d.kernel = (int)v; break;
                     case BP_ARG_STRIDE: d.stride = (int)v; break;
+                    case BP_ARG_VOCAB: d.vocab = (int)v; break;
                     default: d.pad = (int)v; break;
                     }
                     nint++;
@@ -233,6 +243,11 @@ static int layer_text(char *buf, size_t size, const bp_layer_desc *d)
     case BP_MAXPOOL: case BP_AVGPOOL:
         if (d->stride != d->kernel) return snprintf(buf, size, "%s(%d,%d)", w, d->kernel, d->stride);
         return snprintf(buf, size, "%s(%d)", w, d->kernel);
+    case BP_RNN: case BP_LSTM: case BP_GRU:
+        return snprintf(buf, size, "%s(%d)", w, d->units);
+    case BP_EMBEDDING:
+        if (d->vocab) return snprintf(buf, size, "embedding(%d,%d)", d->units, d->vocab);
+        return snprintf(buf, size, "embedding(%d)", d->units);
     case BP_LEAKY_RELU: case BP_DROPOUT:
         format_real(num, sizeof num, d->param);
         return snprintf(buf, size, "%s(%s)", w, num);
@@ -279,6 +294,8 @@ static void free_train_workspaces(bp_net *net)
 static void free_infer_workspaces(bp_net *net)
 {
     if (net->act == net->act_pp) net->act = NULL;
+    free(net->iws);
+    net->iws = NULL;
     free(net->pp[0]);
     free(net->pp[1]);
     free(net->act_pp);
@@ -297,6 +314,7 @@ void bp_net_free(bp_net *net)
 {
     if (!net) return;
     free_workspaces(net);
+    for (int i = 0; i < net->n_layers && net->layers; i++) free(net->layers[i].state);
     for (int i = 0; i < net->n_layers && net->layers; i++)
         if (net->layers[i].ops && net->layers[i].ops->release)
             net->layers[i].ops->release(&net->layers[i], -1);
@@ -342,6 +360,9 @@ static bp_status layout(bp_shape input, const bp_layer_desc *descs, const int *c
         bp_layer_desc d = descs[i];
         fill_defaults(&d);
         bp_status s = check_desc(&d, col, err);
+        if (!s && i > 0 && bp_layer_ops_of(d.kind)->first_only)
+            s = bp_fail(err, BP_ESPEC, "spec:1:%d: %s must be the first layer (it reads token ids)",
+                        col, bp_layer_ops_of(d.kind)->word);
         if (s) {
             free(layers);
             return s;
@@ -419,8 +440,11 @@ static void bind_tensors(bp_net *net)
         int k2 = 0;
         for (int k = 0; k < nt; k++) {
             if (!t[k].trainable || t[k].dtype != BP_DTYPE_F32) continue;
+            /* w: the first parameter tensor; b: the one named "bias" (none
+             * for recurrent layers, whose four tensors are weight_ih,
+             * weight_hh, bias_ih, bias_hh) */
             if (k2 == 0) L->w = net->params + off;
-            else if (k2 == 1) L->b = net->params + off;
+            else if (strcmp(t[k].name, "bias") == 0) L->b = net->params + off;
             off += (size_t)spec_count(&t[k]);
             k2++;
         }
@@ -622,7 +646,9 @@ bp_layer_desc bp_net_layer(const bp_net *net, int i)
     d.kind = BP_IDENTITY;
     if (!net || i < 0 || i >= net->n_layers) return d;
     d = net->layers[i].desc;
-    if (d.kind != BP_DENSE && d.kind != BP_CONV) d.units = net->layers[i].out;
+    if (d.kind != BP_DENSE && d.kind != BP_CONV && d.kind != BP_RNN && d.kind != BP_LSTM &&
+        d.kind != BP_GRU && d.kind != BP_EMBEDDING)
+        d.units = net->layers[i].out;
     return d;
 }
 
@@ -851,13 +877,21 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
     if (max_batch <= net->max_batch || max_batch <= net->infer_batch) return BP_OK;
     uint64_t one = bp_mul_sat(bp_mul_sat((uint64_t)max_batch, (uint64_t)bp_net_widest(net)),
                               sizeof(bp_real));
-    bp_status ms = reserve_check(net, bp_mul_sat(2, one), max_batch, err);
+    uint64_t scratch = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (!L->ops->infer_ws || !L->ops->ws_bytes) continue;
+        uint64_t b = L->ops->ws_bytes(L, max_batch);
+        if (b > scratch) scratch = b;
+    }
+    bp_status ms = reserve_check(net, bp_add_sat(bp_mul_sat(2, one), scratch), max_batch, err);
     if (ms) return ms;
     free_infer_workspaces(net);
     net->act_pp = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_pp);
     net->pp[0] = bp_alloc_aligned((size_t)one, 1);
     net->pp[1] = bp_alloc_aligned((size_t)one, 1);
-    if (!net->act_pp || !net->pp[0] || !net->pp[1]) {
+    if (scratch) net->iws = bp_alloc_aligned((size_t)scratch, 1);
+    if (!net->act_pp || !net->pp[0] || !net->pp[1] || (scratch && !net->iws)) {
         free_infer_workspaces(net);
         return bp_fail(err, BP_ENOMEM, "out of memory reserving workspaces for batch %d", max_batch);
     }
@@ -1005,6 +1039,11 @@ bp_status bp_forward(bp_net *net, const bp_real *x, int n, bp_real *y, bp_error 
 {
     if (!net || !x || !y) return bp_fail(err, BP_EINVAL, "bp_forward: NULL argument");
     if (n < 1) return bp_fail(err, BP_ESHAPE, "bp_forward: batch size must be >= 1, got %d", n);
+    long bad = bp_net_bad_id(net, x, n);
+    if (bad >= 0)
+        return bp_fail(err, BP_EINVAL, "bp_forward: sample %ld, step %ld holds %g, not a token id "
+                       "in 0..%d", bad / net->n_inputs + 1, bad % net->n_inputs + 1, (double)x[bad],
+                       net->layers[0].desc.vocab - 1);
     bp_status s = bp_net_reserve(net, n, err);
     if (s) return s;
     bp_net_prepare(net, n, 0);
@@ -1027,4 +1066,83 @@ const char *bp_layer_name(bp_layer_kind k)
 {
     const bp_layer_ops *ops = bp_layer_ops_of(k);
     return ops ? ops->word : "?";
+}
+
+void *bp_layer_scratch(const bp_net *net, const bp_layer *L, int n, int training)
+{
+    if ((training || n <= net->max_batch) && L->ws) return L->ws;
+    return net->iws;
+}
+
+int bp_net_loss_steps(const bp_net *net, bp_loss loss)
+{
+    if (!net) return 0;
+    const bp_layer *L = &net->layers[bp_loss_input_layer(net, loss)];
+    return L->out_shape.rank == 2 ? L->out_shape.dim[0] : 1;
+}
+
+int bp_net_loss_width(const bp_net *net, bp_loss loss)
+{
+    return net->layers[bp_loss_input_layer(net, loss)].out / bp_net_loss_steps(net, loss);
+}
+
+double bp_net_loss_of(const bp_net *net, bp_loss loss, const bp_real *y, int n, bp_real *dz,
+                      long *correct)
+{
+    int k = bp_loss_input_layer(net, loss), steps = bp_net_loss_steps(net, loss);
+    return bp_loss_eval(loss, net->act[k], y, n * steps, net->layers[k].out / steps, dz, correct);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Carried recurrent state                                                   */
+/* ------------------------------------------------------------------------ */
+
+int bp_net_is_recurrent(const bp_net *net)
+{
+    for (int i = 0; net && i < net->n_layers; i++)
+        if (net->layers[i].state_w > 0) return 1;
+    return 0;
+}
+
+bp_status bp_net_set_stateful(bp_net *net, int streams, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_set_stateful: NULL network");
+    if (streams < 0 || streams > (1 << 20))
+        return bp_fail(err, BP_EINVAL, "streams must be in 0..%d, got %d", 1 << 20, streams);
+    uint64_t need = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        need = bp_add_sat(need, bp_mul_sat(bp_mul_sat((uint64_t)streams,
+                                                      (uint64_t)net->layers[i].state_w),
+                                           sizeof(bp_real)));
+    bp_status ms = bp_mem_check(need, need, "the carried state", NULL, err);
+    if (ms) return ms;
+    bp_real **fresh = bp_alloc_array((size_t)net->n_layers, sizeof *fresh);
+    if (!fresh) return bp_fail(err, BP_ENOMEM, "out of memory for the carried state");
+    for (int i = 0; i < net->n_layers && streams; i++) {
+        const bp_layer *L = &net->layers[i];
+        if (!L->state_w) continue;
+        fresh[i] = bp_alloc_aligned((size_t)streams * (size_t)L->state_w, sizeof(bp_real));
+        if (!fresh[i]) {
+            for (int j = 0; j < i; j++) free(fresh[j]);
+            free(fresh);
+            return bp_fail(err, BP_ENOMEM, "out of memory for the carried state");
+        }
+    }
+    for (int i = 0; i < net->n_layers; i++) {
+        free(net->layers[i].state);
+        net->layers[i].state = fresh[i];
+    }
+    free(fresh);
+    net->streams = streams;
+    return BP_OK;
+}
+
+int bp_net_stateful(const bp_net *net) { return net ? net->streams : 0; }
+
+void bp_net_reset_state(bp_net *net)
+{
+    for (int i = 0; net && i < net->n_layers; i++) {
+        bp_layer *L = &net->layers[i];
+        if (L->state) memset(L->state, 0, (size_t)net->streams * L->state_w * sizeof(bp_real));
+    }
 }

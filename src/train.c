@@ -98,7 +98,7 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
     for (int i = 0; i < net->n_layers; i++) par += net->layers[i].n_params > 0;
     if (par == 0) BAD("the network has no layer with parameters: nothing to train");
     if (c->freeze < 0 || c->freeze >= par)
-        BAD("freeze must be in 0..%d (the network has %d layers with parameters: dense, conv, "
+        BAD("freeze must be in 0..%d (the network has %d layers with parameters: dense, conv, recurrent, "
             "batchnorm), got %d", par - 1, par, c->freeze);
     if (c->augment_shift < 0) BAD("augment shift must be >= 0, got %d", c->augment_shift);
     if ((c->augment_hflip || c->augment_shift) && net->input_shape.rank != 3)
@@ -302,17 +302,17 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     long step = tr->t + 1;
     bp_net_forward_ws(net, x, n, 1);
     int k = tr->logits_layer;
-    int d = net->layers[k].out;
+    int d = bp_net_loss_width(net, tr->cfg.loss), steps = bp_net_loss_steps(net, tr->cfg.loss);
     if (tr->cfg.loss == BP_LOSS_CROSS_ENTROPY) {
-        for (int r = 0; r < n; r++) {
+        for (int r = 0; r < n * steps; r++) {
             bp_real v = y[r];
             if (!(v >= 0 && v < d) || v != (bp_real)(int)v)
                 return bp_fail(err, BP_EINVAL, "step %ld: target of sample %d is %g, not a class index in 0..%d",
-                               step, r + 1, (double)v, d - 1);
+                               step, r / steps + 1, (double)v, d - 1);
         }
     }
     bp_real *delta = tr->d0, *other = tr->d1;
-    double loss = bp_loss_eval(tr->cfg.loss, net->act[k], y, n, d, delta, &tr->last_correct);
+    double loss = bp_net_loss_of(net, tr->cfg.loss, y, n, delta, &tr->last_correct);
     if (loss_out) *loss_out = loss;
     if (!isfinite(loss)) {
         int bad = first_nonfinite_layer(net, n);
@@ -452,7 +452,8 @@ bp_status bp_train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, int 
 
 static int targets_width(const bp_net *net, bp_loss loss)
 {
-    return loss == BP_LOSS_CROSS_ENTROPY ? 1 : net->layers[bp_loss_input_layer(net, loss)].out;
+    return loss == BP_LOSS_CROSS_ENTROPY ? bp_net_loss_steps(net, loss)
+                                         : net->layers[bp_loss_input_layer(net, loss)].out;
 }
 
 static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, const char *what,
@@ -468,7 +469,12 @@ static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, c
     if (d->n_targets != tw)
         return bp_fail(err, BP_ESHAPE, "%s data has %d target columns, the %s loss needs %d", what,
                        d->n_targets, bp_loss_name(loss), tw);
-    int outs = net->layers[bp_loss_input_layer(net, loss)].out;
+    int outs = bp_net_loss_width(net, loss);
+    long bad = bp_net_bad_id(net, d->x, d->n);
+    if (bad >= 0)
+        return bp_fail(err, BP_EINVAL, "%s data: row %ld, step %ld holds %g, not a token id in 0..%d",
+                       what, bad / d->n_inputs + 1, bad % d->n_inputs + 1, (double)d->x[bad],
+                       net->layers[0].desc.vocab - 1);
     for (int r = 0; r < d->n; r++) {
         const bp_real *xr = d->x + (size_t)r * d->n_inputs;
         for (int j = 0; j < d->n_inputs; j++)
@@ -498,26 +504,35 @@ static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, double *l
                           double *acc_out, bp_error *err)
 {
     int chunk = net->max_batch > net->infer_batch ? net->max_batch : net->infer_batch;
-    if (chunk < 1) {
+    if (net->streams) {
+        /* Stateful: windows of `streams` streams, in order, from a zero state. */
+        bp_status s = bp_net_reserve(net, net->streams, err);
+        if (s) return s;
+        bp_net_prepare(net, net->streams, 0);
+        bp_net_reset_state(net);
+        chunk = net->streams;
+    } else if (chunk < 1) {
         bp_status s = bp_net_reserve(net, d->n < 256 ? d->n : 256, err);
         if (s) return s;
         chunk = net->infer_batch;
     }
-    int k = bp_loss_input_layer(net, loss);
-    int dz = net->layers[k].out, tw = targets_width(net, loss);
+    int steps = bp_net_loss_steps(net, loss);
+    int dz = bp_net_loss_width(net, loss), tw = targets_width(net, loss);
     double sum = 0;
     long hits = 0;
     for (int start = 0; start < d->n; start += chunk) {
         int m = d->n - start < chunk ? d->n - start : chunk;
         bp_net_forward_ws(net, d->x + (size_t)start * d->n_inputs, m, 0);
         long c = 0;
-        sum += m * bp_loss_eval(loss, net->act[k], d->y + (size_t)start * tw, m, dz, NULL, &c);
+        sum += m * bp_net_loss_of(net, loss, d->y + (size_t)start * tw, m, NULL, &c);
         hits += c;
     }
+    if (net->streams) bp_net_reset_state(net);
+    double rows = (double)d->n * steps;
     if (loss_out) *loss_out = sum / d->n;
     if (acc_out)
-        *acc_out = loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / d->n
-                 : loss == BP_LOSS_BCE            ? (double)hits / ((double)d->n * dz)
+        *acc_out = loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / rows
+                 : loss == BP_LOSS_BCE            ? (double)hits / (rows * dz)
                                                   : NAN;
     return BP_OK;
 }
@@ -584,6 +599,12 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
 
     int n = train->n, in = train->n_inputs, tw = train->n_targets;
     int batch = c->batch_size == 0 || c->batch_size > n ? n : c->batch_size;
+    if (net->streams && (c->shuffle || batch != net->streams || n % net->streams ||
+                         (val && val->n % net->streams) || c->augment_hflip || c->augment_shift))
+        return bp_fail(err, BP_EINVAL, "a stateful network (%d streams) trains in order: shuffle "
+                       "off, batch size %d, as many rows as a multiple of it in the training and "
+                       "validation data (got shuffle %d, batch %d, %d and %d rows), no augmentation",
+                       net->streams, net->streams, c->shuffle, batch, n, val ? val->n : 0);
     s = trainer_reserve(tr, batch, err);
     if (s) return s;
     int batches = (n + batch - 1) / batch;
@@ -630,6 +651,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             }
         memset(tr->norm2_acc, 0, (size_t)net->n_layers * sizeof(double));
         tr->norm_steps = 0;
+        bp_net_reset_state(net); /* stateful: every epoch reads the streams from their start */
         memset(tr->active, 0, (size_t)relu_units * sizeof(bp_real));
         double loss_sum = 0;
         long hits = 0, seen = 0;
@@ -679,9 +701,10 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         ei.epochs = c->epochs;
         ei.step = tr->t;
         ei.train_loss = loss_sum / seen;
-        int dz = net->layers[tr->logits_layer].out;
-        ei.train_accuracy = c->loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / seen
-                          : c->loss == BP_LOSS_BCE           ? (double)hits / ((double)seen * dz)
+        int dz = bp_net_loss_width(net, c->loss);
+        double rows = (double)seen * bp_net_loss_steps(net, c->loss);
+        ei.train_accuracy = c->loss == BP_LOSS_CROSS_ENTROPY ? (double)hits / rows
+                          : c->loss == BP_LOSS_BCE           ? (double)hits / (rows * dz)
                                                              : NAN;
         ei.val_loss = ei.val_accuracy = NAN;
         if (val) {

@@ -41,7 +41,7 @@
 #include "../internal.h"
 
 /* What the integer arguments of a spec word fill, in order. */
-enum { BP_ARG_UNITS = 1, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD };
+enum { BP_ARG_UNITS = 1, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD, BP_ARG_VOCAB };
 
 typedef struct bp_tensor_spec {
     const char *name; /* "weight", "bias", "running_mean", ... */
@@ -71,6 +71,8 @@ struct bp_layer_ops {
     int real_arg;          /* 1: one optional real argument (param) */
     double real_def;       /* its default */
     int parametric;        /* counted by freeze */
+    int first_only;        /* must be the network's first layer (embedding: it reads ids) */
+    int infer_ws;          /* needs its workspace in inference too (net->iws) */
     /* Argument ranges (after defaults are filled); col: the word's column. */
     bp_status (*check)(const bp_layer_desc *d, int col, bp_error *err);
     /* out_shape (and layer sizes) from in_shape. */
@@ -144,7 +146,8 @@ static inline size_t bp_blk_at(int blk, int C, int S, int b, int c, int s)
 /* The families' tables. */
 extern const bp_layer_ops bp_dense_ops, bp_identity_ops, bp_sigmoid_ops, bp_tanh_ops,
     bp_relu_ops, bp_leaky_relu_ops, bp_softmax_ops, bp_dropout_ops, bp_flatten_ops,
-    bp_conv_ops, bp_maxpool_ops, bp_avgpool_ops, bp_global_avgpool_ops, bp_batchnorm_ops;
+    bp_conv_ops, bp_maxpool_ops, bp_avgpool_ops, bp_global_avgpool_ops, bp_batchnorm_ops,
+    bp_rnn_ops, bp_lstm_ops, bp_gru_ops, bp_last_ops, bp_embedding_ops;
 
 /* Shapes. */
 static inline bp_shape bp_shape3(int c, int h, int w)
@@ -154,5 +157,7 @@ static inline bp_shape bp_shape3(int c, int h, int w)
 }
 /* "spec:1:COL: WORD needs an image input [C, H, W], got [784]" */
 bp_status bp_need_image(const bp_layer *L, int col, bp_error *err);
+/* "spec:1:COL: WORD needs a sequence input [T, F], got [1, 28, 28]" */
+bp_status bp_need_sequence(const bp_layer *L, int col, bp_error *err);
 
 #endif /* BP_LAYER_H */

@@ -11,7 +11,8 @@ static const bp_layer_ops *const REGISTRY[] = {
     &bp_dense_ops,   &bp_identity_ops,  &bp_sigmoid_ops, &bp_tanh_ops,
     &bp_relu_ops,    &bp_leaky_relu_ops, &bp_softmax_ops, &bp_dropout_ops,
     &bp_conv_ops,    &bp_maxpool_ops,   &bp_avgpool_ops, &bp_global_avgpool_ops,
-    &bp_flatten_ops, &bp_batchnorm_ops,
+    &bp_flatten_ops, &bp_batchnorm_ops, &bp_rnn_ops,     &bp_lstm_ops,
+    &bp_gru_ops,     &bp_last_ops,      &bp_embedding_ops,
 };
 #define N_REGISTRY (sizeof REGISTRY / sizeof REGISTRY[0])
 

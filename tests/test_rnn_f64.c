@@ -1,0 +1,2 @@
+#define BP_DOUBLE_TWIN 1
+#include "test_rnn.c"
