@@ -1,9 +1,10 @@
 /* fixture_file.h - the PyTorch fixture files of the training tests
- * (tools/make_fixtures.py and tools/make_cnn_fixtures.py write them; their
- * docstrings document the format). A file is lines "KEY VALUE" (a
- * configuration value) and "tensor NAME COUNT V1 V2 ..." (float64 values);
- * '#' starts a comment line. Used by test_optim_fixtures.c and
- * test_cnn_fixtures.c (and their _f64 twins). */
+ * (tools/make_fixtures.py, tools/make_cnn_fixtures.py and
+ * tools/make_rnn_fixtures.py write them; their docstrings document the
+ * format). A file is lines "KEY VALUE" (a configuration value) and
+ * "tensor NAME COUNT V1 V2 ..." (float64 values); '#' starts a comment
+ * line. Used by test_optim_fixtures.c, test_cnn_fixtures.c and
+ * test_rnn_fixtures.c (and their _f64 twins). */
 #ifndef BP_FIXTURE_FILE_H
 #define BP_FIXTURE_FILE_H
 

@@ -9,8 +9,11 @@
  *            on fixed inputs), and DIR/c_cnn.safetensors and DIR/c_cnn_io.txt
  *            (a CNN with every image layer kind and three batchnorms,
  *            trained 3 steps so that its running statistics and
- *            num_batches_tracked are not the defaults) for
- *            tools/torch_interop.py to load into PyTorch.
+ *            num_batches_tracked are not the defaults), and two recurrent
+ *            models trained 3 Adam steps, DIR/c_lm.* ("embedding(6,20)
+ *            lstm(16) dense(20)" on 9 token ids) and DIR/c_gru.* ("gru(8)
+ *            last dense(3)" on [7, 4]), for tools/torch_interop.py to load
+ *            into PyTorch.
  *
  * The PyTorch fixtures tests/fixtures/torch_model.safetensors and
  * torch_cnn.safetensors (a torch-saved CNN state dict, num_batches_tracked
@@ -1166,10 +1169,85 @@ out:
     return bad;
 }
 
+/* A recurrent model for tools/torch_interop.py: `spec` on per-sample
+ * inputs `shape` ([T, F], or [T] token ids 0..vocab-1 when vocab > 0),
+ * trained 3 Adam steps on random data (targets: a class per sample after
+ * `last`, else one per step), saved as DIR/NAME.safetensors, and its
+ * outputs on fresh inputs written to DIR/NAME_io.txt (inputs then the
+ * outputs, [T, K] or [K] flattened, per row). Returns non-zero on failure. */
+static int write_interop_rnn(const char *dir, const char *name, const char *spec,
+                             bp_shape shape, int vocab, uint64_t seed)
+{
+    enum { N = 6, STEPS = 3 };
+    bp_error err = {0};
+    bp_net *net = NULL;
+    bp_trainer *tr = NULL;
+    bp_real *x = NULL, *y = NULL, *t = NULL;
+    int bad = 1;
+    FILE *f = NULL;
+    char path[1024];
+    if (bp_net_create_shaped(&net, shape, spec, seed, &err) != BP_OK) goto out;
+    const int IN = (int)bp_shape_size(shape), OUT = bp_net_outputs(net);
+    const int K = bp_net_layer(net, bp_net_layers(net) - 1).units;
+    const int TS = bp_net_loss_steps(net, BP_LOSS_CROSS_ENTROPY);
+    x = malloc(sizeof(bp_real) * (size_t)N * (size_t)IN);
+    y = malloc(sizeof(bp_real) * (size_t)N * (size_t)OUT);
+    t = malloc(sizeof(bp_real) * (size_t)N * (size_t)TS);
+    if (!x || !y || !t) {
+        snprintf(err.message, sizeof err.message, "out of memory");
+        goto out;
+    }
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_ADAM);
+    cfg.lr = 0.05;
+    cfg.loss = BP_LOSS_CROSS_ENTROPY;
+    if (bp_trainer_create(&tr, net, &cfg, N, &err) != BP_OK) goto out;
+    uint64_t r = seed * 17 + 5;
+    for (int s = 0; s <= STEPS; s++) { /* the last pass draws the inputs written */
+        for (int i = 0; i < N * IN; i++)
+            x[i] = vocab > 0 ? (bp_real)(int)(urand(&r) * vocab) : (bp_real)(4 * urand(&r) - 2);
+        if (s == STEPS) break;
+        for (int i = 0; i < N * TS; i++) t[i] = (bp_real)(int)(urand(&r) * K);
+        if (bp_train_step(tr, x, t, N, NULL, &err) != BP_OK) goto out;
+    }
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+    if (bp_net_save(net, path, &err) != BP_OK) goto out;
+    if (bp_forward(net, x, N, y, &err) != BP_OK) goto out;
+    snprintf(path, sizeof path, "%s/%s_io.txt", dir, name);
+    f = fopen(path, "w");
+    if (!f) {
+        snprintf(err.message, sizeof err.message, "%.400s: cannot open", path);
+        goto out;
+    }
+    fprintf(f, "# written by test_safetensors --write-interop: %s after %d Adam steps; "
+            "inputs (%s) then outputs per row\n", spec, STEPS, vocab > 0 ? "token ids" : "T*F");
+    fprintf(f, "%d %d %d\n", N, IN, OUT);
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < IN; k++) fprintf(f, "%.9g ", (double)x[i * IN + k]);
+        for (int k = 0; k < OUT; k++) fprintf(f, "%s%.9g", k ? " " : "", (double)y[i * OUT + k]);
+        fputc('\n', f);
+    }
+    bad = fclose(f) != 0;
+    f = NULL;
+    if (!bad) printf("wrote %s/%s.safetensors and %s\n", dir, name, path);
+out:
+    if (bad && err.message[0]) fprintf(stderr, "%s: %s\n", name, err.message);
+    bp_trainer_free(tr);
+    bp_net_free(net);
+    free(x);
+    free(y);
+    free(t);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-interop") == 0)
-        return write_interop(argv[2]) || write_interop_cnn(argv[2]);
+        return write_interop(argv[2]) || write_interop_cnn(argv[2]) ||
+               write_interop_rnn(argv[2], "c_lm", "embedding(6,20) lstm(16) dense(20)",
+                                 bp_shape_flat(9), 20, 5) ||
+               write_interop_rnn(argv[2], "c_gru", "gru(8) last dense(3)",
+                                 (bp_shape){2, {7, 4, 0}}, 0, 6);
     snprintf(g_dir, sizeof g_dir, "st_tmp_XXXXXX");
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");

@@ -31,15 +31,20 @@ Two directions:
       then one row of inputs followed by outputs per sample, '#' comments
       allowed). With --writer, runs `TEST_BINARY --write-interop DIR` (the
       test_safetensors binary) to produce DIR/c_model.safetensors,
-      DIR/c_model_io.txt, DIR/c_cnn.safetensors and DIR/c_cnn_io.txt first,
-      and checks both models. Rebuilds the nn.Sequential from the "spec" and
-      "input_shape" metadata (per-sample shape "C,H,W"; absent: flat
-      "inputs"), loads the tensors with load_state_dict(strict=True)
+      DIR/c_model_io.txt, DIR/c_cnn.safetensors and DIR/c_cnn_io.txt,
+      and the recurrent DIR/c_lm.* ("embedding(6,20) lstm(16) dense(20)" on
+      9 token ids) and DIR/c_gru.* ("gru(8) last dense(3)" on [7, 4])
+      first, and checks the four models. Rebuilds the nn.Sequential from
+      the "spec" and "input_shape" metadata (per-sample shape "C,H,W" or
+      "T,F"; absent: flat "inputs", token ids [T] for an embedding), loads
+      the tensors with load_state_dict(strict=True)
       (batchnorm's num_batches_tracked is I64 in the file, int64 in torch),
       runs it in eval() mode and compares to 1e-5. For a model with
       batchnorms it also checks that the running statistics are not
       torch's defaults and that they matter (with reset statistics the
-      outputs move by more than 1e-3). Exits non-zero on any mismatch.
+      outputs move by more than 1e-3). With --writer it also runs SNIPPET,
+      the self-contained lines that load the two recurrent models (below),
+      and compares their outputs too. Exits non-zero on any mismatch.
       ctest runs this (test "torch_interop") when torch is installed.
 
 Spec words -> modules (shared/DESIGN.md): dense(N) Linear(in, N);
@@ -47,7 +52,11 @@ conv(C,K[,s[,p]]) Conv2d(in_ch, C, K, stride=s, padding=p); maxpool(K[,s])
 MaxPool2d(K, s) and avgpool(K[,s]) AvgPool2d(K, s) (s defaults to K);
 global_avgpool AdaptiveAvgPool2d(1); flatten Flatten(); batchnorm
 BatchNorm2d(C) on [C, H, W], BatchNorm1d(F) on [F]; dropout(p) Dropout(p);
-the activations; softmax Softmax(dim=-1).
+the activations; softmax Softmax(dim=-1); rnn(H), lstm(H), gru(H)
+RNN/LSTM/GRU(in, H, batch_first=True) in a subclass whose forward returns
+the output sequence only (torch's return the tuple (output, state)), so
+the keys stay "{i}.weight_ih_l0" ...; last Last() (x[:, -1]);
+embedding(D,V) Embedding(V, D), fed int64 ids.
 
 Loading a backprop CNN in your own code (what `check` does):
 
@@ -160,16 +169,45 @@ def read_io(path):
 # spec -> nn.Sequential
 # --------------------------------------------------------------------------
 
+# torch's recurrent modules return (output, state): these keep the output
+# sequence [n, T, H] only. They add no attribute, so the state_dict keys stay
+# "{i}.weight_ih_l0", "{i}.weight_hh_l0", "{i}.bias_ih_l0", "{i}.bias_hh_l0".
+class RNN(nn.RNN):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class LSTM(nn.LSTM):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class GRU(nn.GRU):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
+class Last(nn.Module):
+    """The spec word "last": x[:, -1], the final step of [n, T, F]."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+RECURRENT = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
 WORD = re.compile(r"^([a-z_]+)(?:\(\s*([^)]*?)\s*\))?$")
 
 
 def build_sequential(spec, inputs, input_shape=None):
     """nn.Sequential of a stored spec, on per-sample inputs of shape
-    `input_shape` ([C, H, W]; None: flat [inputs]). The module indices are
-    the spec's layer indices (the stored spec spells every flatten)."""
+    `input_shape` ([C, H, W], [T, F], or [T] token ids for a first
+    embedding; None: flat [inputs]). The module indices are the spec's
+    layer indices (the stored spec spells every flatten). An embedding
+    takes int64 ids: convert backprop's float-stored ids with .long()."""
     layers = []
     shape = tuple(input_shape) if input_shape else (inputs,)
-    for word in spec.split():
+    for pos, word in enumerate(spec.split()):
         m = WORD.match(word)
         if not m:
             raise ValueError(f"spec word {word!r} does not parse")
@@ -226,11 +264,60 @@ def build_sequential(spec, inputs, input_shape=None):
             layers.append(nn.Dropout(float(arg) if arg else 0.5))
         elif kind == "identity":
             layers.append(nn.Identity())
+        elif kind in RECURRENT:
+            if len(shape) != 2:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: not a sequence [T, F]")
+            units = int(arg)
+            layers.append(RECURRENT[kind](shape[1], units, batch_first=True))
+            shape = (shape[0], units)
+        elif kind == "last":
+            if len(shape) != 2:
+                raise ValueError(f"spec word {word!r} on {list(shape)}: not a sequence [T, F]")
+            layers.append(Last())
+            shape = (shape[1],)
+        elif kind == "embedding":
+            if pos != 0 or len(shape) != 1 or len(args) != 2:
+                raise ValueError(f"spec word {word!r}: embedding(D,V) first, on ids [T]")
+            dim, vocab = int(args[0]), int(args[1])
+            layers.append(nn.Embedding(vocab, dim))
+            shape = (shape[0], dim)
         else:
             raise ValueError(f"spec word {word!r}: no PyTorch mapping")
         if min(shape) < 1:
             raise ValueError(f"spec word {word!r}: output shape {list(shape)}")
     return nn.Sequential(*layers)
+
+
+# The few lines of torch that load a saved recurrent model with strict=True,
+# self-contained (no safetensors package, no backprop code). `check` runs
+# this very text in the folder where test_safetensors wrote c_lm.* and
+# c_gru.* and compares lm(ids) and clf(x) with the C library's outputs.
+SNIPPET = '''\
+import json, math, struct, torch
+from torch import nn
+
+class LSTM(nn.LSTM):  # the output sequence only (nn.RNN alike)
+    def forward(self, x): return super().forward(x)[0]
+
+class GRU(nn.GRU):
+    def forward(self, x): return super().forward(x)[0]
+
+class Last(nn.Module):  # the spec word "last": the final step
+    def forward(self, x): return x[:, -1]
+
+def state_dict(path):  # safetensors: u64 header length, JSON header, float32 data
+    raw = bytearray(open(path, "rb").read())
+    n = struct.unpack("<Q", raw[:8])[0]
+    return {k: torch.frombuffer(raw, dtype=torch.float32, offset=8 + n + v["data_offsets"][0],
+                                count=math.prod(v["shape"])).reshape(v["shape"])
+            for k, v in json.loads(raw[8:8 + n]).items() if k != "__metadata__"}
+
+lm = nn.Sequential(nn.Embedding(20, 6), LSTM(6, 16, batch_first=True), nn.Linear(16, 20))
+lm.load_state_dict(state_dict("c_lm.safetensors"), strict=True)   # embedding(6,20) lstm(16) dense(20)
+clf = nn.Sequential(GRU(4, 8, batch_first=True), Last(), nn.Linear(8, 3))
+clf.load_state_dict(state_dict("c_gru.safetensors"), strict=True)  # gru(8) last dense(3), x [n, 7, 4]
+# lm(ids.long()): token ids [n, 9] -> logits [n, 9, 20];  clf(x) -> [n, 3]
+'''
 
 
 def parse_shape(text):
@@ -341,8 +428,10 @@ def check_model(model_path, io_path):
     xt = torch.tensor(x, dtype=torch.float32)
     if shape:
         xt = xt.reshape([xt.shape[0]] + shape)
+    if isinstance(model[0], nn.Embedding):
+        xt = xt.long()  # backprop stores token ids as floats
     with torch.no_grad():
-        y_t = model(xt).double().numpy()
+        y_t = model(xt).reshape(xt.shape[0], -1).double().numpy()
     name = os.path.basename(model_path)
     if y_t.shape != y_c.shape:
         failures.append(f"{name}: output shape {y_t.shape} vs C {y_c.shape}")
@@ -373,13 +462,43 @@ def check_model(model_path, io_path):
     return failures
 
 
+def check_snippet(workdir):
+    """Run SNIPPET in workdir (next to c_lm.* and c_gru.*) and compare its
+    two models with the C outputs; returns failures."""
+    failures = []
+    here = os.getcwd()
+    ns = {}
+    try:
+        os.chdir(workdir)
+        exec(compile(SNIPPET, "SNIPPET", "exec"), ns)
+    finally:
+        os.chdir(here)
+    for model, name, shape in ((ns["lm"], "c_lm", None), (ns["clf"], "c_gru", [7, 4])):
+        x, y_c = read_io(os.path.join(workdir, f"{name}_io.txt"))
+        xt = torch.tensor(x, dtype=torch.float32)
+        xt = xt.reshape([xt.shape[0]] + shape) if shape else xt.long()
+        with torch.no_grad():
+            y_t = model(xt).reshape(xt.shape[0], -1).double().numpy()
+        if y_t.shape != y_c.shape:
+            failures.append(f"SNIPPET {name}: output shape {y_t.shape} vs C {y_c.shape}")
+            continue
+        worst = float(np.max(np.abs(y_t - y_c)))
+        print(f"SNIPPET {name}: max |torch - C| = {worst:.3g} over {y_c.size} outputs "
+              f"(tolerance {TOL})")
+        if not worst <= TOL:
+            failures.append(f"SNIPPET {name}: outputs differ by {worst:.3g} (tolerance {TOL})")
+    return failures
+
+
 def cmd_check(args):
+    snippet_dir = None
     if args.writer:
         workdir = args.workdir or os.getcwd()
         os.makedirs(workdir, exist_ok=True)
         subprocess.run([args.writer, "--write-interop", workdir], check=True)
         pairs = [(os.path.join(workdir, f"{m}.safetensors"), os.path.join(workdir, f"{m}_io.txt"))
-                 for m in ("c_model", "c_cnn")]
+                 for m in ("c_model", "c_cnn", "c_lm", "c_gru")]
+        snippet_dir = workdir
     else:
         if not args.model or not args.io:
             print("check: give MODEL IO or --writer BINARY", file=sys.stderr)
@@ -388,6 +507,8 @@ def cmd_check(args):
     failures = []
     for model_path, io_path in pairs:
         failures += check_model(model_path, io_path)
+    if snippet_dir:
+        failures += check_snippet(snippet_dir)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     print("torch_interop: " + ("FAILED" if failures else "ok"))
