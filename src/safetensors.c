@@ -583,7 +583,7 @@ static bp_status load_from_parsed(bp_net **out, st_file *f, bp_error *err)
     const char *shape_s = st_meta(f, "input_shape");
     if (shape_s && (!parse_shape(shape_s, &input) || bp_shape_size(input) != (size_t)inputs))
         return bp_fail(err, BP_EFORMAT, "%s: metadata input_shape \"%.64s\" is not a shape of "
-                       "%ld inputs (C,H,W)", f->name, shape_s, inputs);
+                       "%ld inputs (C,H,W or T,F)", f->name, shape_s, inputs);
     uint64_t need = 0;
     bp_error sub = {BP_OK, ""};
     bp_status s = spec_param_count(spec, input, &need, &sub);
