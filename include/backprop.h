@@ -724,6 +724,15 @@ typedef struct bp_epoch_info {
     /* For relu layers: fraction of units that output 0 for every training
      * sample of the epoch ("dead" units); -1 for other layers. */
     const double *dead_fraction;
+    /* Recurrent layers (rnn, lstm, gru): RMS over the epoch's steps of the
+     * L2 norm of the loss gradient reaching the layer's gate
+     * pre-activations at the first step of the sequence and at its last
+     * step (over the batch); 0 for other layers. Backpropagation through
+     * time carries the gradient from step T-1 down to step 0, so a ratio
+     * first / last far below 1 shows it vanishing through time, far above
+     * 1 exploding (clip with clip_norm). Added after 0.1.0, at the end. */
+    const double *grad_first_step;
+    const double *grad_last_step;
 } bp_epoch_info;
 
 /* The trainer owns the optimizer state, the schedule position, the

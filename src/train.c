@@ -48,6 +48,10 @@ struct bp_trainer {
     bp_real *active;       /* per relu unit: its largest output this epoch (0: dead) */
     size_t *active_off;    /* [n_layers] */
     double *grad_norm_out, *dead_out;
+    /* Recurrent layers: squared gradient norms at the first and the last
+     * step of the last backward pass [2 * n_layers], their sums over the
+     * epoch's steps, and the epoch's RMS handed to on_epoch. */
+    double *time2, *time2_acc, *time_first_out, *time_last_out;
     long last_correct;     /* correct predictions of the last step */
     bp_rng aug_rng;        /* augmentation */
 };
@@ -125,6 +129,10 @@ void bp_trainer_free(bp_trainer *tr)
     free(tr->active_off);
     free(tr->grad_norm_out);
     free(tr->dead_out);
+    free(tr->time2);
+    free(tr->time2_acc);
+    free(tr->time_first_out);
+    free(tr->time_last_out);
     free(tr);
 }
 
@@ -236,6 +244,10 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     tr->norm2_acc = bp_alloc_array((size_t)L, sizeof(double));
     tr->grad_norm_out = bp_alloc_array((size_t)L, sizeof(double));
     tr->dead_out = bp_alloc_array((size_t)L, sizeof(double));
+    tr->time2 = bp_alloc_array(2 * (size_t)L, sizeof(double));
+    tr->time2_acc = bp_alloc_array(2 * (size_t)L, sizeof(double));
+    tr->time_first_out = bp_alloc_array((size_t)L, sizeof(double));
+    tr->time_last_out = bp_alloc_array((size_t)L, sizeof(double));
     tr->active_off = bp_alloc_array((size_t)L, sizeof(size_t));
     size_t relu_units = 0;
     for (int i = 0; i < L; i++)
@@ -245,7 +257,8 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
         }
     tr->active = bp_alloc_array(relu_units, sizeof(bp_real));
     if (!tr->grad || (ns >= 1 && !tr->s1) || (ns >= 2 && !tr->s2) || !tr->norm2 ||
-        !tr->norm2_acc || !tr->grad_norm_out || !tr->dead_out || !tr->active_off || !tr->active) {
+        !tr->norm2_acc || !tr->grad_norm_out || !tr->dead_out || !tr->time2 || !tr->time2_acc ||
+        !tr->time_first_out || !tr->time_last_out || !tr->active_off || !tr->active) {
         bp_trainer_free(tr);
         return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
     }
@@ -342,6 +355,12 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
             other = t;
         }
     }
+    /* Through time: the gradient at a recurrent layer's first and last step. */
+    for (int i = tr->first_trainable; i <= k; i++) {
+        bp_layer *L = &net->layers[i];
+        tr->time2[2 * i] = tr->time2[2 * i + 1] = 0;
+        if (L->ops->time_grads) L->ops->time_grads(L, n, &tr->time2[2 * i]);
+    }
     /* Per-layer squared norms; a non-finite one stops the step. The first
      * layer where it appears is the first the backward pass reached. */
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -412,6 +431,7 @@ static bp_status train_step(bp_trainer *tr, const bp_real *x, const bp_real *y, 
     bp_status s = forward_backward(tr, x, y, n, loss_out, err);
     if (s) return s;
     for (int i = 0; i < tr->net->n_layers; i++) tr->norm2_acc[i] += tr->norm2[i];
+    for (int i = 0; i < 2 * tr->net->n_layers; i++) tr->time2_acc[i] += tr->time2[i];
     tr->norm_steps++;
     regularize_and_clip(tr);
     double lr = bp_schedule_lr(&tr->cfg, tr->t);
@@ -650,6 +670,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
                 perm[j] = t;
             }
         memset(tr->norm2_acc, 0, (size_t)net->n_layers * sizeof(double));
+        memset(tr->time2_acc, 0, 2 * (size_t)net->n_layers * sizeof(double));
         tr->norm_steps = 0;
         bp_net_reset_state(net); /* stateful: every epoch reads the streams from their start */
         memset(tr->active, 0, (size_t)relu_units * sizeof(bp_real));
@@ -716,6 +737,8 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         for (int i = 0; i < net->n_layers; i++) {
             tr->grad_norm_out[i] = tr->norm_steps ? sqrt(tr->norm2_acc[i] / tr->norm_steps) : 0;
             tr->dead_out[i] = -1;
+            tr->time_first_out[i] = tr->norm_steps ? sqrt(tr->time2_acc[2 * i] / tr->norm_steps) : 0;
+            tr->time_last_out[i] = tr->norm_steps ? sqrt(tr->time2_acc[2 * i + 1] / tr->norm_steps) : 0;
             if (net->layers[i].kind == BP_RELU) {
                 int u = net->layers[i].out, dead = 0;
                 const bp_real *a = tr->active + tr->active_off[i];
@@ -725,6 +748,8 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         }
         ei.grad_norm = tr->grad_norm_out;
         ei.dead_fraction = tr->dead_out;
+        ei.grad_first_step = tr->time_first_out;
+        ei.grad_last_step = tr->time_last_out;
         double monitored = val ? ei.val_loss : ei.train_loss;
         r.epochs_run = epoch;
         r.steps = tr->t;

@@ -100,6 +100,10 @@ struct bp_layer_ops {
      * NULL). NULL: smooth. */
     size_t (*kinks)(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
                     unsigned char *sig);
+    /* Diagnostics after a backward pass over n samples (recurrent layers):
+     * sq[0], sq[1] = the squared norm of the gradient at the first and at
+     * the last time step. NULL: none. */
+    void (*time_grads)(const bp_layer *L, int n, double sq[2]);
 };
 
 /* Registry (registry.c). */
