@@ -27,6 +27,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv);
+int cmd_generate(int argc, char **argv);     /* text.c */
 
 /* ---- usage texts (usage.c) ---- */
 extern const char *const usage_main;
@@ -35,6 +36,7 @@ extern const char *const usage_eval;
 extern const char *const usage_predict;
 extern const char *const usage_info;
 extern const char *const usage_gradcheck;
+extern const char *const usage_generate;
 
 /* ---- messages (util.c) ---- */
 /* Print "backprop: MESSAGE" and a newline on stderr; returns `status`. */
@@ -234,6 +236,11 @@ typedef struct cli_model_info {
     char **features;      /* CSV feature names the model was trained on [n_features], or NULL */
     int n_features;
     int out_kind;         /* kind of the last layer (softmax/sigmoid already applied) */
+    /* Text models (task "text"; classify is 0): */
+    int text;
+    bp_vocab vocab;       /* "vocab" and "encoding" */
+    int seq_len;          /* T: the input shape [T] */
+    int streams;          /* the parallel streams it was trained with ("batch"; 32 if absent) */
 } cli_model_info;
 /* Reads the task, classes, targets and features of a model; calls
  * cli_model_check first. CLI_OK, or CLI_FAIL with the message printed. */
@@ -256,5 +263,44 @@ void cli_history_free(cli_history *h);
 /* Write the SVG to `f`; `classify` adds the accuracy panel. */
 void cli_plot_svg(FILE *f, const cli_history *h, int classify, const char *title,
                   const char *loss_name);
+
+/* ---- text (text.c) ---- */
+/* A text as token ids, with its vocabulary. */
+typedef struct cli_text {
+    bp_vocab vocab;
+    int32_t *ids;         /* [n] */
+    size_t n;
+} cli_text;
+/* Read `path` (through cli_input_read) as text with `enc`: the vocabulary
+ * is the text's own (fixed NULL) or a copy of `fixed` (a model's; a
+ * character outside it is an error naming the line and column). `hint` is
+ * appended to an invalid UTF-8 message. CLI_OK, or CLI_FAIL with msg set
+ * (not printed). */
+int cli_text_read(cli_text *t, const char *path, bp_text_encoding enc, const bp_vocab *fixed,
+                  const char *hint, char *msg, size_t msz);
+void cli_text_free(cli_text *t);
+/* Training rows of ids[0..n): `streams` parallel streams of windows of T
+ * steps, row k*streams + s = window k of stream s (see text.c); x the ids,
+ * y the next ids, n_classes = vocab, owned arrays. Returns the rows, 0 when
+ * the text is too short (n - 1 < streams * T), -1 out of memory. */
+int cli_text_windows(const int32_t *ids, size_t n, int streams, int T, int vocab, bp_data *out);
+/* Scores of a text model over a whole text. */
+typedef struct cli_text_score {
+    long predictions;     /* characters predicted: n - 1 */
+    double loss;          /* mean cross-entropy, nats per character */
+    double bits_per_char; /* loss / ln 2 */
+    double accuracy;      /* the most likely next character is the right one */
+    int streams, window;  /* the layout used */
+} cli_text_score;
+/* Every prediction of ids[0..n) (n >= 2) once, with carried state, in up to
+ * `streams` parallel streams (fewer when the text is short: each stream at
+ * least one window of the net's T steps). The net is left stateless.
+ * CLI_OK or CLI_FAIL (message printed). */
+int cli_text_loss(bp_net *net, int softmax_out, const int32_t *ids, size_t n, int streams,
+                  cli_text_score *sc);
+/* `backprop eval MODEL TEXT` for a text model (mi->text). streams <= 0:
+ * the model's. */
+int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, const char *data,
+                  int streams, int json);
 
 #endif /* BP_CLI_H */

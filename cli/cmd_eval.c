@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define FORWARD_BATCH 256
+#define LOAD_TEXT (-5) /* load(): the model is a text model (eval takes cli_eval_text) */
 
 typedef struct model_data {
     bp_net *net;
@@ -43,6 +44,18 @@ static int load(model_data *m, const char *model, const char *data, const char *
     int st;
     if (bp_net_load(&m->net, model, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if ((st = cli_model_info_get(&m->mi, m->net, model))) return st;
+    if (m->mi.text) {
+        /* A language model reads plain text: eval has its own path, and
+         * predict has nothing to give row by row. */
+        if (need == CLI_TARGET_OPTIONAL)
+            return cli_fail(CLI_USAGE, "predict: %s is a text model (--task text): 'backprop "
+                            "generate %s' samples text from it, 'backprop eval %s TEXT' measures it",
+                            model, model, model);
+        if (labels || target)
+            return cli_fail(CLI_USAGE, "eval: %s does nothing with a text model (%s reads plain "
+                            "text)", labels ? "--labels" : "--target", model);
+        return LOAD_TEXT;
+    }
     if ((st = cli_csv_from_model(m->net, model))) return st;
     int inputs = bp_net_inputs(m->net);
 
@@ -458,6 +471,7 @@ static const cli_opt eval_opts[] = {
     {"--skip-rows", NULL, 1},
     {"--no-header", NULL, 0},
     {"--json", NULL, 0},
+    {"--streams", NULL, 1},
     {NULL, NULL, 0},
 };
 
@@ -477,6 +491,7 @@ static const cli_opt predict_opts[] = {
 typedef struct eval_args {
     const char *model, *data, *labels, *target, *out;
     int json, proba, threads;
+    int streams;          /* eval of a text model: parallel streams (0: the model's) */
 } eval_args;
 
 /* Parse eval/predict arguments: MODEL DATA and options. -1 after --help. */
@@ -505,6 +520,7 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
         else if (!strcmp(name, "--target")) a->target = v;
         else if (!strcmp(name, "--threads")) r = cli_int(name, v, 0, 4096, &a->threads);
         else if (!strcmp(name, "--json")) a->json = 1;
+        else if (!strcmp(name, "--streams")) r = cli_int(name, v, 1, 1 << 20, &a->streams);
         else if (!strcmp(name, "--delimiter"))
             r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1;
         else if (!strcmp(name, "--skip-rows"))
@@ -529,7 +545,12 @@ int cmd_eval(int argc, char **argv)
     model_data m;
     memset(&m, 0, sizeof m);
     st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_REQUIRED);
-    if (!st) {
+    if (st == LOAD_TEXT) {
+        st = cli_eval_text(m.net, &m.mi, a.model, a.data, a.streams, a.json);
+    } else if (!st && a.streams) {
+        st = cli_fail(CLI_USAGE, "eval: --streams is for text models; %s is a %s model", a.model,
+                      m.mi.classify ? "classification" : "regression");
+    } else if (!st) {
         bp_error err = {0};
         double loss = NAN;
         bp_data *d = &m.ds.d;

@@ -90,8 +90,26 @@ static int info_json(bp_net *net, const char *path, const cli_model_info *mi)
     cJSON_AddNumberToObject(o, "inputs", bp_net_inputs(net));
     cJSON_AddNumberToObject(o, "outputs", bp_net_outputs(net));
     cJSON_AddNumberToObject(o, "parameters", (double)bp_net_param_count(net));
-    cJSON_AddStringToObject(o, "task", mi->classify ? "classify" : "regress");
+    cJSON_AddStringToObject(o, "task", mi->text ? "text" : mi->classify ? "classify" : "regress");
     cJSON_AddStringToObject(o, "loss", bp_loss_name(mi->loss));
+    if (mi->text) {
+        cJSON_AddNumberToObject(o, "vocab_size", mi->vocab.size);
+        cJSON_AddNumberToObject(o, "seq_len", mi->seq_len);
+        cJSON_AddStringToObject(o, "encoding", bp_text_encoding_name(mi->vocab.encoding));
+        if (mi->vocab.encoding == BP_TEXT_UTF8) {
+            /* The characters themselves, as one JSON string. */
+            char *chars = malloc((size_t)mi->vocab.size * 4 + 1);
+            if (chars) {
+                size_t len = 0;
+                for (int k = 0; k < mi->vocab.size; k++)
+                    len += (size_t)bp_vocab_token_bytes(&mi->vocab, k, chars + len);
+                chars[len] = '\0';
+                /* A NUL character would end the string: leave it to "vocab". */
+                if (strlen(chars) == len) cJSON_AddStringToObject(o, "vocabulary", chars);
+                free(chars);
+            }
+        }
+    }
     if (mi->classify) {
         cJSON *c = cJSON_CreateArray();
         for (int k = 0; c && k < mi->n_classes; k++)
@@ -153,6 +171,34 @@ static void print_value(const char *v, int full)
     fputc('\n', stdout);
 }
 
+/* The vocabulary as one quoted line: its characters (bytes: printable
+ * ASCII), "\n", "\t", "\r", "\\" and "\"" escaped, other control characters
+ * and bytes as \xNN or \u{N}; cut after 96 symbols unless `full`. */
+static void print_vocab(const bp_vocab *v, int full)
+{
+    int shown = full || v->size <= 96 ? v->size : 80;
+    putchar('"');
+    for (int k = 0; k < shown; k++) {
+        uint32_t c = v->symbols[k];
+        if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\r') fputs("\\r", stdout);
+        else if (c == '\\' || c == '"') printf("\\%c", (int)c);
+        else if (c < 0x20 || c == 0x7f || (v->encoding == BP_TEXT_BYTES && c >= 0x80))
+            printf("\\x%02X", (unsigned)c);
+        else if (c >= 0x80 && (c <= 0x9f || c == 0x2028 || c == 0x2029 || c == 0xFEFF))
+            printf("\\u{%X}", (unsigned)c);
+        else {
+            char b[4];
+            int n = bp_vocab_token_bytes(v, k, b);
+            fwrite(b, 1, (size_t)n, stdout);
+        }
+    }
+    putchar('"');
+    if (shown < v->size) printf("... (%d in all; --full shows all)", v->size);
+    putchar('\n');
+}
+
 static void info_text(bp_net *net, const char *path, const cli_model_info *mi, int full)
 {
     printf("model       %s\n", path);
@@ -160,7 +206,16 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
     printf("inputs      %d\n", bp_net_inputs(net));
     printf("outputs     %d\n", bp_net_outputs(net));
     printf("parameters  %zu\n", bp_net_param_count(net));
-    if (mi->classify) {
+    if (mi->text) {
+        printf("task        text (%s per character): next-character prediction\n",
+               bp_loss_name(mi->loss));
+        printf("vocabulary  %d %s (%s): ", mi->vocab.size,
+               mi->vocab.encoding == BP_TEXT_BYTES ? "bytes" : "characters",
+               bp_text_encoding_name(mi->vocab.encoding));
+        print_vocab(&mi->vocab, full);
+        printf("seq_len     %d (windows of %d characters, trained as %d parallel streams with "
+               "carried state)\n", mi->seq_len, mi->seq_len, mi->streams);
+    } else if (mi->classify) {
         printf("task        classify (%s), %d classes:", bp_loss_name(mi->loss), mi->n_classes);
         for (int k = 0; k < mi->n_classes; k++) printf("%s %s", k ? "," : "", mi->classes[k]);
         printf("\n");
@@ -175,7 +230,9 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
     }
     bp_norm nm;
     bp_error err = {0};
-    if (bp_norm_from_meta(&nm, net, &err) == BP_OK) {
+    if (mi->text) {
+        /* token ids: no input scaling, no targets */
+    } else if (bp_norm_from_meta(&nm, net, &err) == BP_OK) {
         printf("normalize   %s", bp_norm_name(nm.kind));
         if (nm.kind != BP_NORM_NONE) printf(" (%d features, x' = (x - shift) * scale)", nm.n);
         printf("\n");
@@ -183,7 +240,7 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
     } else {
         printf("normalize   invalid: %s\n", err.message);
     }
-    if (!mi->classify) {
+    if (!mi->classify && !mi->text) {
         if (bp_norm_targets_from_meta(&nm, net, &err) == BP_OK) {
             printf("targets     %s", bp_norm_name(nm.kind));
             if (nm.kind != BP_NORM_NONE)
@@ -224,8 +281,8 @@ static void info_text(bp_net *net, const char *path, const cli_model_info *mi, i
                bp_net_layer_param_count(net, i), tensors, cs);
     }
     cli_fmt_count(total, sizeof total, bp_net_param_count(net));
-    printf("total  %s parameters in %d layers with parameters (dense, conv, batchnorm), input "
-           "shape %s\n", total, n_par, ishape);
+    printf("total  %s parameters in %d layers with parameters (dense, conv, batchnorm, recurrent, "
+           "embedding), input shape %s\n", total, n_par, ishape);
     const char *fr = bp_net_get_meta(net, "freeze");
     if (fr && strcmp(fr, "0"))
         printf("       trained with --freeze %s (the first %s layers with parameters kept)\n", fr, fr);

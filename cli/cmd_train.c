@@ -14,6 +14,9 @@
 
 #include <math.h>
 #include <signal.h>
+#ifndef M_LN2
+#define M_LN2 0.69314718055994530942
+#endif
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +33,7 @@ enum {
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
     O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
     O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_INPUT_SHAPE,
-    O_AUGMENT, O_NEW_HEAD, O_COUNT
+    O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_COUNT
 };
 
 static const cli_opt train_opts[] = {
@@ -78,11 +81,17 @@ static const cli_opt train_opts[] = {
     [O_INPUT_SHAPE] = {"--input-shape", NULL, 1},
     [O_AUGMENT] = {"--augment", NULL, 1},
     [O_NEW_HEAD] = {"--new-head", NULL, 0},
+    [O_SEQ_LEN] = {"--seq-len", NULL, 1},
+    [O_ENCODING] = {"--encoding", NULL, 1},
     {NULL, NULL, 0},
 };
 
 #define DEFAULT_ARCH "dense(64) relu"
 #define DEFAULT_MODEL "model.safetensors"
+/* --task text: the defaults (see docs/cli.md). */
+#define TEXT_ARCH "embedding(32) lstm(128)"
+#define TEXT_SEQ_LEN 64
+#define TEXT_VAL_SPLIT 0.1
 
 typedef struct train_args {
     const char *data, *labels, *out, *target, *arch, *val, *val_labels, *init_from, *log, *plot;
@@ -102,6 +111,10 @@ typedef struct train_args {
     int hflip, shift;      /* --augment hflip, shift(N) */
     const char *augment;   /* the --augment text, for the metadata */
     int new_head;          /* --new-head */
+    int text;              /* --task text (or --init-from a text model) */
+    int seq_len;           /* --seq-len (0: not given) */
+    bp_text_encoding encoding; /* --encoding */
+    int val_split_default; /* --task text: the default --val-split (a short tail drops it) */
     char given[O_COUNT]; /* 1 for each option on the command line (for the notices) */
 } train_args;
 
@@ -128,9 +141,52 @@ static int parse_augment(const char *v, int *hflip, int *shift)
     }
 }
 
+/* The options that --task text takes or refuses (usage errors), and its
+ * defaults. Also run when --init-from names a text model. */
+static int text_args(train_args *a)
+{
+    static const struct {
+        int opt;
+        const char *why;
+    } refused[] = {
+        {O_LABELS, "is for IDX images; --task text reads DATA as plain text"},
+        {O_VAL_LABELS, "is for IDX images; --task text reads --val as plain text"},
+        {O_TARGET, "names a CSV column; --task text predicts each next character of DATA"},
+        {O_INPUT_SHAPE, "does not apply to --task text: its inputs are --seq-len token ids (CSV "
+                        "rows become sequences with --input-shape T,F without --task text)"},
+        {O_AUGMENT, "is for image inputs, not --task text"},
+        {O_NEW_HEAD, "does not apply to --task text (the output layer is the vocabulary's)"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (a->given[refused[i].opt])
+            return cli_fail(CLI_USAGE, "train: %s %s", train_opts[refused[i].opt].name, refused[i].why);
+    if (a->loss >= 0 && a->loss != BP_LOSS_CROSS_ENTROPY)
+        return cli_fail(CLI_USAGE, "train: --loss %s: a text model is trained with cross-entropy "
+                        "(the next character is a class of the vocabulary)",
+                        bp_loss_name((bp_loss)a->loss));
+    if (a->batch == 0)
+        return cli_fail(CLI_USAGE, "train: --batch 0 (full batch) does not apply to --task text: "
+                        "--batch is the number of parallel streams the text is cut into (at least 1)");
+    if (a->arch) {
+        /* (A malformed spec is reported by parse_args with its column.) */
+        static bp_layer_desc layers[4096];
+        int nl = 0, blank = !a->arch[strspn(a->arch, " \t")];
+        bp_status ps = blank ? BP_OK : bp_spec_parse(a->arch, layers, 4096, &nl, NULL);
+        if (ps == BP_OK && (nl < 1 || layers[0].kind != BP_EMBEDDING))
+            return cli_fail(CLI_USAGE, "--arch: --task text reads character ids, so the first layer "
+                            "must be embedding(D) (e.g. \"%s\"); got \"%s\"", TEXT_ARCH, a->arch);
+    }
+    if (!a->given[O_VAL_SPLIT] && !a->val) {
+        a->val_split = TEXT_VAL_SPLIT;
+        a->val_split_default = 1;
+    }
+    return CLI_OK;
+}
+
 static int parse_args(train_args *a, int argc, char **argv)
 {
-    static const char *const tasks[] = {"classify", "regress", NULL};
+    static const char *const tasks[] = {"classify", "regress", "text", NULL};
+    static const char *const encodings[] = {"utf8", "bytes", NULL};
     static const char *const inits[] = {"he", "xavier", NULL};
     static const char *const opts[] = {"sgd", "momentum", "nesterov", "adam", "adamw",
                                        "rmsprop", "adagrad", NULL};
@@ -165,6 +221,7 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_TASK:
             r = cli_choice(name, v, tasks, &choice);
             a->task = choice == 0 ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
+            a->text = choice == 2;
             break;
         case O_ARCH: a->arch = v; break;
         case O_LOSS: r = cli_choice(name, v, losses, &a->loss); break;
@@ -211,6 +268,11 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_INPUT_SHAPE: r = cli_shape("--input-shape", v, &a->input_shape); break;
         case O_AUGMENT: r = parse_augment(v, &a->hflip, &a->shift), a->augment = v; break;
         case O_NEW_HEAD: a->new_head = 1; break;
+        case O_SEQ_LEN: r = cli_int(name, v, 1, 1000000, &a->seq_len); break;
+        case O_ENCODING:
+            r = cli_choice(name, v, encodings, &choice);
+            a->encoding = choice == 1 ? BP_TEXT_BYTES : BP_TEXT_UTF8;
+            break;
         default: break;
         }
         if (r) return r;
@@ -230,7 +292,11 @@ static int parse_args(train_args *a, int argc, char **argv)
         return cli_fail(CLI_USAGE, "--val-split: %g is out of range (a fraction in (0, 1))", a->val_split);
     if (a->val_labels && !a->val)
         return cli_fail(CLI_USAGE, "train: --val-labels needs --val FILE");
-    if (a->val && !a->val_labels) {
+    if (!a->text && !a->init_from && (a->given[O_SEQ_LEN] || a->given[O_ENCODING]))
+        return cli_fail(CLI_USAGE, "train: %s is for --task text (CSV rows become sequences with "
+                        "--input-shape T,F)", a->given[O_SEQ_LEN] ? "--seq-len" : "--encoding");
+    if (a->text && (r = text_args(a))) return r;
+    if (a->val && !a->val_labels && !a->text) {
         int vi = cli_is_idx(a->val);
         if (vi < 0) return CLI_FAIL; /* cannot open: message printed */
         if (vi == 1) return cli_fail(CLI_USAGE, "train: IDX validation images need --val-labels FILE");
@@ -267,6 +333,8 @@ static void on_sigint(int sig)
 typedef struct progress {
     const bp_net *net;
     int tty, quiet, classify;
+    int text;               /* --task text: bits per character, characters per second */
+    int steps;              /* characters per sample (text: T), for the rate */
     int n_train;
     double t_start, last_draw;
     int drawn;              /* a '\r' line is on screen */
@@ -305,15 +373,17 @@ static int on_step(const bp_step_info *si, void *user)
     pg->last_draw = now;
     double rate = si->seconds > 0 ? (double)si->samples / si->seconds : 0;
     double left = (double)(pg->n_train - si->samples) + (double)(si->epochs - si->epoch) * pg->n_train;
+    double unit = pg->steps > 1 ? pg->steps : 1;
     char eta[32], rs[32];
     fmt_duration(eta, sizeof eta, rate > 0 ? left / rate : -1);
-    fmt_rate(rs, sizeof rs, rate);
+    fmt_rate(rs, sizeof rs, rate * unit);
     int w = 1;
     for (int e = si->epochs; e >= 10; e /= 10) w++;
     int wb = 1;
     for (int b = si->batches; b >= 10; b /= 10) wb++;
-    fprintf(stderr, "\r\033[Kepoch %*d/%d  batch %*d/%d  loss %.4f  %s samples/s  ETA %s", w,
-            si->epoch, si->epochs, wb, si->batch, si->batches, si->loss, rs, eta);
+    fprintf(stderr, "\r\033[Kepoch %*d/%d  batch %*d/%d  loss %.4f  %s %s/s  ETA %s", w,
+            si->epoch, si->epochs, wb, si->batch, si->batches, si->loss, rs,
+            pg->text ? "chars" : "samples", eta);
     fflush(stderr);
     pg->drawn = 1;
     return 0;
@@ -354,10 +424,12 @@ static int on_epoch(const bp_epoch_info *ei, void *user)
         int w = 1;
         for (int e = ei->epochs; e >= 10; e /= 10) w++;
         fprintf(stderr, "epoch %*d/%d  loss %.4f", w, ei->epoch, ei->epochs, ei->train_loss);
-        if (pg->classify) fprintf(stderr, "  acc %.4f", ei->train_accuracy);
+        if (pg->text) fprintf(stderr, "  bpc %.4f", ei->train_loss / M_LN2);
+        if (pg->classify || pg->text) fprintf(stderr, "  acc %.4f", ei->train_accuracy);
         if (!isnan(ei->val_loss)) {
             fprintf(stderr, "  val_loss %.4f", ei->val_loss);
-            if (pg->classify) fprintf(stderr, "  val_acc %.4f", ei->val_accuracy);
+            if (pg->text) fprintf(stderr, "  val_bpc %.4f", ei->val_loss / M_LN2);
+            if (pg->classify || pg->text) fprintf(stderr, "  val_acc %.4f", ei->val_accuracy);
         }
         fprintf(stderr, "  lr %.3g  %.2fs\n", ei->lr, ei->seconds);
         fflush(stderr);
@@ -556,6 +628,12 @@ typedef struct train_state {
     progress pg;
     char *spec;
     char warning[512];            /* printed when training starts (an error stays one line) */
+    /* --task text */
+    int text;
+    cli_text tx;                  /* DATA as ids, its vocabulary */
+    int seq_len;                  /* T */
+    size_t train_chars, val_chars;
+    char text_note[512];          /* a note printed when training starts */
 } train_state;
 
 static void state_free(train_state *s)
@@ -575,6 +653,7 @@ static void state_free(train_state *s)
     cli_out_abort(&s->plot);
     cli_history_free(&s->pg.hist);
     free(s->spec);
+    cli_text_free(&s->tx);
 }
 
 /* 1 when a read failed on the columns matched by name (the message then
@@ -757,10 +836,155 @@ static int prepare_data_reads(train_state *s)
     return CLI_OK;
 }
 
+/* Give a and b one vocabulary, the union of theirs (sorted), and renumber
+ * their ids. 0, or -1 out of memory. */
+static int text_union(cli_text *a, cli_text *b)
+{
+    const bp_vocab *va = &a->vocab, *vb = &b->vocab;
+    uint32_t *u = malloc((size_t)(va->size + vb->size) * sizeof *u);
+    int *ma = malloc((size_t)va->size * sizeof *ma), *mb = malloc((size_t)vb->size * sizeof *mb);
+    if (!u || !ma || !mb) {
+        free(u);
+        free(ma);
+        free(mb);
+        return -1;
+    }
+    int i = 0, j = 0, n = 0;
+    while (i < va->size || j < vb->size) {
+        uint32_t x = i < va->size ? va->symbols[i] : UINT32_MAX;
+        uint32_t y = j < vb->size ? vb->symbols[j] : UINT32_MAX;
+        if (x <= y) ma[i++] = n;
+        if (y <= x) mb[j++] = n;
+        u[n++] = x < y ? x : y;
+    }
+    for (size_t k = 0; k < a->n; k++) a->ids[k] = ma[a->ids[k]];
+    for (size_t k = 0; k < b->n; k++) b->ids[k] = mb[b->ids[k]];
+    free(ma);
+    free(mb);
+    free(a->vocab.symbols);
+    a->vocab.symbols = u;
+    a->vocab.size = n;
+    return 0;
+}
+
+/* --task text: DATA as ids, split into the training text and the held-out
+ * tail (or --val), each laid out as --batch streams of --seq-len windows. */
+static int prepare_text_reads(train_state *s)
+{
+    train_args *a = &s->a;
+    char msg[768];
+    const char *name = cli_input_name(a->data);
+    const bp_vocab *fixed = s->base ? &s->base_info.vocab : NULL;
+    bp_text_encoding enc = fixed ? fixed->encoding : a->encoding;
+    int B = a->batch, st;
+    if (fixed && a->given[O_ENCODING] && a->encoding != enc)
+        return cli_fail(CLI_USAGE, "--encoding %s, but %s reads %s (--init-from keeps its "
+                        "vocabulary)", bp_text_encoding_name(a->encoding), a->init_from,
+                        bp_text_encoding_name(enc));
+    s->seq_len = a->seq_len ? a->seq_len : TEXT_SEQ_LEN;
+    if (fixed) {
+        if (a->seq_len && a->seq_len != s->base_info.seq_len)
+            return cli_fail(CLI_USAGE, "--seq-len %d, but %s reads windows of %d (--init-from keeps "
+                            "its input shape)", a->seq_len, a->init_from, s->base_info.seq_len);
+        s->seq_len = s->base_info.seq_len;
+    }
+    int T = s->seq_len;
+    const char *hint = enc == BP_TEXT_UTF8 ? (fixed ? "; the model reads UTF-8"
+                                                    : "; not UTF-8? --encoding bytes reads any file "
+                                                      "as bytes")
+                                           : NULL;
+    if ((st = cli_text_read(&s->tx, a->data, enc, fixed, hint, msg, sizeof msg)))
+        return cli_fail(st, "%s", msg);
+    size_t N = s->tx.n;
+    int V = s->tx.vocab.size;
+    if (N == 0) return cli_fail(CLI_FAIL, "%s: empty text (nothing to learn)", name);
+    if (N == 1) return cli_fail(CLI_FAIL, "%s: a text of 1 character has nothing to learn (training "
+                                "predicts each next character)", name);
+    if (V < 2) {
+        return cli_fail(CLI_FAIL, "%s: the text repeats a single character: nothing to learn (the "
+                        "vocabulary needs at least 2 distinct characters)", name);
+    }
+    /* The held-out tail, or --val FILE with DATA's vocabulary. */
+    size_t nv = 0;
+    cli_text vt;
+    memset(&vt, 0, sizeof vt);
+    if (a->val) {
+        /* The vocabulary is DATA's and --val's characters together (a
+         * fine-tuned model's own: a character outside it is an error). */
+        if ((st = cli_text_read(&vt, a->val, enc, fixed, hint, msg, sizeof msg)))
+            return cli_fail(st, "%s%s", msg, fixed ? " (--init-from keeps the model's vocabulary)" : "");
+        if (!fixed && text_union(&s->tx, &vt)) {
+            cli_text_free(&vt);
+            return cli_fail(CLI_FAIL, "out of memory");
+        }
+        V = s->tx.vocab.size;
+    } else if (a->val_split > 0) {
+        nv = (size_t)llround(a->val_split * (double)N);
+    }
+    size_t nt = N - nv;
+    long need = (long)B * T + 1;
+    if ((long)nt - 1 < (long)B * T || nt > (size_t)0x7fffffff * (size_t)T) {
+        cli_text_free(&vt);
+        if (nv && (long)N - 1 >= (long)B * T)
+            return cli_fail(CLI_FAIL, "%s: the training text has %zu characters after holding out "
+                            "the last %zu for validation (--val-split %g); %d streams (--batch) of "
+                            "windows of %d characters (--seq-len) need at least %ld: lower --batch "
+                            "or --seq-len", name, nt, nv, a->val_split, B, T, need);
+        return cli_fail(CLI_FAIL, "%s: the text has %zu characters; %d streams (--batch) of windows "
+                        "of %d characters (--seq-len) need at least %ld: lower --batch or --seq-len",
+                        name, N, B, T, need);
+    }
+    if (cli_text_windows(s->tx.ids, nt, B, T, V, &s->tsplit) < 0) {
+        cli_text_free(&vt);
+        return cli_fail(CLI_FAIL, "out of memory");
+    }
+    s->train = &s->tsplit;
+    s->train_chars = nt;
+    const int32_t *vids = a->val ? vt.ids : s->tx.ids + nt;
+    size_t vn = a->val ? vt.n : nv;
+    if (a->val || nv) {
+        int rows = cli_text_windows(vids, vn, B, T, V, &s->vsplit);
+        cli_text_free(&vt);
+        if (rows < 0) return cli_fail(CLI_FAIL, "out of memory");
+        if (rows == 0 && a->val_split_default) {
+            /* The default split of a short text: train on all of it. */
+            snprintf(s->text_note, sizeof s->text_note, "no validation: the last 10%% of %s (%zu "
+                     "characters) is shorter than one window per stream (%ld for %d streams of "
+                     "%d); --val-split F or --val FILE sets one", name, vn, need, B, T);
+            own_free(&s->tsplit);
+            a->val_split = 0;
+            nt = N;
+            if (cli_text_windows(s->tx.ids, nt, B, T, V, &s->tsplit) < 0)
+                return cli_fail(CLI_FAIL, "out of memory");
+            s->train_chars = nt;
+        } else if (rows == 0) {
+            return cli_fail(CLI_FAIL, "%s: the validation text has %zu characters; %d streams "
+                            "(--batch) of windows of %d characters (--seq-len) need at least %ld: %s",
+                            a->val ? cli_input_name(a->val) : name, vn, B, T, need,
+                            a->val ? "give a longer text, or lower --batch or --seq-len"
+                                   : "raise --val-split, lower --batch or --seq-len, or --val-split 0");
+        } else {
+            s->val = &s->vsplit;
+            s->val_chars = vn;
+        }
+    }
+    s->classify = 0;
+    s->loss = BP_LOSS_CROSS_ENTROPY;
+    return CLI_OK;
+}
+
+static int prepare_text(train_state *s)
+{
+    int st = prepare_text_reads(s);
+    cli_inputs_release();
+    return st;
+}
+
 static int prepare_norm(train_state *s)
 {
     train_args *a = &s->a;
     bp_error err = {0};
+    if (s->text) return CLI_OK; /* token ids */
     if (a->normalize < 0 && s->base && bp_net_get_meta(s->base, "normalize")) {
         /* Fine-tuning keeps the input scaling the weights were trained with. */
         if (bp_norm_from_meta(&s->norm, s->base, &err) != BP_OK)
@@ -835,19 +1059,25 @@ static int original_mse(bp_net *net, const bp_data *d, const bp_norm *tn, double
     return CLI_OK;
 }
 
-/* 1 when the spec has a layer that needs image inputs (conv, pools). */
-static int spec_needs_image(const char *spec)
+/* 1 when the spec's first layer that is one of kinds[0..n) exists. */
+static int spec_has(const char *spec, const bp_layer_kind *kinds, int nk)
 {
     int n = 0;
     if (bp_spec_parse(spec, NULL, 0, &n, NULL) != BP_OK || n < 1) return 0;
     bp_layer_desc *d = calloc((size_t)n, sizeof *d);
-    int img = 0;
+    int has = 0;
     if (d && bp_spec_parse(spec, d, n, &n, NULL) == BP_OK)
         for (int i = 0; i < n; i++)
-            img |= d[i].kind == BP_CONV || d[i].kind == BP_MAXPOOL || d[i].kind == BP_AVGPOOL ||
-                   d[i].kind == BP_GLOBAL_AVGPOOL;
+            for (int k = 0; k < nk; k++) has |= d[i].kind == kinds[k];
     free(d);
-    return img;
+    return has;
+}
+
+/* 1 when the spec has a layer that needs image inputs (conv, pools). */
+static int spec_needs_image(const char *spec)
+{
+    static const bp_layer_kind img[] = {BP_CONV, BP_MAXPOOL, BP_AVGPOOL, BP_GLOBAL_AVGPOOL};
+    return spec_has(spec, img, 4);
 }
 
 static int shape_equal(bp_shape a, bp_shape b)
@@ -875,7 +1105,9 @@ static int choose_shape(train_state *s, bp_shape *out)
     train_args *a = &s->a;
     int n_in = s->train->n_inputs;
     char b1[64], b2[64];
-    if (a->input_shape.rank > 0) {
+    if (s->text) {
+        *out = bp_shape_flat(s->seq_len); /* --seq-len token ids */
+    } else if (a->input_shape.rank > 0) {
         shape_arg(b1, sizeof b1, a->input_shape);
         if (bp_shape_size(a->input_shape) != (size_t)n_in)
             return cli_fail(CLI_USAGE, "--input-shape %s has %zu values, but %s has %d features "
@@ -909,6 +1141,18 @@ static int create_error(const train_state *s, bp_shape sh, const bp_error *err)
     if (sh.rank <= 1 && spec_needs_image(s->spec))
         return cli_fail(CLI_USAGE, "--arch: %s; the rows of %s are flat (%zu features): pass "
                         "--input-shape C,H,W", err->message, s->a.data, bp_shape_size(sh));
+    static const bp_layer_kind seq[] = {BP_RNN, BP_LSTM, BP_GRU, BP_LAST};
+    static const bp_layer_kind emb[] = {BP_EMBEDDING};
+    if (!s->text && spec_has(s->spec, emb, 1))
+        return cli_fail(CLI_USAGE, "--arch: %s; embedding reads token ids: --task text trains on "
+                        "plain text", err->message);
+    if (!s->text && sh.rank != 2 && spec_has(s->spec, seq, 4)) {
+        char b[64];
+        bp_shape_format(sh, b, sizeof b);
+        return cli_fail(CLI_USAGE, "--arch: %s; the samples of %s are %s: --input-shape T,F reads "
+                        "each as a sequence of T steps of F features%s", err->message, s->a.data, b,
+                        sh.rank == 3 && sh.dim[0] == 1 ? " (images row by row: --input-shape H,W)" : "");
+    }
     return cli_fail(CLI_USAGE, "--arch: %s", err->message);
 }
 
@@ -937,10 +1181,36 @@ static int prepare_net(train_state *s)
     train_args *a = &s->a;
     bp_error err = {0};
     int outs = s->loss == BP_LOSS_BCE ? 1 : s->classify ? s->n_classes : s->train->n_targets;
-    const char *arch = a->arch ? a->arch : DEFAULT_ARCH;
-    size_t al = strlen(arch);
-    while (al && (arch[al - 1] == ' ' || arch[al - 1] == '\t')) al--;
-    s->spec = cli_printf("%.*s%sdense(%d)", (int)al, arch, al ? " " : "", outs);
+    if (s->text) {
+        /* embedding(D) gets the vocabulary size; dense(V) acts on every step. */
+        int V = s->tx.vocab.size;
+        outs = s->seq_len * V;
+        const char *arch = a->arch ? a->arch : TEXT_ARCH;
+        bp_layer_desc d0;
+        int nl = 0;
+        bp_layer_desc *all = NULL;
+        if (bp_spec_parse(arch, NULL, 0, &nl, &err) != BP_OK || nl < 1 ||
+            !(all = calloc((size_t)nl, sizeof *all)) || bp_spec_parse(arch, all, nl, &nl, &err) != BP_OK) {
+            free(all);
+            return cli_fail(CLI_USAGE, "--arch: %s", err.message[0] ? err.message : "out of memory");
+        }
+        d0 = all[0];
+        free(all);
+        if (d0.vocab && d0.vocab != V)
+            return cli_fail(CLI_USAGE, "--arch: embedding(%d,%d) takes %d token ids, but %s has %d "
+                            "distinct characters (give embedding(%d): the command line fills in the "
+                            "vocabulary size)", d0.units, d0.vocab, d0.vocab, a->data, V, d0.units);
+        const char *rest = strchr(arch, ')');
+        rest = rest ? rest + 1 : "";
+        size_t rl = strlen(rest);
+        while (rl && (rest[rl - 1] == ' ' || rest[rl - 1] == '\t')) rl--;
+        s->spec = cli_printf("embedding(%d,%d)%.*s dense(%d)", d0.units, V, (int)rl, rest, V);
+    } else {
+        const char *arch = a->arch ? a->arch : DEFAULT_ARCH;
+        size_t al = strlen(arch);
+        while (al && (arch[al - 1] == ' ' || arch[al - 1] == '\t')) al--;
+        s->spec = cli_printf("%.*s%sdense(%d)", (int)al, arch, al ? " " : "", outs);
+    }
     if (!s->spec) return cli_fail(CLI_FAIL, "out of memory");
     int n_in = s->train->n_inputs, st;
     bp_shape sh;
@@ -1021,21 +1291,46 @@ static int prepare_net(train_state *s)
                 return cli_fail(CLI_FAIL, "%s", err.message);
         }
     }
+    if (s->text && (bp_net_loss_steps(s->net, s->loss) != s->seq_len || bp_net_outputs(s->net) != outs)) {
+        char b[64];
+        bp_shape_format(bp_net_layer_shape(s->net, bp_net_layers(s->net) - 1), b, sizeof b);
+        return cli_fail(CLI_USAGE, "--arch: --task text predicts the next character at each of the "
+                        "%d steps, so the network must keep the sequence up to its output layer "
+                        "(dense(%d) on every step); '%s' gives %s per sample (leave out last and "
+                        "flatten)", s->seq_len, s->tx.vocab.size, bp_net_spec(s->net), b);
+    }
     if (bp_net_outputs(s->net) != outs) {
         /* A dense on [T, F] acts on each step: [T, units] outputs. */
         char b[64];
         bp_shape_format(bp_net_layer_shape(s->net, bp_net_layers(s->net) - 1), b, sizeof b);
         return cli_fail(CLI_USAGE, "--arch: the network gives %d outputs per sample (%s), the data "
-                        "and loss need %d (a dense on [T,F] inputs acts on each step: put a flatten "
-                        "before it)", bp_net_outputs(s->net), b, outs);
+                        "and loss need %d (a dense on a sequence [T,F] acts on each step: put last "
+                        "(its final step) or flatten before it)", bp_net_outputs(s->net), b, outs);
     }
     return CLI_OK;
 }
 
-/* Training settings and data description, stored in the model. */
-static int store_meta(train_state *s, long batches)
+/* What a text model reads: its vocabulary and windows. */
+static int store_text_meta(train_state *s)
 {
-    train_args *a = &s->a;
+    bp_net *net = s->net;
+    bp_error err = {0};
+    int st = 0;
+    st = st ? st : meta_set(net, "task", "text");
+    st = st ? st : meta_set(net, "loss", bp_loss_name(s->loss));
+    if (!st && bp_vocab_to_meta(&s->tx.vocab, net, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s", err.message);
+    st = st ? st : meta_int(net, "vocab_size", s->tx.vocab.size);
+    st = st ? st : meta_int(net, "seq_len", s->seq_len);
+    st = st ? st : meta_set(net, "data_format", "text");
+    st = st ? st : meta_int(net, "train_chars", (long)s->train_chars);
+    if (s->val) st = st ? st : meta_int(net, "val_chars", (long)s->val_chars);
+    return st;
+}
+
+/* What a CSV or IDX model reads: task, classes, columns, normalization. */
+static int store_data_meta(train_state *s)
+{
     bp_net *net = s->net;
     bp_error err = {0};
     int st = 0;
@@ -1060,7 +1355,17 @@ static int store_meta(train_state *s, long batches)
     if (bp_norm_to_meta(&s->norm, net, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if (!s->classify && bp_norm_targets_to_meta(&s->tnorm, net, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "%s", err.message);
-    const char *hidden = a->arch ? a->arch : DEFAULT_ARCH;
+    return CLI_OK;
+}
+
+/* Training settings and data description, stored in the model. */
+static int store_meta(train_state *s, long batches)
+{
+    train_args *a = &s->a;
+    bp_net *net = s->net;
+    int st = s->text ? store_text_meta(s) : store_data_meta(s);
+    if (st) return st;
+    const char *hidden = a->arch ? a->arch : s->text ? TEXT_ARCH : DEFAULT_ARCH;
     if (a->init_from && !a->arch) hidden = bp_net_get_meta(s->base, "hidden");
     if (hidden) st = st ? st : meta_set(net, "hidden", hidden);
     if (!a->init_from)
@@ -1083,7 +1388,7 @@ static int store_meta(train_state *s, long batches)
     st = st ? st : meta_int(net, "batch", a->batch);
     st = st ? st : meta_int(net, "steps_per_epoch", batches);
     st = st ? st : meta_int(net, "epochs", a->epochs);
-    st = st ? st : meta_set(net, "shuffle", a->no_shuffle ? "0" : "1");
+    st = st ? st : meta_set(net, "shuffle", a->no_shuffle || s->text ? "0" : "1");
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->seed);
     st = st ? st : meta_set(net, "seed", seed);
@@ -1157,8 +1462,18 @@ static void notices(const train_state *s, bp_optimizer opt, long batches)
         note("--init does nothing with --init-from (the weights come from %s)", a->init_from);
     if (a->given[O_NORMALIZE_TARGET] && s->classify)
         note("--normalize-target does nothing when classifying (it scales regression targets)");
-    if (a->no_shuffle && batches == 1)
+    if (a->no_shuffle && batches == 1 && !s->text)
         note("--no-shuffle does nothing with full batches (every step sees all samples)");
+    if (s->text) {
+        if (s->text_note[0]) note("%s", s->text_note);
+        static const int csv_only[] = {O_NO_SHUFFLE, O_NORMALIZE, O_NORMALIZE_TARGET, O_DELIMITER,
+                                       O_SKIP_ROWS, O_NO_HEADER};
+        for (size_t i = 0; i < sizeof csv_only / sizeof csv_only[0]; i++)
+            if (a->given[csv_only[i]])
+                note("%s does nothing with --task text (%s)", train_opts[csv_only[i]].name,
+                     csv_only[i] == O_NO_SHUFFLE ? "the streams are always read in order"
+                                                 : "DATA is plain text, read as token ids");
+    }
 }
 
 /* Train with Ctrl-C caught: it only sets a flag, checked after each step. */
@@ -1193,10 +1508,30 @@ static int run_steps(train_state *s)
         if (bp_net_load(&s->base, a->init_from, &err) != BP_OK)
             return cli_fail(CLI_FAIL, "%s", err.message);
         if ((st = cli_model_info_get(&s->base_info, s->base, a->init_from))) return st;
+        if (s->base_info.text && !a->text) {
+            if (a->task >= 0)
+                return cli_fail(CLI_USAGE, "train: %s is a text model; --task %s cannot fine-tune it "
+                                "(leave --task out, or give --task text)", a->init_from,
+                                a->task == BP_TASK_CLASSIFY ? "classify" : "regress");
+            a->text = 1; /* the base model's task */
+            if ((st = text_args(a))) return st;
+        } else if (!s->base_info.text && a->text) {
+            return cli_fail(CLI_USAGE, "train: --task text needs a text model to fine-tune; %s is a "
+                            "%s model", a->init_from, s->base_info.classify ? "classification" : "regression");
+        }
     }
-    if ((st = prepare_data(s))) return st;
+    if (!a->text && (a->given[O_SEQ_LEN] || a->given[O_ENCODING]))
+        return cli_fail(CLI_USAGE, "train: %s is for --task text; %s is not a text model",
+                        a->given[O_SEQ_LEN] ? "--seq-len" : "--encoding", a->init_from);
+    s->text = a->text;
+    if (s->text) {
+        if ((st = prepare_text(s))) return st;
+    } else if ((st = prepare_data(s))) return st;
     if ((st = prepare_norm(s))) return st;
     if ((st = prepare_net(s))) return st;
+    /* Truncated BPTT: each pass of --batch rows continues the streams. */
+    if (s->text && bp_net_set_stateful(s->net, a->batch, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s", err.message);
 
     /* Trainer configuration. */
     bp_train_config cfg;
@@ -1220,7 +1555,7 @@ static int run_steps(train_state *s)
     cfg.augment_shift = a->shift;
     cfg.batch_size = a->batch;
     cfg.epochs = a->epochs;
-    cfg.shuffle = !a->no_shuffle;
+    cfg.shuffle = !a->no_shuffle && !s->text; /* text: the streams in order */
     cfg.seed = a->seed;
     cfg.patience = a->early_stop;
     cfg.min_delta = a->min_delta;
@@ -1244,6 +1579,8 @@ static int run_steps(train_state *s)
     s->pg.tty = isatty(STDERR_FILENO);
     s->pg.quiet = a->quiet;
     s->pg.classify = s->classify;
+    s->pg.text = s->text;
+    s->pg.steps = s->text ? s->seq_len : 1;
     s->pg.n_train = n;
     cfg.on_step = on_step;
     cfg.on_epoch = on_epoch;
@@ -1265,8 +1602,18 @@ static int run_steps(train_state *s)
     notices(s, opt, batches); /* after every check: an error stays one line */
 
     if (!a->quiet) {
-        fprintf(stderr, "training %s on %d samples", bp_net_spec(s->net), s->train->n);
-        if (s->val) fprintf(stderr, " (validation %d)", s->val->n);
+        if (s->text) {
+            char c1[32], c2[32];
+            cli_fmt_count(c1, sizeof c1, s->train_chars);
+            cli_fmt_count(c2, sizeof c2, s->val_chars);
+            fprintf(stderr, "training %s on %s characters (%d streams of %d windows of %d, "
+                    "vocabulary %d, %s)", bp_net_spec(s->net), c1, a->batch, s->train->n / a->batch,
+                    s->seq_len, s->tx.vocab.size, bp_text_encoding_name(s->tx.vocab.encoding));
+            if (s->val) fprintf(stderr, " (validation %s characters)", c2);
+        } else {
+            fprintf(stderr, "training %s on %d samples", bp_net_spec(s->net), s->train->n);
+            if (s->val) fprintf(stderr, " (validation %d)", s->val->n);
+        }
         /* The first `freeze` parametric layers keep their weights. */
         size_t total = bp_net_param_count(s->net), frozen = 0;
         for (int i = 0, par = 0; i < bp_net_layers(s->net) && par < a->freeze; i++)
@@ -1319,10 +1666,12 @@ static int run_steps(train_state *s)
     st = st ? st : meta_int(s->net, "best_epoch", res.best_epoch);
     st = st ? st : meta_int(s->net, "kept_epoch", be);
     st = st ? st : meta_num(s->net, "train_loss", tl);
-    if (s->classify) st = st ? st : meta_num(s->net, "train_accuracy", ta);
+    if (s->classify || s->text) st = st ? st : meta_num(s->net, "train_accuracy", ta);
+    if (s->text) st = st ? st : meta_num(s->net, "train_bits_per_char", tl / M_LN2);
     if (s->val) {
         st = st ? st : meta_num(s->net, "val_loss", vl);
-        if (s->classify) st = st ? st : meta_num(s->net, "val_accuracy", va);
+        if (s->classify || s->text) st = st ? st : meta_num(s->net, "val_accuracy", va);
+        if (s->text) st = st ? st : meta_num(s->net, "val_bits_per_char", vl / M_LN2);
     }
     if (st) return st;
 
@@ -1330,8 +1679,9 @@ static int run_steps(train_state *s)
         char title[512];
         snprintf(title, sizeof title, "%s: %s", out, bp_net_spec(s->net));
         /* The curves are the epochs' losses: in the scaled units. */
-        cli_plot_svg(s->plot.f, h, s->classify, title,
-                     s->tnorm.kind != BP_NORM_NONE ? "mse of the scaled targets" : bp_loss_name(s->loss));
+        cli_plot_svg(s->plot.f, h, s->classify || s->text, title,
+                     s->tnorm.kind != BP_NORM_NONE ? "mse of the scaled targets"
+                     : s->text ? "cross-entropy (nats per character)" : bp_loss_name(s->loss));
     }
     if (bp_net_save(s->net, out, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
     if (s->log.f && (st = cli_out_commit(&s->log))) return st;
@@ -1342,10 +1692,12 @@ static int run_steps(train_state *s)
                 res.epochs_run, a->early_stop, be);
     printf("saved %s: %d epoch%s in %.1fs, train loss %.4f", out, res.epochs_run,
            res.epochs_run == 1 ? "" : "s", seconds, tl);
-    if (s->classify) printf(" accuracy %.4f", ta);
+    if (s->text) printf(" (%.4f bits/char)", tl / M_LN2);
+    if (s->classify || s->text) printf(" accuracy %.4f", ta);
     if (s->val) {
         printf(", validation loss %.4f", vl);
-        if (s->classify) printf(" accuracy %.4f", va);
+        if (s->text) printf(" (%.4f bits/char)", vl / M_LN2);
+        if (s->classify || s->text) printf(" accuracy %.4f", va);
     }
     if (s->tnorm.kind != BP_NORM_NONE) printf(" (mse in the targets' units)");
     if (be != res.epochs_run) printf(" (epoch %d, kept by early stopping)", be);

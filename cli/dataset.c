@@ -359,6 +359,7 @@ void cli_model_info_free(cli_model_info *mi)
     bp_strings_free(mi->classes, mi->n_classes);
     bp_strings_free(mi->targets, mi->n_target_names);
     bp_strings_free(mi->features, mi->n_features);
+    bp_vocab_free(&mi->vocab);
     memset(mi, 0, sizeof *mi);
 }
 
@@ -371,6 +372,20 @@ int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *path)
     mi->out_kind = bp_net_layer(net, nl - 1).kind;
     const char *task = bp_net_get_meta(net, "task");
     const char *loss = bp_net_get_meta(net, "loss");
+    if (task && !strcmp(task, "text")) {
+        /* Checked by cli_model_check: the vocabulary fits the network. */
+        bp_error err = {0};
+        if (bp_vocab_from_meta(&mi->vocab, net, &err) != BP_OK)
+            return cli_fail(CLI_FAIL, "%s: %s", path, err.message);
+        mi->text = 1;
+        mi->loss = BP_LOSS_CROSS_ENTROPY;
+        mi->seq_len = bp_net_inputs(net);
+        mi->n_targets = mi->seq_len;
+        const char *b = bp_net_get_meta(net, "batch");
+        mi->streams = b ? atoi(b) : 32;
+        if (mi->streams < 1) mi->streams = 32;
+        return CLI_OK;
+    }
     if (task && strcmp(task, "classify") && strcmp(task, "regress"))
         return cli_fail(CLI_FAIL, "%s: metadata \"task\" is '%s', expected classify or regress",
                         path, task);

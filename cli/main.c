@@ -18,8 +18,8 @@ int main(int argc, char **argv)
 static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_fail(CLI_USAGE, "missing command: train, eval, predict, info or gradcheck "
-                        "(see 'backprop --help')");
+        return cli_fail(CLI_USAGE, "missing command: train, eval, predict, generate, info or "
+                        "gradcheck (see 'backprop --help')");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         if (argc > 2 && strcmp(cmd, "help") == 0) {
@@ -28,6 +28,7 @@ static int dispatch(int argc, char **argv)
             if (!strcmp(argv[2], "eval")) return cmd_eval(2, args);
             if (!strcmp(argv[2], "predict")) return cmd_predict(2, args);
             if (!strcmp(argv[2], "info")) return cmd_info(2, args);
+            if (!strcmp(argv[2], "generate")) return cmd_generate(2, args);
             if (!strcmp(argv[2], "gradcheck")) return cmd_gradcheck(2, args);
         }
         fputs(usage_main, stdout);
@@ -42,9 +43,10 @@ static int dispatch(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "gradcheck")) return cmd_gradcheck(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_fail(CLI_USAGE, "unknown option '%s' (see 'backprop --help')", cmd);
-    return cli_fail(CLI_USAGE, "unknown command '%s' (commands: train, eval, predict, info, "
-                    "gradcheck; see 'backprop --help')", cmd);
+    return cli_fail(CLI_USAGE, "unknown command '%s' (commands: train, eval, predict, generate, "
+                    "info, gradcheck; see 'backprop --help')", cmd);
 }

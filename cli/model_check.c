@@ -190,6 +190,59 @@ static int parse_shape_meta(const char *v, bp_shape *out)
     return 0;
 }
 
+static int check_shape_hidden(const bp_net *net, const char *path);
+
+/* A text model (task "text"): the vocabulary, and a network that reads
+ * [T] token ids through an embedding of the vocabulary and gives a
+ * dense(vocabulary) at every step. */
+static int check_text(const bp_net *net, const char *path)
+{
+    char ex[80];
+    const char *v;
+    long k;
+    if ((v = bp_net_get_meta(net, "loss")) && strcmp(v, "cross-entropy")) {
+        excerpt(ex, sizeof ex, v);
+        return cli_fail(CLI_FAIL, "%s: metadata \"loss\" is %s, but a text model needs "
+                        "cross-entropy", path, ex);
+    }
+    static const char *const foreign[] = {"classes", "features", "targets"};
+    for (int i = 0; i < 3; i++)
+        if (bp_net_get_meta(net, foreign[i]))
+            return cli_fail(CLI_FAIL, "%s: metadata \"%s\" is set, but the model is a text model",
+                            path, foreign[i]);
+    bp_vocab voc;
+    bp_error err = {0};
+    if (bp_vocab_from_meta(&voc, net, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s: %s", path, err.message);
+    int V = voc.size;
+    bp_vocab_free(&voc);
+    bp_shape in = bp_net_input_shape(net);
+    int T = bp_net_inputs(net);
+    if (in.rank > 1 || bp_net_layer(net, 0).kind != BP_EMBEDDING)
+        return cli_fail(CLI_FAIL, "%s: a text model reads token ids [T] through an embedding "
+                        "first; this one is '%s' on inputs %s", path, bp_net_spec(net),
+                        in.rank > 1 ? "of rank above 1" : "without an embedding");
+    if (bp_net_loss_steps(net, BP_LOSS_CROSS_ENTROPY) != T || bp_net_outputs(net) != T * V)
+        return cli_fail(CLI_FAIL, "%s: a text model predicts the next character at each of its %d "
+                        "steps (%d outputs per step); '%s' gives %d outputs", path, T, V,
+                        bp_net_spec(net), bp_net_outputs(net));
+    if ((v = bp_net_get_meta(net, "seq_len")) && (!parse_int(v, 1, INT_MAX, &k) || k != T)) {
+        excerpt(ex, sizeof ex, v);
+        return cli_fail(CLI_FAIL, "%s: metadata \"seq_len\" is %s, the model reads %d steps", path,
+                        ex, T);
+    }
+    if ((v = bp_net_get_meta(net, "vocab_size")) && (!parse_int(v, 1, INT_MAX, &k) || k != V)) {
+        excerpt(ex, sizeof ex, v);
+        return cli_fail(CLI_FAIL, "%s: metadata \"vocab_size\" is %s, the vocabulary has %d", path,
+                        ex, V);
+    }
+    if ((v = bp_net_get_meta(net, "batch")) && !parse_int(v, 1, 1 << 20, &k)) {
+        excerpt(ex, sizeof ex, v);
+        return cli_fail(CLI_FAIL, "%s: metadata \"batch\" is %s, not a stream count", path, ex);
+    }
+    return CLI_OK;
+}
+
 int cli_model_check(const bp_net *net, const char *path)
 {
     char ex[80];
@@ -199,10 +252,14 @@ int cli_model_check(const bp_net *net, const char *path)
     /* task and loss: what the outputs mean. */
     const char *task = bp_net_get_meta(net, "task");
     const char *loss_s = bp_net_get_meta(net, "loss");
+    if (task && !strcmp(task, "text")) {
+        if ((st = check_text(net, path))) return st;
+        return check_shape_hidden(net, path);
+    }
     if (task && strcmp(task, "classify") && strcmp(task, "regress")) {
         excerpt(ex, sizeof ex, task);
-        return cli_fail(CLI_FAIL, "%s: metadata \"task\" is %s, expected classify or regress", path,
-                        ex);
+        return cli_fail(CLI_FAIL, "%s: metadata \"task\" is %s, expected classify, regress or "
+                        "text", path, ex);
     }
     bp_loss loss = BP_LOSS_MSE;
     if (loss_s && bp_loss_parse(loss_s, &loss, NULL) != BP_OK) {
@@ -297,6 +354,15 @@ int cli_model_check(const bp_net *net, const char *path)
                                 path, lists[i], bp_net_get_meta(net, "normalize") ? "none" : "missing");
     }
 
+    return check_shape_hidden(net, path);
+}
+
+/* input_shape and hidden: checked for every task. */
+static int check_shape_hidden(const bp_net *net, const char *path)
+{
+    char ex[80];
+    int inputs = bp_net_inputs(net);
+    const char *v;
     /* input_shape: the per-sample shape (written by the library for image
      * and sequence inputs); its values must be the "inputs" and the
      * network's own input shape. */

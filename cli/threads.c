@@ -29,7 +29,8 @@
  * either variable is kept; an exec that fails leaves the defaults. */
 void cli_short_waits(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval") && strcmp(argv[1], "predict")))
+    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "eval") && strcmp(argv[1], "predict") &&
+                     strcmp(argv[1], "generate")))
         return;
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || bp_set_threads(0) < 2) return;
     if (setenv("GOMP_SPINCOUNT", CLI_SPINCOUNT, 1) != 0) return;

@@ -589,6 +589,85 @@ bp_status bp_norm_targets_to_meta(const bp_norm *nm, bp_net *net, bp_error *err)
 bp_status bp_norm_targets_from_meta(bp_norm *out, const bp_net *net, bp_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Text (character-level language models)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* How a text becomes symbols. */
+typedef enum bp_text_encoding {
+    BP_TEXT_UTF8 = 0,   /* Unicode characters (code points) decoded from UTF-8, strictly:
+                           an overlong form, a surrogate, a code point above U+10FFFF, a
+                           stray continuation byte or a truncated sequence is an error;
+                           one byte order mark at the start is skipped */
+    BP_TEXT_BYTES       /* bytes 0..255: any file, nothing decoded or skipped */
+} bp_text_encoding;
+
+/* "utf8", "bytes"; the parser also takes "utf-8" and returns BP_EINVAL for
+ * another word. */
+const char *bp_text_encoding_name(bp_text_encoding e);
+bp_status bp_text_encoding_parse(const char *name, bp_text_encoding *out, bp_error *err);
+
+/* A vocabulary: token id i is symbols[i] (a code point, or a byte value),
+ * the symbols strictly increasing. Free with bp_vocab_free. */
+typedef struct bp_vocab {
+    bp_text_encoding encoding;
+    int size;             /* tokens; ids are 0..size-1 */
+    uint32_t *symbols;    /* [size], owned */
+} bp_vocab;
+
+/* Release the symbols and zero the struct. Accepts NULL. */
+void bp_vocab_free(bp_vocab *v);
+
+/* The vocabulary of a text: every distinct symbol of `size` bytes at
+ * `text`, in increasing order (so the ids depend only on the set of
+ * symbols). `name` (may be NULL: "<text>") starts the messages. BP_EFORMAT
+ * "NAME:LINE:COL: invalid UTF-8 byte 0xC3 (byte offset 1234)" (LINE counts
+ * LF line ends from 1, COL the characters of the line from 1) or
+ * "NAME: empty text (no characters)"; BP_EINVAL, BP_ENOMEM. `out` is zeroed
+ * on failure. Linear in `size`; 136 KiB of scratch for UTF-8. */
+bp_status bp_vocab_build(bp_vocab *out, const void *text, size_t size, bp_text_encoding enc,
+                         const char *name, bp_error *err);
+
+/* The id of a symbol, or -1 when the vocabulary does not hold it. */
+int bp_vocab_id(const bp_vocab *v, uint32_t symbol);
+
+/* The bytes of token `id` (its UTF-8 encoding, or its one byte) into out;
+ * returns their count 1..4, or 0 when id is not an id of v. */
+int bp_vocab_token_bytes(const bp_vocab *v, int id, char out[4]);
+
+/* Token ids of a text, with v->encoding: ids (caller-owned, room for at
+ * least `size` ids: a text never has more symbols than bytes) receive the
+ * ids and *n their count (0 for an empty text). BP_EFORMAT
+ * "NAME:LINE:COL: character 'é' (U+00E9) is not in the model's vocabulary"
+ * (a byte text: "byte 0xE9"; control characters by code point only, "\n",
+ * "\r" and "\t" escaped), or the invalid UTF-8 message of bp_vocab_build;
+ * BP_EINVAL for a NULL argument or an invalid vocabulary. *n is 0 on
+ * failure (ids may be partly written). */
+bp_status bp_text_ids(const bp_vocab *v, const void *text, size_t size, const char *name,
+                      int32_t *ids, size_t *n, bp_error *err);
+
+/* The vocabulary as text: its symbols in decimal, joined by commas
+ * ("10,32,33,101"), written into buf like snprintf (terminated when size >
+ * 0; buf may be NULL with size 0). Returns the length of the full text. */
+size_t bp_vocab_format(const bp_vocab *v, char *buf, size_t size);
+
+/* Inverse of bp_vocab_format for `enc`: canonical decimals (digits only,
+ * no sign, space or leading zero) joined by single commas, each a byte
+ * value (0..255) or a code point (0..1114111, not a surrogate), strictly
+ * increasing. BP_EFORMAT with "vocabulary: ..." for an empty text, a
+ * value that is not such a number, out of range, a duplicate or a value
+ * below the one before it; BP_ENOMEM. `out` is zeroed on failure. */
+bp_status bp_vocab_parse(bp_vocab *out, const char *text, bp_text_encoding enc, bp_error *err);
+
+/* Store in / read from a network's metadata: "vocab" (bp_vocab_format) and
+ * "encoding" (bp_text_encoding_name). When the network's first layer is an
+ * embedding, it must take exactly v->size ids: to_meta gives BP_ESHAPE,
+ * from_meta BP_EFORMAT otherwise. from_meta: BP_EFORMAT "model metadata:
+ * ..." when a key is missing or invalid (bp_vocab_parse's reasons); `out`
+ * is zeroed on failure. */
+bp_status bp_vocab_to_meta(const bp_vocab *v, bp_net *net, bp_error *err);
+bp_status bp_vocab_from_meta(bp_vocab *out, const bp_net *net, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 /* ------------------------------------------------------------------------ */
 

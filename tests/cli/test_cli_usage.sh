@@ -31,7 +31,7 @@ run --help
 check "--help exits 0 with NAME/SYNOPSIS" eval '[ $rc -eq 0 ] && grep -q "^SYNOPSIS" out && grep -q "^NAME" out'
 run --version
 check "--version prints the version" eval '[ $rc -eq 0 ] && grep -Eq "^backprop [0-9]+\.[0-9]+\.[0-9]+" out'
-for c in train eval predict info gradcheck; do
+for c in train eval predict generate info gradcheck; do
     run "$c" --help
     check "$c --help has NAME, SYNOPSIS, OPTIONS/DESCRIPTION, EXAMPLES" eval \
         '[ $rc -eq 0 ] && grep -q "^NAME" out && grep -q "^SYNOPSIS" out && grep -q "^EXAMPLES" out && grep -q "backprop $c" out'
@@ -44,7 +44,7 @@ missing=""
 for o in --labels -o --target --task --arch --loss --init --optimizer --lr --momentum \
     --weight-decay --l1 --l2 --clip-norm --clip-value --schedule --warmup --batch --epochs \
     --val --val-split --early-stop --no-shuffle --seed --normalize --init-from --freeze \
-    --threads --log --plot --quiet --input-shape --augment --new-head; do
+    --threads --log --plot --quiet --input-shape --augment --new-head --seq-len --encoding; do
     grep -q -- "$o" out || missing="$missing $o"
 done
 check "train --help documents every option${missing:+ (missing:$missing)}" [ -z "$missing" ]
@@ -52,6 +52,10 @@ run eval --help
 check "eval --help documents --labels --json" eval 'grep -q -- --labels out && grep -q -- --json out'
 run predict --help
 check "predict --help documents --labels -o --proba" eval 'grep -q -- --labels out && grep -q -- "-o" out && grep -q -- --proba out'
+run generate --help
+check "generate --help documents --prime --length --temperature --seed" eval 'grep -q -- --prime out && grep -q -- --length out && grep -q -- --temperature out && grep -q -- --seed out'
+run --help
+check "--help lists generate and --task text" eval 'grep -q "backprop generate MODEL" out && grep -q -- "--task text" out'
 
 # ---- usage errors: status 2 ----
 expect_error "no command" 2 "missing command"
@@ -62,6 +66,7 @@ expect_error "unknown eval option" 2 "unknown option '--frob'" eval m two.csv --
 expect_error "unknown predict option" 2 "unknown option" predict m two.csv --json
 expect_error "unknown info option" 2 "unknown option" info m --frob
 expect_error "unknown gradcheck option" 2 "unknown option" gradcheck --frob
+expect_error "unknown generate option" 2 "unknown option '--frob'" generate m --frob
 expect_error "missing option value" 2 "--lr needs a value" train two.csv --lr
 expect_error "missing -o value" 2 "-o needs a value" train two.csv -o
 expect_error "bad number --lr abc" 2 "--lr: 'abc' is not a number" train two.csv --lr abc
