@@ -36,6 +36,9 @@ enum {
     O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_COUNT
 };
 
+/* rnn, lstm, gru: the layers with gradient norms through time in the log. */
+static int is_recurrent(bp_layer_kind k) { return k == BP_RNN || k == BP_LSTM || k == BP_GRU; }
+
 static const cli_opt train_opts[] = {
     [O_HELP] = {"--help", "-h", 0},
     [O_LABELS] = {"--labels", NULL, 1},
@@ -416,6 +419,11 @@ static int on_epoch(const bp_epoch_info *ei, void *user)
             if (bp_layer_is_parametric(bp_net_layer(pg->net, i).kind)) log_num(pg->log, ei->grad_norm[i]);
         for (int i = 0; i < ei->n_layers; i++)
             if (bp_net_layer(pg->net, i).kind == BP_RELU) log_num(pg->log, ei->dead_fraction[i]);
+        for (int i = 0; i < ei->n_layers; i++)
+            if (is_recurrent(bp_net_layer(pg->net, i).kind)) {
+                log_num(pg->log, ei->grad_first_step[i]);
+                log_num(pg->log, ei->grad_last_step[i]);
+            }
         fputc('\n', pg->log);
     }
     if (!pg->quiet && !g_interrupted) {
@@ -1411,6 +1419,8 @@ static void write_log_header(FILE *f, const bp_net *net)
         if (bp_layer_is_parametric(bp_net_layer(net, i).kind)) fprintf(f, ",grad_norm_%d", i);
     for (int i = 0; i < bp_net_layers(net); i++)
         if (bp_net_layer(net, i).kind == BP_RELU) fprintf(f, ",dead_%d", i);
+    for (int i = 0; i < bp_net_layers(net); i++)
+        if (is_recurrent(bp_net_layer(net, i).kind)) fprintf(f, ",grad_first_step_%d,grad_last_step_%d", i, i);
     fputc('\n', f);
 }
 
