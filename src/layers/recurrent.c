@@ -29,6 +29,7 @@
 #include "../kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,7 @@ typedef struct rec_ws {
     bp_real *dhr;   /* [n, H]: gradient reaching h through W_hh */
     bp_real *dhd;   /* [n, H]: GRU: direct part z dh */
     bp_real *dc;    /* [n, H]: LSTM cell gradient */
+    bp_real *db;    /* [2 GH]: bias gradients (input side, recurrent side) */
 } rec_ws;
 
 /* Lays out the workspace at base (NULL: sizes only); returns its bytes. */
@@ -107,6 +109,7 @@ static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
         {&w->dAc, (uint64_t)n * GH}, {&w->hc, (uint64_t)n * H},
         {&w->cc, lstm ? (uint64_t)n * H : 0}, {&w->dhr, (uint64_t)n * H},
         {&w->dhd, gru ? (uint64_t)n * H : 0}, {&w->dc, lstm ? (uint64_t)n * H : 0},
+        {&w->db, 2 * GH},
     };
     uint64_t off = 0;
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
@@ -172,6 +175,15 @@ static rec_fast *rec_fast_of(const bp_net *net, const bp_layer *L, int n, int tr
 /* Threads for a per-step loop over n samples of `per` values each. */
 static int step_threads(int n, int per) { return bp_threads_for((double)n * per, 32768.0); }
 
+/* Thread k of K takes units [unit_span(H, k, K), unit_span(H, k + 1, K)) of
+ * every sample: spans of whole 64-byte lines where H allows. */
+static int unit_span(int H, int k, int K)
+{
+    if (k >= K) return H;
+    int j = (int)((int64_t)H * k / K);
+    return H >= 16 * K ? j & ~15 : j;
+}
+
 static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                         int training)
 {
@@ -208,25 +220,20 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
             bp_k_bias_rows(w.R, bhh, n, GH);
             bp_gemm(0, 1, n, GH, H, 1, w.hc, H, Whh, H, 1, w.R, GH);
         }
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int b = 0; b < n; b++) {
-            size_t row = (size_t)b * T + t;
-            bp_real *a = w.gates + row * GH, *h = w.hc + (size_t)b * H;
-            const bp_real *r = w.R + (size_t)b * GH;
-            bp_real *yo = y + row * H;
-            memcpy(w.Hp + row * H, h, (size_t)H * sizeof(bp_real));
-            if (lstm) {
-                bp_real *c = w.C + row * H, *cc = w.cc + (size_t)b * H;
-                bp_k_lstm_fwd(a, r, cc, c, yo, H);
-                memcpy(cc, c, (size_t)H * sizeof(bp_real));
-            } else if (gru) {
-                memcpy(w.Rn + row * H, r + 2 * H, (size_t)H * sizeof(bp_real));
-                bp_k_gru_fwd(a, r, h, yo, H);
-            } else {
-                bp_k_rnn_fwd(a, r, H);
-                memcpy(yo, a, (size_t)H * sizeof(bp_real));
+        /* The cells, each thread on its own units of every sample. */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int k = omp_get_thread_num(), K = omp_get_num_threads();
+            int j0 = unit_span(H, k, K), m = unit_span(H, k + 1, K) - j0;
+            for (int b = 0; b < n && m > 0; b++) {
+                size_t row = (size_t)b * T + t, o = (size_t)b * H + j0;
+                bp_real *a = w.gates + row * GH + j0, *yo = y + row * H + j0;
+                const bp_real *r = w.R + (size_t)b * GH + j0;
+                memcpy(w.Hp + row * H + j0, w.hc + o, (size_t)m * sizeof(bp_real));
+                if (lstm) bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.hc + o, yo, H, m);
+                else if (gru) bp_k_gru_fwd(a, r, w.Rn + row * H + j0, w.hc + o, yo, H, m);
+                else bp_k_rnn_fwd(a, r, w.hc + o, yo, m);
             }
-            memcpy(h, yo, (size_t)H * sizeof(bp_real));
         }
     }
     if (carry && !net->state_hold) {
@@ -250,29 +257,35 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
     int lstm = L->kind == BP_LSTM, gru = L->kind == BP_GRU;
     size_t nh = (size_t)n * H;
     memset(w.dhr, 0, nh * sizeof(bp_real));
+    memset(w.db, 0, 2 * (size_t)GH * sizeof(bp_real));
     if (lstm) memset(w.dc, 0, nh * sizeof(bp_real));
     if (gru) memset(w.dhd, 0, nh * sizeof(bp_real));
 
     int nt = step_threads(n, GH);
     for (int t = T - 1; t >= 0; t--) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int b = 0; b < n; b++) {
-            size_t row = (size_t)b * T + t;
-            const bp_real *dyr = dy + row * H, *dh = w.dhr + (size_t)b * H;
-            bp_real *da = w.dA + row * GH, *dac = w.dAc + (size_t)b * GH;
-            if (lstm) {
-                const bp_real *cprev = t ? w.C + (row - 1) * H : w.c0 + (size_t)b * H;
-                bp_k_lstm_bwd(da, w.dc + (size_t)b * H, dyr, dh, w.gates + row * GH,
-                              w.C + row * H, cprev, H);
-                memcpy(dac, da, (size_t)GH * sizeof(bp_real));
-            } else if (gru) {
-                bp_real *dah = w.dAh + row * GH;
-                bp_k_gru_bwd(da, dah, w.dhd + (size_t)b * H, dyr, dh, w.gates + row * GH,
-                             w.Rn + row * H, w.Hp + row * H, H);
-                memcpy(dac, dah, (size_t)GH * sizeof(bp_real));
-            } else {
-                bp_k_rnn_bwd(da, dyr, dh, y + row * H, H);
-                memcpy(dac, da, (size_t)GH * sizeof(bp_real));
+        /* The cells, each thread on its own units of every sample (and so
+         * its own columns of the bias gradients: summed in the same order
+         * on any thread count). */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int k = omp_get_thread_num(), K = omp_get_num_threads();
+            int j0 = unit_span(H, k, K), m = unit_span(H, k + 1, K) - j0;
+            for (int b = 0; b < n && m > 0; b++) {
+                size_t row = (size_t)b * T + t, o = (size_t)b * H + j0;
+                const bp_real *dyr = dy + row * H + j0, *dh = w.dhr + o;
+                bp_real *da = w.dA + row * GH + j0, *dac = w.dAc + (size_t)b * GH + j0;
+                const bp_real *g = w.gates + row * GH + j0;
+                if (lstm) {
+                    const bp_real *cprev = t ? w.C + (row - 1) * H + j0 : w.c0 + o;
+                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.C + row * H + j0,
+                                  cprev, H, m);
+                } else if (gru) {
+                    bp_k_gru_bwd(da, w.dAh + row * GH + j0, dac, w.db + j0, w.db + GH + j0,
+                                 w.dhd + o, dyr, dh, g, w.Rn + row * H + j0, w.Hp + row * H + j0,
+                                 H, m);
+                } else {
+                    bp_k_rnn_bwd(da, dac, w.db + j0, dyr, dh, y + row * H + j0, m);
+                }
             }
         }
         /* The gradient reaching h_{t-1} through W_hh: dAc W_hh. */
@@ -286,8 +299,9 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
             bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, x, F, 0, dWih, F);
         if (!bp_mm_run(f ? f->dw_hh : NULL, w.dAh, w.Hp, NULL, dWhh))
             bp_gemm(1, 0, GH, H, NT, 1, w.dAh, GH, w.Hp, H, 0, dWhh, H);
-        bp_k_colsum(dbih, w.dA, NT, GH);
-        bp_k_colsum(dbhh, w.dAh, NT, GH);
+        /* rnn, lstm: both biases enter the same sum, so share a gradient */
+        memcpy(dbih, w.db, (size_t)GH * sizeof(bp_real));
+        memcpy(dbhh, gru ? w.db + GH : w.db, (size_t)GH * sizeof(bp_real));
     }
     if (dx && !bp_mm_run(f ? f->dx : NULL, w.dA, Wih, NULL, dx))
         bp_gemm(0, 0, NT, F, GH, 1, w.dA, GH, Wih, F, 0, dx, F);
