@@ -43,12 +43,14 @@
 #ifndef BP_DOUBLE
 /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35],
  * exp(r) by its degree-7 Taylor polynomial (truncation < 5e-9). x is
- * clamped to [-87.3, 88] so 2^n stays a normal float; NaN stays NaN. */
+ * clamped to [-87.3, 88] so 2^n stays a normal float; NaN stays NaN: the
+ * comparisons are false for it, so the clamp computes it on -87.3 and it is
+ * returned as NaN below (one compare and blend fewer than testing x != x
+ * first, with the same result for every input). */
 static inline float fast_expf(float x0)
 {
-    float x = x0 != x0 ? 0.0f : x0; /* NaN: computed on 0, returned as NaN below */
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.0f ? 88.0f : x;
+    float x = x0 > -87.3f ? x0 : -87.3f;
+    x = x < 88.0f ? x : 88.0f;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float n = (x * 1.44269504088896341f + shifter) - shifter;
     float r = x - n * 0.693145751953125f; /* ln 2, high part (exact product) */
@@ -298,8 +300,8 @@ BP_HOT void bp_k_rnn_fwd(const bp_real *restrict a, const bp_real *restrict r,
 }
 
 BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r, bp_real *cc,
-                          bp_real *restrict c, bp_real *restrict h, bp_real *restrict y, int H,
-                          int m)
+                          bp_real *restrict c, bp_real *restrict tc, bp_real *restrict h,
+                          bp_real *restrict y, int H, int m)
 {
     bp_real *gi = a, *gf = a + H, *gg = a + 2 * H, *go = a + 3 * H;
     const bp_real *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
@@ -309,7 +311,9 @@ BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r, bp_rea
         bp_real cj = f * cc[j] + i * g;
         gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
         c[j] = cj, cc[j] = cj;
-        bp_real hj = o * TANH(cj);
+        bp_real t = TANH(cj);
+        tc[j] = t;
+        bp_real hj = o * t;
         h[j] = hj, y[j] = hj;
     }
 }
@@ -343,12 +347,12 @@ BP_HOT void bp_k_rnn_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *r
 BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *restrict db,
                           bp_real *restrict dc, const bp_real *restrict dy,
                           const bp_real *restrict dh, const bp_real *restrict g,
-                          const bp_real *restrict c, const bp_real *restrict cprev, int H, int m)
+                          const bp_real *restrict tcs, const bp_real *restrict cprev, int H, int m)
 {
     const bp_real *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     for (int j = 0; j < m; j++) {
         bp_real i = gi[j], f = gf[j], gv = gg[j], o = go[j];
-        bp_real tc = TANH(c[j]);
+        bp_real tc = tcs[j];
         bp_real d = dy[j] + dh[j];
         bp_real dcj = dc[j] + d * o * (1 - tc * tc);
         da[j] = dcj * gv * i * (1 - i);

@@ -83,6 +83,7 @@ typedef struct rec_ws {
     bp_real *dAh;   /* [n*T, GH]: recurrent side (GRU; else dA) */
     bp_real *Hp;    /* [n*T, H]: the state h_{t-1} step t started from */
     bp_real *C;     /* [n*T, H]: LSTM cell c_t */
+    bp_real *TC;    /* [n*T, H]: LSTM tanh(c_t) */
     bp_real *Rn;    /* [n*T, H]: GRU W_hn h_{t-1} + b_hn */
     bp_real *c0;    /* [n, H]: LSTM initial cell */
     bp_real *R;     /* [n, GH]: this step's recurrent product */
@@ -104,7 +105,8 @@ static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
     struct { bp_real **p; uint64_t count; } parts[] = {
         {&w->gates, bp_mul_sat(NT, GH)}, {&w->dA, bp_mul_sat(NT, GH)},
         {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, bp_mul_sat(NT, H)},
-        {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
+        {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->TC, lstm ? bp_mul_sat(NT, H) : 0},
+        {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
         {&w->c0, lstm ? (uint64_t)n * H : 0}, {&w->R, (uint64_t)n * GH},
         {&w->dAc, (uint64_t)n * GH}, {&w->hc, (uint64_t)n * H},
         {&w->cc, lstm ? (uint64_t)n * H : 0}, {&w->dhr, (uint64_t)n * H},
@@ -230,7 +232,9 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
                 bp_real *a = w.gates + row * GH + j0, *yo = y + row * H + j0;
                 const bp_real *r = w.R + (size_t)b * GH + j0;
                 memcpy(w.Hp + row * H + j0, w.hc + o, (size_t)m * sizeof(bp_real));
-                if (lstm) bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.hc + o, yo, H, m);
+                if (lstm)
+                    bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.TC + row * H + j0, w.hc + o,
+                                  yo, H, m);
                 else if (gru) bp_k_gru_fwd(a, r, w.Rn + row * H + j0, w.hc + o, yo, H, m);
                 else bp_k_rnn_fwd(a, r, w.hc + o, yo, m);
             }
@@ -277,7 +281,7 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                 const bp_real *g = w.gates + row * GH + j0;
                 if (lstm) {
                     const bp_real *cprev = t ? w.C + (row - 1) * H + j0 : w.c0 + o;
-                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.C + row * H + j0,
+                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.TC + row * H + j0,
                                   cprev, H, m);
                 } else if (gru) {
                     bp_k_gru_bwd(da, w.dAh + row * GH + j0, dac, w.db + j0, w.db + GH + j0,
