@@ -19,11 +19,15 @@
  * and one fused gate kernel per sample (kernels.c). The backward pass
  * (backpropagation through time) walks the steps backwards with one
  * product per step (dA_t W_hh, the gradient reaching h_{t-1}); the weight
- * gradients are then three matrix products over every step at once:
+ * gradients are then matrix products over every step at once:
  *   dW_ih = dA^T x,  dW_hh = dA_hh^T Hprev,  dx = dA W_ih
  * where dA [n*T, G*H] holds the gates' pre-activation gradients and Hprev
- * [n*T, H] the state each step started from. Everything is batch-major
- * (row b*T + t), as x and y are, so no transposes.
+ * [n*T, H] the state each step started from. rnn and lstm, where dA_hh =
+ * dA, make the first two one product: [dW_ih | dW_hh] = dA^T [x | Hprev],
+ * with x and Hprev side by side in XH [n*T, F + H] (a wider product runs
+ * closer to the GEMM library's peak than one with F = 48 columns).
+ * Everything is batch-major (row b*T + t), as x and y are, so no
+ * transposes.
  */
 #include "layer.h"
 #include "../kernels.h"
@@ -81,7 +85,11 @@ typedef struct rec_ws {
     bp_real *gates; /* [n*T, GH]: input projection, then activated gates */
     bp_real *dA;    /* [n*T, GH]: pre-activation gradients (input side) */
     bp_real *dAh;   /* [n*T, GH]: recurrent side (GRU; else dA) */
-    bp_real *Hp;    /* [n*T, H]: the state h_{t-1} step t started from */
+    bp_real *XH;    /* rnn, lstm: [n*T, F + H]: x, then Hp in each row */
+    bp_real *Hp;    /* [n*T, H] (gru) or inside XH (row stride hs): the state
+                     * h_{t-1} step t started from (training only) */
+    size_t hs;      /* row stride of Hp */
+    bp_real *dWc;   /* rnn, lstm: [G*H, F + H]: [dW_ih | dW_hh] */
     bp_real *C;     /* [n*T, H]: LSTM cell c_t */
     bp_real *TC;    /* [n*T, H]: LSTM tanh(c_t) */
     bp_real *Rn;    /* [n*T, H]: GRU W_hn h_{t-1} + b_hn */
@@ -100,11 +108,13 @@ typedef struct rec_ws {
 static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
 {
     uint64_t T = (uint64_t)L->in_shape.dim[0], H = (uint64_t)L->desc.units;
+    uint64_t F = (uint64_t)L->in_shape.dim[1];
     uint64_t GH = (uint64_t)gates_of(L) * H, NT = bp_mul_sat((uint64_t)n, T);
     int lstm = L->kind == BP_LSTM, gru = L->kind == BP_GRU;
     struct { bp_real **p; uint64_t count; } parts[] = {
         {&w->gates, bp_mul_sat(NT, GH)}, {&w->dA, bp_mul_sat(NT, GH)},
-        {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, bp_mul_sat(NT, H)},
+        {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, gru ? bp_mul_sat(NT, H) : 0},
+        {&w->XH, gru ? 0 : bp_mul_sat(NT, F + H)}, {&w->dWc, gru ? 0 : bp_mul_sat(GH, F + H)},
         {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->TC, lstm ? bp_mul_sat(NT, H) : 0},
         {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
         {&w->c0, lstm ? (uint64_t)n * H : 0}, {&w->R, (uint64_t)n * GH},
@@ -119,7 +129,11 @@ static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
         /* 64-byte aligned parts */
         off = bp_add_sat(off, (parts[k].count + 15) & ~(uint64_t)15);
     }
-    if (base && !gru) w->dAh = w->dA;
+    if (base && !gru) {
+        w->dAh = w->dA;
+        w->Hp = w->XH + F;
+    }
+    w->hs = gru ? H : F + H;
     return bp_mul_sat(off, sizeof(bp_real));
 }
 
@@ -134,8 +148,9 @@ typedef struct rec_fast {
     bp_mm *xp;    /* gates [n*T, GH] = x W_ih^T + b_ih */
     bp_mm *rec;   /* R [n, GH] = h W_hh^T + b_hh */
     bp_mm *dh;    /* dhr [n, H] = dAc W_hh */
-    bp_mm *dw_ih; /* [GH, F] = dA^T x */
-    bp_mm *dw_hh; /* [GH, H] = dAh^T Hp */
+    bp_mm *dw_ih; /* gru: [GH, F] = dA^T x */
+    bp_mm *dw_hh; /* gru: [GH, H] = dAh^T Hp */
+    bp_mm *dw_c;  /* rnn, lstm: [GH, F + H] = dA^T XH */
     bp_mm *dx;    /* [n*T, F] = dA W_ih */
 } rec_fast;
 
@@ -150,8 +165,12 @@ static int rec_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, 
     if (!f->rec) f->rec = bp_mm_create(net->gemm, 0, 1, n, GH, H, 1);
     if (!training) return 1;
     if (!f->dh) f->dh = bp_mm_create(net->gemm, 0, 0, n, H, GH, 0);
-    if (!f->dw_ih) f->dw_ih = bp_mm_create(net->gemm, 1, 0, GH, F, NT, 0);
-    if (!f->dw_hh) f->dw_hh = bp_mm_create(net->gemm, 1, 0, GH, H, NT, 0);
+    if (L->kind == BP_GRU) {
+        if (!f->dw_ih) f->dw_ih = bp_mm_create(net->gemm, 1, 0, GH, F, NT, 0);
+        if (!f->dw_hh) f->dw_hh = bp_mm_create(net->gemm, 1, 0, GH, H, NT, 0);
+    } else if (!f->dw_c) {
+        f->dw_c = bp_mm_create(net->gemm, 1, 0, GH, F + H, NT, 0);
+    }
     if (!f->dx && need_dx) f->dx = bp_mm_create(net->gemm, 0, 0, NT, F, GH, 0);
     return 1;
 }
@@ -162,7 +181,7 @@ static void rec_release(bp_layer *L, int slot)
         if (!bp_slot_selected(q, slot) || !L->fast[q]) continue;
         rec_fast *f = L->fast[q];
         bp_mm_free(f->xp), bp_mm_free(f->rec), bp_mm_free(f->dh);
-        bp_mm_free(f->dw_ih), bp_mm_free(f->dw_hh), bp_mm_free(f->dx);
+        bp_mm_free(f->dw_ih), bp_mm_free(f->dw_hh), bp_mm_free(f->dw_c), bp_mm_free(f->dx);
         free(f);
         L->fast[q] = NULL;
     }
@@ -214,6 +233,10 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
         if (lstm) memset(w.cc, 0, nh * sizeof(bp_real));
     }
     if (lstm) memcpy(w.c0, w.cc, nh * sizeof(bp_real));
+    /* rnn, lstm: x beside the states in XH, for the weight gradients */
+    if (training && !gru)
+        for (size_t row = 0; row < (size_t)NT; row++)
+            memcpy(w.XH + row * w.hs, x + row * F, (size_t)F * sizeof(bp_real));
 
     int nt = step_threads(n, GH);
     for (int t = 0; t < T; t++) {
@@ -231,7 +254,7 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
                 size_t row = (size_t)b * T + t, o = (size_t)b * H + j0;
                 bp_real *a = w.gates + row * GH + j0, *yo = y + row * H + j0;
                 const bp_real *r = w.R + (size_t)b * GH + j0;
-                memcpy(w.Hp + row * H + j0, w.hc + o, (size_t)m * sizeof(bp_real));
+                if (training) memcpy(w.Hp + row * w.hs + j0, w.hc + o, (size_t)m * sizeof(bp_real));
                 if (lstm)
                     bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.TC + row * H + j0, w.hc + o,
                                   yo, H, m);
@@ -285,7 +308,7 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                                   cprev, H, m);
                 } else if (gru) {
                     bp_k_gru_bwd(da, w.dAh + row * GH + j0, dac, w.db + j0, w.db + GH + j0,
-                                 w.dhd + o, dyr, dh, g, w.Rn + row * H + j0, w.Hp + row * H + j0,
+                                 w.dhd + o, dyr, dh, g, w.Rn + row * H + j0, w.Hp + row * w.hs + j0,
                                  H, m);
                 } else {
                     bp_k_rnn_bwd(da, dac, w.db + j0, dyr, dh, y + row * H + j0, m);
@@ -299,10 +322,20 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
     if (dparam) {
         bp_real *dWih = dparam, *dWhh = dWih + (size_t)GH * F, *dbih = dWhh + (size_t)GH * H,
                 *dbhh = dbih + GH;
-        if (!bp_mm_run(f ? f->dw_ih : NULL, w.dA, x, NULL, dWih))
-            bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, x, F, 0, dWih, F);
-        if (!bp_mm_run(f ? f->dw_hh : NULL, w.dAh, w.Hp, NULL, dWhh))
-            bp_gemm(1, 0, GH, H, NT, 1, w.dAh, GH, w.Hp, H, 0, dWhh, H);
+        if (gru) {
+            if (!bp_mm_run(f ? f->dw_ih : NULL, w.dA, x, NULL, dWih))
+                bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, x, F, 0, dWih, F);
+            if (!bp_mm_run(f ? f->dw_hh : NULL, w.dAh, w.Hp, NULL, dWhh))
+                bp_gemm(1, 0, GH, H, NT, 1, w.dAh, GH, w.Hp, H, 0, dWhh, H);
+        } else if (bp_mm_run(f ? f->dw_c : NULL, w.dA, w.XH, NULL, w.dWc)) {
+            for (size_t g = 0; g < (size_t)GH; g++) {
+                memcpy(dWih + g * F, w.dWc + g * w.hs, (size_t)F * sizeof(bp_real));
+                memcpy(dWhh + g * H, w.dWc + g * w.hs + F, (size_t)H * sizeof(bp_real));
+            }
+        } else {
+            bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, w.XH, (int)w.hs, 0, dWih, F);
+            bp_gemm(1, 0, GH, H, NT, 1, w.dA, GH, w.Hp, (int)w.hs, 0, dWhh, H);
+        }
         /* rnn, lstm: both biases enter the same sum, so share a gradient */
         memcpy(dbih, w.db, (size_t)GH * sizeof(bp_real));
         memcpy(dbhh, gru ? w.db + GH : w.db, (size_t)GH * sizeof(bp_real));
