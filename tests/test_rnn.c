@@ -462,6 +462,41 @@ static void test_thread_split(void)
     }
 }
 
+/* The cross-entropy over many rows (a loss at every step) runs in blocks
+ * shared among threads: the same loss and gradients, bit for bit, on one
+ * and two threads, and the loss equal to the plain sum over rows. */
+static void test_loss_blocks(void)
+{
+    int n = 4096, d = 96;
+    bp_real *z = malloc(sizeof(bp_real) * n * d), *t = malloc(sizeof(bp_real) * n);
+    bp_real *g1 = malloc(sizeof(bp_real) * n * d), *g2 = malloc(sizeof(bp_real) * n * d);
+    /* rows of very different scales, so that another grouping of the sum
+     * would round differently */
+    for (int r = 0; r < n; r++) {
+        double scale = pow(10, 4 * urand() - 2);
+        for (int j = 0; j < d; j++) z[r * d + j] = (bp_real)(scale * (6 * urand() - 3));
+    }
+    for (int r = 0; r < n; r++) t[r] = (bp_real)(int)(urand() * d);
+    long c1 = -1, c2 = -2;
+    bp_set_threads(1);
+    double l1 = bp_loss_eval(BP_LOSS_CROSS_ENTROPY, z, t, n, d, g1, &c1);
+    bp_set_threads(2);
+    double l2 = bp_loss_eval(BP_LOSS_CROSS_ENTROPY, z, t, n, d, g2, &c2);
+    bp_set_threads(0);
+    CHECK(l1 == l2 && c1 == c2 && memcmp(g1, g2, sizeof(bp_real) * n * d) == 0,
+          "cross-entropy over %d rows: 1 and 2 threads agree bit for bit (%.17g, %.17g)", n, l1, l2);
+    double want = 0;
+    for (int r = 0; r < n; r++) {
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < d; j++) m = fmax(m, z[r * d + j]);
+        for (int j = 0; j < d; j++) s += exp(z[r * d + j] - m);
+        want += m + log(s) - z[r * d + (int)t[r]];
+    }
+    want /= n;
+    CHECK(fabs(l1 - want) <= 1e-10 * fabs(want), "blocked sum %.17g = plain sum %.17g", l1, want);
+    free(z), free(t), free(g1), free(g2);
+}
+
 int main(void)
 {
     test_shapes();
@@ -473,6 +508,7 @@ int main(void)
     test_stateful_fit();
     test_inference_paths();
     test_thread_split();
+    test_loss_blocks();
 #ifdef BP_DOUBLE
     test_gradchecks();
 #endif
