@@ -300,8 +300,8 @@ BP_HOT void bp_k_rnn_fwd(const bp_real *restrict a, const bp_real *restrict r,
 }
 
 BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r, bp_real *cc,
-                          bp_real *restrict c, bp_real *restrict tc, bp_real *restrict h,
-                          bp_real *restrict y, int H, int m)
+                          bp_real *restrict c, bp_real *restrict h, bp_real *restrict y, int H,
+                          int m)
 {
     bp_real *gi = a, *gf = a + H, *gg = a + 2 * H, *go = a + 3 * H;
     const bp_real *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
@@ -311,9 +311,7 @@ BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r, bp_rea
         bp_real cj = f * cc[j] + i * g;
         gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
         c[j] = cj, cc[j] = cj;
-        bp_real t = TANH(cj);
-        tc[j] = t;
-        bp_real hj = o * t;
+        bp_real hj = o * TANH(cj);
         h[j] = hj, y[j] = hj;
     }
 }
@@ -347,12 +345,14 @@ BP_HOT void bp_k_rnn_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *r
 BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *restrict db,
                           bp_real *restrict dc, const bp_real *restrict dy,
                           const bp_real *restrict dh, const bp_real *restrict g,
-                          const bp_real *restrict tcs, const bp_real *restrict cprev, int H, int m)
+                          const bp_real *restrict c, const bp_real *restrict cprev, int H, int m)
 {
     const bp_real *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     for (int j = 0; j < m; j++) {
         bp_real i = gi[j], f = gf[j], gv = gg[j], o = go[j];
-        bp_real tc = tcs[j];
+        /* recomputed, not kept by the forward: this loop waits on memory
+         * (gates, cells and gradients of n*T rows), not on arithmetic */
+        bp_real tc = TANH(c[j]);
         bp_real d = dy[j] + dh[j];
         bp_real dcj = dc[j] + d * o * (1 - tc * tc);
         da[j] = dcj * gv * i * (1 - i);

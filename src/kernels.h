@@ -43,8 +43,8 @@ double bp_k_sumsq(const bp_real *g, size_t m);                     /* sum g^2 in
  * (h W_hh^T + b_hh); the new state goes to h (the state the next step's
  * product reads) and to y (the layer's output row).
  *   rnn:  h = tanh(a + r)
- *   lstm: a = [i, f, g, o] [4H]; cc (in: c_{t-1}, out: c_t), c and tc (the
- *         step's cell and its tanh, kept for the backward pass); h = o tanh(c)
+ *   lstm: a = [i, f, g, o] [4H]; cc (in: c_{t-1}, out: c_t) and c (the
+ *         step's cell, kept for the backward pass); h = o tanh(c)
  *   gru:  a = [r, z, n] [3H] with n = tanh(a_n + r rr_n); rn receives rr_n
  *         (kept for the backward pass); hc (in: h_{t-1}, out: h_t) =
  *         (1 - z) n + z h_{t-1}
@@ -55,19 +55,19 @@ double bp_k_sumsq(const bp_real *g, size_t m);                     /* sum g^2 in
  * gradient, summed over the steps and samples):
  *   rnn:  da = (dy + dh)(1 - h^2)
  *   lstm: dc (in: from the next step; out: to the previous one), da [4H];
- *         tc = tanh(c_t) and cprev = c_{t-1} from the forward pass
+ *         c = c_t and cprev = c_{t-1} from the forward pass
  *   gru:  dhd (in: the direct part z dh from the next step; out: this
  *         step's); dai [3H] the input-side pre-activation gradients (bias
  *         dbi), dah the recurrent side's (its n part is dai_n r: rr_n sits
  *         inside r; bias dbh); dac = dah. */
 void bp_k_rnn_fwd(const bp_real *a, const bp_real *r, bp_real *h, bp_real *y, int m);
-void bp_k_lstm_fwd(bp_real *a, const bp_real *r, bp_real *cc, bp_real *c, bp_real *tc, bp_real *h,
-                   bp_real *y, int H, int m);
+void bp_k_lstm_fwd(bp_real *a, const bp_real *r, bp_real *cc, bp_real *c, bp_real *h, bp_real *y,
+                   int H, int m);
 void bp_k_gru_fwd(bp_real *a, const bp_real *rr, bp_real *rn, bp_real *hc, bp_real *y, int H, int m);
 void bp_k_rnn_bwd(bp_real *da, bp_real *dac, bp_real *db, const bp_real *dy, const bp_real *dh,
                   const bp_real *h, int m);
 void bp_k_lstm_bwd(bp_real *da, bp_real *dac, bp_real *db, bp_real *dc, const bp_real *dy,
-                   const bp_real *dh, const bp_real *g, const bp_real *tc, const bp_real *cprev,
+                   const bp_real *dh, const bp_real *g, const bp_real *c, const bp_real *cprev,
                    int H, int m);
 void bp_k_gru_bwd(bp_real *dai, bp_real *dah, bp_real *dac, bp_real *dbi, bp_real *dbh,
                   bp_real *dhd, const bp_real *dy, const bp_real *dhr, const bp_real *g,

@@ -91,7 +91,6 @@ typedef struct rec_ws {
     size_t hs;      /* row stride of Hp */
     bp_real *dWc;   /* rnn, lstm: [G*H, F + H]: [dW_ih | dW_hh] */
     bp_real *C;     /* [n*T, H]: LSTM cell c_t */
-    bp_real *TC;    /* [n*T, H]: LSTM tanh(c_t) */
     bp_real *Rn;    /* [n*T, H]: GRU W_hn h_{t-1} + b_hn */
     bp_real *c0;    /* [n, H]: LSTM initial cell */
     bp_real *R;     /* [n, GH]: this step's recurrent product */
@@ -115,8 +114,7 @@ static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
         {&w->gates, bp_mul_sat(NT, GH)}, {&w->dA, bp_mul_sat(NT, GH)},
         {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, gru ? bp_mul_sat(NT, H) : 0},
         {&w->XH, gru ? 0 : bp_mul_sat(NT, F + H)}, {&w->dWc, gru ? 0 : bp_mul_sat(GH, F + H)},
-        {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->TC, lstm ? bp_mul_sat(NT, H) : 0},
-        {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
+        {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
         {&w->c0, lstm ? (uint64_t)n * H : 0}, {&w->R, (uint64_t)n * GH},
         {&w->dAc, (uint64_t)n * GH}, {&w->hc, (uint64_t)n * H},
         {&w->cc, lstm ? (uint64_t)n * H : 0}, {&w->dhr, (uint64_t)n * H},
@@ -256,8 +254,7 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
                 const bp_real *r = w.R + (size_t)b * GH + j0;
                 if (training) memcpy(w.Hp + row * w.hs + j0, w.hc + o, (size_t)m * sizeof(bp_real));
                 if (lstm)
-                    bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.TC + row * H + j0, w.hc + o,
-                                  yo, H, m);
+                    bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.hc + o, yo, H, m);
                 else if (gru) bp_k_gru_fwd(a, r, w.Rn + row * H + j0, w.hc + o, yo, H, m);
                 else bp_k_rnn_fwd(a, r, w.hc + o, yo, m);
             }
@@ -304,7 +301,7 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                 const bp_real *g = w.gates + row * GH + j0;
                 if (lstm) {
                     const bp_real *cprev = t ? w.C + (row - 1) * H + j0 : w.c0 + o;
-                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.TC + row * H + j0,
+                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.C + row * H + j0,
                                   cprev, H, m);
                 } else if (gru) {
                     bp_k_gru_bwd(da, w.dAh + row * GH + j0, dac, w.db + j0, w.db + GH + j0,
