@@ -2,9 +2,9 @@
  * bench_backprop.c - time libbackprop on one workload of issue 4 and print
  * one JSON line.
  *
- *   bench_backprop W1|W2|W3|W4|W5|W6 [--threads N] [--api step|fit] [--reps R]
+ *   bench_backprop W1|W2|W3|W4|W5|W6|W7 [--threads N] [--api step|fit] [--reps R]
  *                  [--min-time S] [--steps N] [--batch N] [--data DIR]
- *                  [--seed N]
+ *                  [--seed N] [--stateful 0|1]
  *
  * W1  MLP 784-256-128-10 relu, cross-entropy, Adam(1e-3), batch 128, on the
  *     60,000 Fashion-MNIST training images (a repetition = whole epochs).
@@ -19,6 +19,14 @@
  *     [1, 28, 28] Fashion-MNIST, cross-entropy, Adam(1e-3), batch 128, a
  *     repetition = --steps (40) training steps.
  * W6  its inference over the 10,000 test images in batches of 1000.
+ * W7  character LSTM embedding(48,96) lstm(256) dense(96) on windows of 64
+ *     characters (bench_text_ids: the fortunes text, V = 96), cross-entropy
+ *     at every step (the next character), Adam(1e-3), batch 64 streams, a
+ *     repetition = --steps (20) steps; rates count tokens (64 x 64 a step).
+ *     The text is cut into 64 equal streams; step k trains on window k of
+ *     every stream with the state carried from window k-1 (bp_net_set_stateful:
+ *     truncated BPTT, the gradient stops at the window's start), from zero
+ *     after the last window. --stateful 0: every window from a zero state.
  *
  * --api step (default): the benchmark's own loop, the same as PyTorch's
  *     (bench_torch.py): reshuffle the indices every epoch, gather each batch
@@ -43,31 +51,40 @@ typedef struct workload {
     int batch;
     int train;  /* 1: training, 0: inference (W4, W6) */
     int image;  /* 1: samples are [1, 28, 28] images */
+    int text;   /* 1: windows of `inputs` characters of the text (W7) */
 } workload;
 
 #define CNN_SPEC "conv(32,3,1,1) batchnorm relu maxpool(2) conv(64,3,1,1) batchnorm relu " \
                  "maxpool(2) dense(128) relu dropout(0.3) dense(10)"
 
 static const workload WORKLOADS[] = {
-    {"W1", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 128, 1, 0},
-    {"W2", 10, "dense(32) tanh dense(32) tanh dense(1)", BP_LOSS_MSE, 32, 1, 0},
-    {"W3", 784, "dense(2048) relu dense(2048) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 256, 1, 0},
-    {"W4", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 1000, 0, 0},
-    {"W5", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 128, 1, 1},
-    {"W6", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 1000, 0, 1},
+    {"W1", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 128, 1, 0, 0},
+    {"W2", 10, "dense(32) tanh dense(32) tanh dense(1)", BP_LOSS_MSE, 32, 1, 0, 0},
+    {"W3", 784, "dense(2048) relu dense(2048) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 256, 1, 0, 0},
+    {"W4", 784, "dense(256) relu dense(128) relu dense(10)", BP_LOSS_CROSS_ENTROPY, 1000, 0, 0, 0},
+    {"W5", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 128, 1, 1, 0},
+    {"W6", 784, CNN_SPEC, BP_LOSS_CROSS_ENTROPY, 1000, 0, 1, 0},
+    {"W7", 64, "embedding(48,96) lstm(256) dense(96)", BP_LOSS_CROSS_ENTROPY, 64, 1, 0, 1},
 };
 
-/* Forward FLOPs per sample: 2 per multiply-add of the dense and conv
- * layers (a conv's weights times its output positions). */
+/* Forward FLOPs per sample: 2 per multiply-add of the dense, conv and
+ * recurrent layers (a conv's weights times its output positions, a dense
+ * or recurrent layer's times the steps of its sequence). The embedding's
+ * lookup is not counted. */
 static double forward_flops(const bp_net *net)
 {
     double f = 0;
     for (int i = 0; i < bp_net_layers(net); i++) {
         bp_layer_desc d = bp_net_layer(net, i);
-        if (d.kind != BP_DENSE && d.kind != BP_CONV) continue;
-        double weights = (double)bp_net_layer_param_count(net, i) - d.units;
+        int gates = d.kind == BP_LSTM ? 4 : d.kind == BP_GRU ? 3 : d.kind == BP_RNN ? 1 : 0;
+        if (d.kind != BP_DENSE && d.kind != BP_CONV && !gates) continue;
+        /* biases: one per unit; a recurrent layer has two per gate and unit */
+        double biases = gates ? 2.0 * gates * d.units : d.units;
+        double weights = (double)bp_net_layer_param_count(net, i) - biases;
         bp_shape s = bp_net_layer_shape(net, i);
-        double positions = d.kind == BP_CONV ? (double)s.dim[1] * s.dim[2] : 1;
+        double positions = d.kind == BP_CONV ? (double)s.dim[1] * s.dim[2]
+                           : s.rank == 2     ? s.dim[0]
+                                             : 1;
         f += 2 * weights * positions;
     }
     return f;
@@ -82,8 +99,9 @@ static void die(const char *what, const bp_error *e)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_backprop W1|W2|W3|W4|W5|W6 [--threads N] [--api step|fit] [--reps R]\n"
-            "                      [--min-time S] [--steps N] [--batch N] [--data DIR] [--seed N]\n");
+            "usage: bench_backprop W1|W2|W3|W4|W5|W6|W7 [--threads N] [--api step|fit] [--reps R]\n"
+            "                      [--min-time S] [--steps N] [--batch N] [--data DIR] [--seed N]\n"
+            "                      [--stateful 0|1]\n");
     exit(2);
 }
 
@@ -98,7 +116,39 @@ typedef struct loop {
     float *xb, *yb;
     double loss_sum;  /* sum over samples of the batch losses, this unit */
     long seen;
+    /* W7: the text's ids as `batch` streams of stream_len, `windows` windows
+     * each (pos: the next window); the network, stateful or not */
+    const unsigned char *text;
+    size_t stream_len;
+    int windows, stateful;
+    bp_net *net;
 } loop;
+
+/* W7: one training step on window k of every stream (x: the window's ids,
+ * y: the next character at each position); after the last window, back to
+ * the first from a zero state. */
+static void text_step(loop *L)
+{
+    const bp_data *d = L->d;
+    int T = d->n_inputs, B = L->batch;
+    if (L->pos >= L->windows) {
+        L->pos = 0;
+        if (L->stateful) bp_net_reset_state(L->net);
+    }
+    for (int s = 0; s < B; s++) {
+        const unsigned char *src = L->text + (size_t)s * L->stream_len + (size_t)L->pos * T;
+        for (int t = 0; t < T; t++) {
+            L->xb[(size_t)s * T + t] = (float)src[t];
+            L->yb[(size_t)s * T + t] = (float)src[t + 1];
+        }
+    }
+    L->pos++;
+    double loss;
+    bp_error e;
+    if (bp_train_step(L->tr, L->xb, L->yb, B, &loss, &e)) die("bp_train_step", &e);
+    L->loss_sum += loss * B;
+    L->seen += B;
+}
 
 /* One training step on the next batch of the current permutation (m rows). */
 static void loop_step(loop *L, int m)
@@ -136,6 +186,12 @@ static void loop_epoch(loop *L, long *steps, long *samples)
 static void loop_steps(loop *L, int k, long *steps, long *samples)
 {
     for (int i = 0; i < k; i++) {
+        if (L->text) {
+            text_step(L);
+            (*steps)++;
+            *samples += L->batch;
+            continue;
+        }
         if (L->pos + L->batch > L->d->n) {
             bench_shuffle(L->perm, L->d->n, &L->rng);
             L->pos = 0;
@@ -154,10 +210,12 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], WORKLOADS[i].name)) w = &WORKLOADS[i];
     if (!w) usage();
 
-    int threads = 1, reps = 3, steps_per_rep = strcmp(w->name, "W5") ? 60 : 40, batch = w->batch;
+    int threads = 1, reps = 3, batch = w->batch, stateful = 1;
+    int steps_per_rep = !strcmp(w->name, "W5") ? 40 : !strcmp(w->name, "W7") ? 20 : 60;
     double min_time = 1.0;
     const char *api = "step";
     const char *dir = getenv("BP_BENCH_DATA") ? getenv("BP_BENCH_DATA") : BENCH_DEFAULT_DATA;
+    if (w->text) dir = getenv("BP_BENCH_TEXT") ? getenv("BP_BENCH_TEXT") : BENCH_DEFAULT_TEXT;
     uint64_t seed = 42;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -171,6 +229,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "--data")) dir = v;
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--stateful")) stateful = atoi(v);
         else usage();
     }
     int fit = !strcmp(api, "fit");
@@ -188,7 +247,20 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof d);
     bp_error e;
     char img[4096], lab[4096];
-    if (!strcmp(w->name, "W2")) {
+    unsigned char *text = NULL;
+    size_t text_n = 0;
+    if (w->text) {
+        /* d only carries the window length; the steps read `text` */
+        text = bench_text_ids(dir, &text_n);
+        if (!text || text_n < (size_t)batch * (w->inputs + 1)) {
+            fprintf(stderr, "bench_backprop: no text in %s (W7 reads the fortunes files: "
+                    "apt-get install fortunes, or set BP_BENCH_TEXT)\n", dir);
+            return 1;
+        }
+        d.n = batch;
+        d.n_inputs = w->inputs;
+        d.n_targets = w->inputs;
+    } else if (!strcmp(w->name, "W2")) {
         d.n = 10000;
         d.n_inputs = 10;
         d.n_targets = 1;
@@ -207,6 +279,7 @@ int main(int argc, char **argv)
     bp_net *net;
     bp_shape in = w->image ? (bp_shape){3, {1, 28, 28}} : bp_shape_flat(w->inputs);
     if (bp_net_create_shaped(&net, in, w->spec, seed, &e)) die("bp_net_create", &e);
+    if (w->text && stateful && bp_net_set_stateful(net, batch, &e)) die("bp_net_set_stateful", &e);
     size_t params = bp_net_param_count(net);
     /* FLOPs per sample: the forward's, 3 times that for a training step
      * (forward, input gradient, weight gradient). */
@@ -234,14 +307,21 @@ int main(int argc, char **argv)
         L.d = &d;
         L.batch = batch;
         L.rng = seed ^ 0x5DEECE66Dull;
+        if (text) {
+            L.text = text;
+            L.stream_len = (text_n - 1) / (size_t)batch;
+            L.windows = (int)((L.stream_len - 1) / (size_t)w->inputs);
+            L.stateful = stateful;
+            L.net = net;
+        }
         L.perm = malloc((size_t)d.n * sizeof *L.perm);
         L.xb = malloc((size_t)batch * d.n_inputs * sizeof(float));
         L.yb = malloc((size_t)batch * d.n_targets * sizeof(float));
         if (!L.perm || !L.xb || !L.yb) die("allocating batch buffers", NULL);
         for (int i = 0; i < d.n; i++) L.perm[i] = i;
-        L.pos = d.n;
+        L.pos = text ? 0 : d.n;
 
-        int w3 = !strcmp(w->name, "W3") || !strcmp(w->name, "W5"); /* step blocks */
+        int w3 = !strcmp(w->name, "W3") || !strcmp(w->name, "W5") || w->text; /* step blocks */
         long ws = 0, wn = 0;
         bp_fit_result fr;
         /* Warm-up: one unit (W3: 3 steps), so every GEMM shape has run once. */
@@ -270,7 +350,8 @@ int main(int argc, char **argv)
                 t = bench_now() - t0;
             } while (!w3 && t < min_time);
             secs[r] = t;
-            rate[r] = (double)samples / t;
+            /* W7: a sample is a token (batch x window a step) */
+            rate[r] = (double)samples * (w->text ? w->inputs : 1) / t;
             step_rate[r] = (double)steps / t;
             last_loss = fit ? fit_loss / units : L.loss_sum / (double)L.seen;
         }
@@ -314,6 +395,7 @@ int main(int argc, char **argv)
     double best, median, sbest, smedian;
     bench_stats(rate, reps, &best, &median);
     bench_stats(step_rate, reps, &sbest, &smedian);
+    if (w->text) flop_per_sample /= w->inputs; /* per token */
     printf("{\"prog\":\"backprop\",\"workload\":\"%s\",\"api\":\"%s\",\"threads\":%d,"
            "\"batch\":%d,\"params\":%zu,\"flop_per_sample\":%.0f,\"reps\":%d,\"rep_seconds\":",
            w->name, w->train ? api : "forward", threads, batch, params, flop_per_sample, reps);
@@ -324,11 +406,15 @@ int main(int argc, char **argv)
            "\"steps_per_s_median\":%.6g,\"us_per_step\":%.6g,\"gflops\":%.6g,",
            best, median, sbest, smedian, 1e6 / sbest, best * flop_per_sample * 1e-9);
     if (w->train) printf("\"loss\":%.6g,", last_loss);
+    if (w->text)
+        printf("\"unit\":\"token\",\"seq\":%d,\"vocab\":%d,\"text_tokens\":%zu,\"stateful\":%d,",
+               w->inputs, BENCH_TEXT_VOCAB, text_n, stateful);
     printf("\"timed_monotonic\":[%.6f,%.6f],\"rss_kb\":%ld}\n", region0, region1,
            bench_peak_rss_kb());
 
     bp_net_free(net);
-    if (strcmp(w->name, "W2")) bp_data_free(&d);
+    if (text) free(text);
+    else if (strcmp(w->name, "W2")) bp_data_free(&d);
     else {
         free(d.x);
         free(d.y);

@@ -12,10 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define BENCH_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+#define BENCH_DEFAULT_TEXT "/usr/share/games/fortunes" /* Debian package fortunes */
+#define BENCH_TEXT_VOCAB 96
 #define BENCH_MAX_REPS 32
 
 static inline double bench_now(void)
@@ -77,6 +81,66 @@ static inline void bench_shuffle(int *perm, int n, uint64_t *s)
         perm[i] = perm[j];
         perm[j] = t;
     }
+}
+
+static inline int bench_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* W7's text as token ids (bench_torch.py reads it the same way): every
+ * regular file of `dir` (not a symbolic link, not *.dat or *.u8) in byte
+ * order of their names, concatenated; '\n' is id 0, the printable ASCII
+ * bytes 32..126 are ids 1..95 (BENCH_TEXT_VOCAB = 96), a tab counts as a
+ * space and every other byte (backspace overstrikes, UTF-8) is dropped.
+ * Returns a malloc'ed array of *n ids, or NULL. */
+static inline unsigned char *bench_text_ids(const char *dir, size_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    char *names[1024];
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && k < 1024) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || (len > 4 && (!strcmp(e->d_name + len - 4, ".dat"))) ||
+            (len > 3 && !strcmp(e->d_name + len - 3, ".u8")))
+            continue;
+        names[k++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)k, sizeof *names, bench_cmp_str);
+    unsigned char *ids = NULL;
+    size_t cap = 0, m = 0;
+    for (int i = 0; i < k; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        free(names[i]);
+        if (lstat(path, &st) || !S_ISREG(st.st_mode)) continue;
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        int c;
+        while ((c = getc(f)) != EOF) {
+            if (c == '\t') c = ' ';
+            if (c != '\n' && (c < 32 || c > 126)) continue;
+            if (m == cap) {
+                cap = cap ? 2 * cap : 1 << 20;
+                unsigned char *t = realloc(ids, cap);
+                if (!t) {
+                    free(ids);
+                    fclose(f);
+                    for (int j = i + 1; j < k; j++) free(names[j]);
+                    return NULL;
+                }
+                ids = t;
+            }
+            ids[m++] = (unsigned char)(c == '\n' ? 0 : c - 31);
+        }
+        fclose(f);
+    }
+    *n = m;
+    return ids;
 }
 
 static inline int bench_cmp_double(const void *a, const void *b)

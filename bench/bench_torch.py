@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """bench_torch.py - time PyTorch (CPU) on one workload of issue 4, print one JSON line.
 
-    bench_torch.py W1|W2|W3|W4|W5|W6 [--threads N] [--reps R] [--min-time S]
+    bench_torch.py W1|W2|W3|W4|W5|W6|W7 [--threads N] [--reps R] [--min-time S]
                    [--steps N] [--batch N] [--data DIR] [--seed N] [--foreach 0|1]
-                   [--compile 0|1]
+                   [--compile 0|1] [--stateful 0|1]
 
 The same networks, losses, batches and Adam(lr=1e-3) as bench_backprop:
   W1 784-256-128-10 relu, CrossEntropyLoss, batch 128, the 60,000 training images;
@@ -15,8 +15,18 @@ The same networks, losses, batches and Adam(lr=1e-3) as bench_backprop:
   W5 the CNN of W5_SPEC on the training images as [1, 28, 28], CrossEntropyLoss,
      batch 128, --steps steps (default 40) per repetition;
   W6 the W5 network in eval() under torch.no_grad(), batches of 1000 over the
-     10,000 test images.
-Weights are re-initialized like backprop's default: He uniform U(+-sqrt(6/fan_in))
+     10,000 test images;
+  W7 character LSTM: nn.Embedding(96, 48), nn.LSTM(48, 256, batch_first=True),
+     nn.Linear(256, 96) on windows of 64 characters of the fortunes text (read as
+     bench_common.h's bench_text_ids does), CrossEntropyLoss over every step
+     (the next character), batch 64 streams, --steps (20) steps per repetition;
+     rates count tokens (64 x 64 a step). The text is cut into 64 equal streams,
+     step k trains on window k of each with the LSTM's (h, c) carried from window
+     k-1 and detached (truncated BPTT, as bp_net_set_stateful), from zero after
+     the last window; --stateful 0 starts every window from zero.
+Weights are re-initialized like backprop's default (W7: torch's own
+Embedding and LSTM defaults, which backprop also uses, and Xavier uniform
+with zero bias for the Linear): He uniform U(+-sqrt(6/fan_in))
 for a Linear or Conv2d followed (through batchnorm, pooling, dropout, flatten)
 by ReLU, Xavier uniform U(+-sqrt(6/(fan_in+fan_out))) otherwise (conv: fan_in =
 in_ch*K*K, fan_out = out_ch*K*K), biases zero, batchnorm weight 1 and bias 0
@@ -58,6 +68,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+DEFAULT_TEXT = "/usr/share/games/fortunes"  # Debian package fortunes
+TEXT_VOCAB = 96
 W5_SPEC = ("conv(32,3,1,1) batchnorm relu maxpool(2) conv(64,3,1,1) batchnorm relu maxpool(2) "
            "flatten dense(128) relu dropout(0.3) dense(10)")
 SKIP = 3  # exit status: this configuration cannot run here (e.g. no torch.compile)
@@ -69,6 +81,7 @@ WORKLOADS = {
     "W4": dict(sizes=[784, 256, 128, 10], act="relu", loss="ce", batch=1000, train=False),
     "W5": dict(spec=W5_SPEC, shape=(1, 28, 28), loss="ce", batch=128, train=True, steps=40),
     "W6": dict(spec=W5_SPEC, shape=(1, 28, 28), loss="ce", batch=1000, train=False),
+    "W7": dict(text=True, seq=64, emb=48, hidden=256, loss="ce", batch=64, train=True, steps=20),
 }
 
 
@@ -93,6 +106,41 @@ def fashion(dir_, train):
     x.div_(255.0)
     y = torch.from_numpy(lab.astype(np.int64))
     return x, y
+
+
+def text_ids(dir_):
+    """bench_common.h's bench_text_ids: the regular files of dir_ (no symbolic
+    links, no *.dat or *.u8) in byte order of their names, concatenated; '\\n'
+    is id 0, bytes 32..126 ids 1..95, a tab a space, other bytes dropped."""
+    names = sorted(os.listdir(dir_), key=lambda s: s.encode())
+    raw = bytearray()
+    for nm in names:
+        if nm.startswith(".") or nm.endswith(".dat") or nm.endswith(".u8"):
+            continue
+        p = os.path.join(dir_, nm)
+        if os.path.islink(p) or not os.path.isfile(p):
+            continue
+        with open(p, "rb") as f:
+            raw += f.read()
+    b = np.frombuffer(bytes(raw), dtype=np.uint8).copy()
+    b[b == 9] = 32
+    b = b[(b == 10) | ((b >= 32) & (b <= 126))]
+    return np.where(b == 10, 0, b.astype(np.int64) - 31)
+
+
+class CharLSTM(torch.nn.Module):
+    def __init__(self, vocab, emb, hidden):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, emb)
+        self.lstm = torch.nn.LSTM(emb, hidden, batch_first=True)
+        self.out = torch.nn.Linear(hidden, vocab)
+        with torch.no_grad():
+            torch.nn.init.xavier_uniform_(self.out.weight)
+            self.out.bias.zero_()
+
+    def forward(self, x, state=None):
+        h, state = self.lstm(self.emb(x), state)
+        return self.out(h), state
 
 
 def splitmix_stream(seed, count):
@@ -211,6 +259,8 @@ def main():
     ap.add_argument("--foreach", type=int, default=-1,
                     help="Adam foreach implementation: 1, 0, or -1 for torch's default")
     ap.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
+    ap.add_argument("--stateful", type=int, default=1,
+                    help="W7: 1 carries (h, c) between windows (detached), 0 starts each from zero")
     a = ap.parse_args()
     w = WORKLOADS[a.workload]
     batch = a.batch or w["batch"]
@@ -218,6 +268,11 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
+    if w.get("text"):
+        if a.compile:
+            print("bench_torch: no torch.compile row for W7", file=sys.stderr)
+            sys.exit(SKIP)
+        return text_main(a, w, batch)
     if a.workload == "W2":
         x, y = w2_data(10000, a.seed)
     else:
@@ -338,6 +393,69 @@ def main():
     }
     if w["train"]:
         rec["loss_last_batch"] = last_loss
+    rec["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(rec))
+
+
+def text_main(a, w, batch):
+    """W7: the character LSTM, blocks of --steps training steps."""
+    ids = text_ids(os.environ.get("BP_BENCH_TEXT", DEFAULT_TEXT))
+    T, V = w["seq"], TEXT_VOCAB
+    stream_len = (len(ids) - 1) // batch
+    windows = (stream_len - 1) // T
+    text = torch.from_numpy(ids[:batch * stream_len].reshape(batch, stream_len))
+    model = CharLSTM(V, w["emb"], w["hidden"])
+    params = sum(p.numel() for p in model.parameters())
+    H, E = w["hidden"], w["emb"]
+    # forward FLOPs per token: the LSTM's weights and the Linear's, 2 per multiply-add
+    flop_per_token = 3 * 2 * (4 * H * (E + H) + H * V)
+    lossf = torch.nn.CrossEntropyLoss()
+    kw = {} if a.foreach < 0 else {"foreach": bool(a.foreach)}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
+    model.train()
+    st = {"k": 0, "state": None}
+
+    def step():
+        if st["k"] >= windows:
+            st["k"], st["state"] = 0, None
+        o = st["k"] * T
+        xb, yb = text[:, o:o + T], text[:, o + 1:o + T + 1]
+        st["k"] += 1
+        opt.zero_grad(set_to_none=True)
+        logits, state = model(xb, st["state"])
+        loss = lossf(logits.reshape(-1, V), yb.reshape(-1))
+        loss.backward()
+        opt.step()
+        if a.stateful:
+            st["state"] = tuple(s.detach() for s in state)
+        return loss
+
+    for _ in range(3):  # warm-up
+        step()
+    rates, step_rates, secs = [], [], []
+    loss = None
+    for _ in range(a.reps):
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            loss = step()
+        t = time.perf_counter() - t0
+        secs.append(t)
+        rates.append(a.steps * batch * T / t)
+        step_rates.append(a.steps / t)
+    best, sbest = max(rates), max(step_rates)
+    rec = {
+        "prog": "torch", "workload": a.workload, "api": "loop", "threads": a.threads,
+        "batch": batch, "params": params, "macs": None, "flop_per_sample": flop_per_token,
+        "reps": a.reps, "compile": False,
+        "rep_seconds": [round(s, 6) for s in secs], "rates": [round(r, 3) for r in rates],
+        "samples_per_s": best, "samples_per_s_median": statistics.median(rates),
+        "steps_per_s": sbest, "steps_per_s_median": statistics.median(step_rates),
+        "us_per_step": 1e6 / sbest, "gflops": best * flop_per_token * 1e-9,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "foreach": a.foreach, "loss_last_batch": float(loss.detach()), "unit": "token",
+        "seq": T, "vocab": V, "text_tokens": int(len(ids)), "stateful": a.stateful,
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+    }
     rec["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(rec))
 

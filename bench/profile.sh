@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # profile.sh - where a backprop training step spends its time.
 #
-#   bench/profile.sh W1|W2|W3|W4 [--threads N] [--callgrind]
+#   bench/profile.sh W1|W2|W3|W4|W5|W6|W7 [--threads N] [--callgrind]
 #
 # perf (default): `perf record -k CLOCK_MONOTONIC` over bench_backprop, then
 #   `perf report` restricted to the timed repetitions (bench_backprop prints
@@ -41,7 +41,7 @@ if [ $CALLGRIND = 1 ]; then
   [ "$W" = W4 ] && fn=bp_forward
   # Few steps: callgrind runs ~50x slower than native.
   args=(--reps 1 --min-time 0.01)
-  [ "$W" = W3 ] && args+=(--steps 2)
+  case $W in W3|W5|W7) args+=(--steps 2) ;; esac
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --toggle-collect="$fn" \
     "$BUILD/bench_backprop" "$W" --threads "$THREADS" "${args[@]}" >"$TMP/out.json" 2>"$TMP/vg.log" ||
     { tail "$TMP/vg.log" >&2; exit 1; }
@@ -53,7 +53,7 @@ w = sys.argv[3]
 steps_timed = r["steps_per_s"] * r["rep_seconds"][0]
 if w == "W1": warm = 469
 elif w == "W2": warm = 313
-elif w == "W3": warm = 3
+elif w in ("W3", "W5", "W7"): warm = 3
 else: warm = 10
 steps = round(steps_timed) + warm
 total = None

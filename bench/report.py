@@ -23,8 +23,11 @@ TITLES = {
     "W5": "CNN conv(32,3,1,1) bn relu maxpool(2) conv(64,3,1,1) bn relu maxpool(2) dense(128) "
           "relu dropout(0.3) dense(10), cross-entropy, Adam 1e-3, batch 128, blocks of %s steps",
     "W6": "inference, W5 network, 10,000 test images in batches of 1000",
+    "W7": "char LSTM embedding(48,96) lstm(256) dense(96), windows of 64 characters, batch 64 "
+          "streams, state carried (truncated BPTT), cross-entropy every step, Adam 1e-3, blocks "
+          "of %s steps",
 }
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 INFERENCE = ("W4", "W6")
 CNN = ("W5", "W6")
 
@@ -157,8 +160,14 @@ def main():
         key = "steps_per_s" if w == "W2" else "samples_per_s"
         p0 = rows[0]
         print()
-        print("%s  %s" % (w, TITLES[w] % env.get("w5_steps", "?") if w == "W5" else TITLES[w]))
-        if w in CNN:
+        steps_key = {"W5": "w5_steps", "W7": "w7_steps"}.get(w)
+        print("%s  %s" % (w, TITLES[w] % env.get(steps_key, "?") if steps_key else TITLES[w]))
+        if w == "W7":
+            print("    params %s; %s FLOP/token (3 x 2 x the LSTM's and dense's weights); "
+                  "samples/s = TOKENS/s (64 x 64 a step); text: %s tokens"
+                  % (format(p0["params"], ","), format(p0["flop_per_sample"], ",.0f"),
+                     format(p0.get("text_tokens") or 0, ",")))
+        elif w in CNN:
             print("    params %s; conv and dense multiply-adds %s/sample; %s FLOP/sample (%s x MACs)"
                   % (format(p0["params"], ","), format(p0.get("macs") or 0, ","),
                      format(p0["flop_per_sample"], ",.0f"), "2" if w in INFERENCE else "3 x 2"))
@@ -234,10 +243,10 @@ def main():
             print("    PyTorch best row by version (no compile): " + ", ".join(
                 "%s %s" % (v, fmt(b[key], ",.0f", 0)) for v, b in zip(versions, bv)) +
                 "; %s / %s = %.2fx" % (versions[-1], versions[0], bv[-1][key] / bv[0][key]))
-        if w in CNN:
+        if w in CNN or w == "W7":
             print("    backprop / best PyTorch: %s"
                   % ("%.2fx" % (bp[key] / tb[key]) if (bp and tb) else "n/a"))
-        if w in ("W1", "W3"):
+        if w in ("W1", "W3", "W7"):
             b1 = best(get("backprop", w, "step", 1))
             b2 = best(get("backprop", w, "step", 2))
             if b1 and b2:
@@ -298,6 +307,8 @@ def main():
     r = busy.get("busy_train", {}).get("ratio")
     target("wine, 2 busy processes: default threads / --threads 1", r, "<= 1.2x",
            r is not None and r <= 1.2)
+    r = ratio("W7", get("torch", "W7"))
+    target("W7 tokens/s, backprop / PyTorch best", r, ">= 1.5x", r is not None and r >= 1.5)
     bw = [x["peak_rss_kb"] for x in get("backprop", "W1", "step") if x.get("peak_rss_kb")]
     tw = [x["peak_rss_kb"] for x in get("torch", "W1") if x.get("peak_rss_kb")]
     r = max(bw) / min(tw) if (bw and tw) else None

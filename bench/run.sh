@@ -2,10 +2,10 @@
 # run.sh - build the benchmark programs, run every measurement of issue 4 as
 # its own process, print the comparison table (see bench/README.md).
 #
-#   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,BUSY] [--no-torch] [--no-torch-pip]
+#   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,W7,BUSY] [--no-torch] [--no-torch-pip]
 #                [--no-compile] [--no-fann] [--out DIR]
 #
-# --quick   smoke test: 1 repetition, 0.2 s minimum, W3/W5 10 steps (numbers meaningless)
+# --quick   smoke test: 1 repetition, 0.2 s minimum, W3/W5 10 steps, W7 5 (numbers meaningless)
 # --only    run these workloads only (the GEMM rate runs with W3, W5 or W6; BUSY: the CLI's
 #           default threads against --threads 1 while two busy processes run, bench_busy.sh)
 # --no-torch      no PyTorch rows at all; --no-torch-pip: Debian's torch only (no venv);
@@ -13,7 +13,8 @@
 # --out     where the JSON results, logs and the table go
 #           (default build-bench/results-YYYYmmdd-HHMMSS, and build-bench/latest links to it)
 # Environment: BP_BENCH_BUILD (build dir, default <repo>/build-bench),
-#              BP_BENCH_DATA (Fashion-MNIST dir), BP_BENCH_REPS (3), BP_BENCH_MIN_TIME (1.0),
+#              BP_BENCH_DATA (Fashion-MNIST dir), BP_BENCH_TEXT (W7's text, the fortunes dir),
+#              BP_BENCH_REPS (3), BP_BENCH_MIN_TIME (1.0),
 #              BP_BENCH_TORCH_PIP (the pinned PyPI torch, 2.15.0), BP_BENCH_NUMPY_PIP (2.4.6),
 #              BP_BENCH_TORCH_INDEX (a pip --index-url for torch, e.g. PyTorch's CPU-only
 #              index where it can be reached; default: PyPI, whose Linux wheel is the CUDA
@@ -31,7 +32,8 @@ REPS=${BP_BENCH_REPS:-3}
 MIN_TIME=${BP_BENCH_MIN_TIME:-1.0}
 W3_STEPS=60
 W5_STEPS=40
-ONLY=W1,W2,W3,W4,W5,W6,BUSY
+W7_STEPS=20
+ONLY=W1,W2,W3,W4,W5,W6,W7,BUSY
 DO_TORCH=1
 DO_TORCH_PIP=1
 DO_COMPILE=1
@@ -42,7 +44,7 @@ TORCH_INDEX=${BP_BENCH_TORCH_INDEX:-}
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) REPS=1; MIN_TIME=0.2; W3_STEPS=10; W5_STEPS=10 ;;
+    --quick) REPS=1; MIN_TIME=0.2; W3_STEPS=10; W5_STEPS=10; W7_STEPS=5 ;;
     --only) ONLY=$2; shift ;;
     --no-torch) DO_TORCH=0; DO_TORCH_PIP=0 ;;
     --no-torch-pip) DO_TORCH_PIP=0 ;;
@@ -151,10 +153,12 @@ TIME_BIN=/usr/bin/time
   echo "\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')\","
   echo "\"nproc\": $(nproc),"
   echo "\"loadavg_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
-  echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS, \"w5_steps\": $W5_STEPS,"
+  echo "\"reps\": $REPS, \"min_time\": $MIN_TIME, \"w3_steps\": $W3_STEPS, \"w5_steps\": $W5_STEPS, \"w7_steps\": $W7_STEPS,"
   echo "\"git\": \"$GITREV\","
   echo "\"dnnl\": \"$(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null)\","
   echo "\"fann\": \"$(dpkg-query -W -f='${Version}' libfann-dev 2>/dev/null)\","
+  echo "\"fortunes\": \"$(dpkg-query -W -f='${Version}' fortunes 2>/dev/null)\","
+  echo "\"text\": \"${BP_BENCH_TEXT:-/usr/share/games/fortunes}\","
   echo "\"torch\": \"$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null)\","
   echo "\"torch_pip\": \"$TORCH_PIP_FOUND\", \"torch_pip_pin\": \"$TORCH_PIP\", \"numpy_pip\": \"$NUMPY_PIP\","
   echo "\"torch_index\": \"${TORCH_INDEX:-PyPI}\","
@@ -203,12 +207,13 @@ BPB=$BUILD/bench_backprop
 COMMON=(--reps "$REPS" --min-time "$MIN_TIME")
 echo "bench: results in $OUT (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 GEMM_DONE=0
-for w in W1 W2 W3 W4 W5 W6; do
+for w in W1 W2 W3 W4 W5 W6 W7; do
   want $w || continue
   echo "bench: $w"
   extra=()
   [ $w = W3 ] && extra=(--steps "$W3_STEPS")
   [ $w = W5 ] && extra=(--steps "$W5_STEPS")
+  [ $w = W7 ] && extra=(--steps "$W7_STEPS")
   # The GEMM rate (W3's GEMMs): the yardstick of W3's and W5/W6's GFLOP/s.
   if [ $GEMM_DONE = 0 ] && { [ $w = W3 ] || [ $w = W5 ] || [ $w = W6 ]; }; then
     for t in 1 2; do measure gemm_W3_t$t $t "$BUILD/gemm_rate" --threads $t --reps "$REPS"; done

@@ -21,8 +21,9 @@ if [ "$level" = bench ]; then
   # bench/run.sh: FANN for bench_fann, /usr/bin/time for peak RSS, OpenBLAS
   # (Debian's PyTorch's BLAS, recorded in the results); Debian's torch and
   # numpy come from the test level; python3-venv (ensurepip) for the venv
-  # under the build folder that holds the current PyTorch wheel from PyPI.
-  pkgs+=(libfann-dev libopenblas-dev time python3-venv)
+  # under the build folder that holds the current PyTorch wheel from PyPI;
+  # fortunes (with fortunes-min, which it depends on): W7's text.
+  pkgs+=(libfann-dev libopenblas-dev time python3-venv fortunes)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

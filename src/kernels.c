@@ -43,12 +43,14 @@
 #ifndef BP_DOUBLE
 /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-0.35, 0.35],
  * exp(r) by its degree-7 Taylor polynomial (truncation < 5e-9). x is
- * clamped to [-87.3, 88] so 2^n stays a normal float; NaN stays NaN. */
+ * clamped to [-87.3, 88] so 2^n stays a normal float; NaN stays NaN: the
+ * comparisons are false for it, so the clamp computes it on -87.3 and it is
+ * returned as NaN below (one compare and blend fewer than testing x != x
+ * first, with the same result for every input). */
 static inline float fast_expf(float x0)
 {
-    float x = x0 != x0 ? 0.0f : x0; /* NaN: computed on 0, returned as NaN below */
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.0f ? 88.0f : x;
+    float x = x0 > -87.3f ? x0 : -87.3f;
+    x = x < 88.0f ? x : 88.0f;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float n = (x * 1.44269504088896341f + shifter) - shifter;
     float r = x - n * 0.693145751953125f; /* ln 2, high part (exact product) */
@@ -268,59 +270,88 @@ void bp_k_ref_sigmoid(bp_real *y, const bp_real *x, size_t m)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Recurrent cells: one sample's row of one step (src/layers/recurrent.c)    */
+/* Recurrent cells: one sample's units [0, m) of one step                   */
+/* (src/layers/recurrent.c; gate blocks H apart)                             */
 /* ------------------------------------------------------------------------ */
 
 static inline bp_real sigm(bp_real x) { return 1 / (1 + EXP(-x)); }
 
-BP_HOT void bp_k_rnn_fwd(bp_real *restrict a, const bp_real *restrict r, int H)
+/* dac = da and db += da over G gate blocks of units [0, m). A loop of its
+ * own: with these stores in the cells' loops gcc no longer if-converts
+ * their tanh and leaves them scalar. */
+static inline void copy_add(bp_real *restrict dac, bp_real *restrict db,
+                            const bp_real *restrict da, int G, int H, int m)
 {
-    for (int j = 0; j < H; j++) a[j] = TANH(a[j] + r[j]);
+    for (int q = 0; q < G; q++)
+        for (int j = 0; j < m; j++) {
+            bp_real v = da[(size_t)q * H + j];
+            dac[(size_t)q * H + j] = v;
+            db[(size_t)q * H + j] += v;
+        }
 }
 
-BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r,
-                          const bp_real *restrict cprev, bp_real *restrict c,
-                          bp_real *restrict h, int H)
+BP_HOT void bp_k_rnn_fwd(const bp_real *restrict a, const bp_real *restrict r,
+                         bp_real *restrict h, bp_real *restrict y, int m)
+{
+    for (int j = 0; j < m; j++) {
+        bp_real v = TANH(a[j] + r[j]);
+        h[j] = v, y[j] = v;
+    }
+}
+
+BP_HOT void bp_k_lstm_fwd(bp_real *restrict a, const bp_real *restrict r, bp_real *cc,
+                          bp_real *restrict c, bp_real *restrict h, bp_real *restrict y, int H,
+                          int m)
 {
     bp_real *gi = a, *gf = a + H, *gg = a + 2 * H, *go = a + 3 * H;
     const bp_real *ri = r, *rf = r + H, *rg = r + 2 * H, *ro = r + 3 * H;
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < m; j++) {
         bp_real i = sigm(gi[j] + ri[j]), f = sigm(gf[j] + rf[j]);
         bp_real g = TANH(gg[j] + rg[j]), o = sigm(go[j] + ro[j]);
-        bp_real cj = f * cprev[j] + i * g;
+        bp_real cj = f * cc[j] + i * g;
         gi[j] = i, gf[j] = f, gg[j] = g, go[j] = o;
-        c[j] = cj;
-        h[j] = o * TANH(cj);
+        c[j] = cj, cc[j] = cj;
+        bp_real hj = o * TANH(cj);
+        h[j] = hj, y[j] = hj;
     }
 }
 
-BP_HOT void bp_k_gru_fwd(bp_real *restrict a, const bp_real *restrict rr,
-                         const bp_real *restrict hprev, bp_real *restrict h, int H)
+BP_HOT void bp_k_gru_fwd(bp_real *restrict a, const bp_real *restrict rr, bp_real *restrict rn,
+                         bp_real *hc, bp_real *restrict y, int H, int m)
 {
     bp_real *ar = a, *az = a + H, *an = a + 2 * H;
     const bp_real *hr = rr, *hz = rr + H, *hn = rr + 2 * H;
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < m; j++) {
         bp_real r = sigm(ar[j] + hr[j]), z = sigm(az[j] + hz[j]);
         bp_real nn = TANH(an[j] + r * hn[j]);
         ar[j] = r, az[j] = z, an[j] = nn;
-        h[j] = (1 - z) * nn + z * hprev[j];
+        rn[j] = hn[j];
+        bp_real hj = (1 - z) * nn + z * hc[j];
+        hc[j] = hj, y[j] = hj;
     }
 }
 
-BP_HOT void bp_k_rnn_bwd(bp_real *restrict da, const bp_real *restrict dy,
-                         const bp_real *restrict dh, const bp_real *restrict h, int H)
+BP_HOT void bp_k_rnn_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *restrict db,
+                         const bp_real *restrict dy, const bp_real *restrict dh,
+                         const bp_real *restrict h, int m)
 {
-    for (int j = 0; j < H; j++) da[j] = (dy[j] + dh[j]) * (1 - h[j] * h[j]);
+    for (int j = 0; j < m; j++) {
+        bp_real v = (dy[j] + dh[j]) * (1 - h[j] * h[j]);
+        da[j] = v, dac[j] = v;
+        db[j] += v;
+    }
 }
 
-BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dc,
-                          const bp_real *restrict dy, const bp_real *restrict dh,
-                          const bp_real *restrict g, const bp_real *restrict c,
-                          const bp_real *restrict cprev, int H)
+BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dac, bp_real *restrict db,
+                          bp_real *restrict dc, const bp_real *restrict dy,
+                          const bp_real *restrict dh, const bp_real *restrict g,
+                          const bp_real *restrict c, const bp_real *restrict cprev, int H, int m)
 {
     const bp_real *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < m; j++) {
         bp_real i = gi[j], f = gf[j], gv = gg[j], o = go[j];
+        /* recomputed, not kept by the forward: this loop waits on memory
+         * (gates, cells and gradients of n*T rows), not on arithmetic */
         bp_real tc = TANH(c[j]);
         bp_real d = dy[j] + dh[j];
         bp_real dcj = dc[j] + d * o * (1 - tc * tc);
@@ -330,15 +361,17 @@ BP_HOT void bp_k_lstm_bwd(bp_real *restrict da, bp_real *restrict dc,
         da[3 * H + j] = d * tc * o * (1 - o);
         dc[j] = dcj * f;
     }
+    copy_add(dac, db, da, 4, H, m);
 }
 
-BP_HOT void bp_k_gru_bwd(bp_real *restrict dai, bp_real *restrict dah, bp_real *restrict dhd,
+BP_HOT void bp_k_gru_bwd(bp_real *restrict dai, bp_real *restrict dah, bp_real *restrict dac,
+                         bp_real *restrict dbi, bp_real *restrict dbh, bp_real *restrict dhd,
                          const bp_real *restrict dy, const bp_real *restrict dhr,
                          const bp_real *restrict g, const bp_real *restrict hn,
-                         const bp_real *restrict hprev, int H)
+                         const bp_real *restrict hprev, int H, int m)
 {
     const bp_real *gr = g, *gz = g + H, *gn = g + 2 * H;
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < m; j++) {
         bp_real r = gr[j], z = gz[j], nn = gn[j];
         bp_real d = dy[j] + dhr[j] + dhd[j];
         bp_real dan = d * (1 - z) * (1 - nn * nn);
@@ -348,4 +381,7 @@ BP_HOT void bp_k_gru_bwd(bp_real *restrict dai, bp_real *restrict dah, bp_real *
         dah[j] = dar, dah[H + j] = daz, dah[2 * H + j] = dan * r;
         dhd[j] = d * z;
     }
+    copy_add(dac, dbh, dah, 3, H, m);
+    for (int q = 0; q < 3; q++)
+        for (int j = 0; j < m; j++) dbi[(size_t)q * H + j] += dai[(size_t)q * H + j];
 }

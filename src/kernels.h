@@ -34,30 +34,44 @@ void bp_k_colsum(bp_real *s, const bp_real *a, int n, int d);      /* s[j] = sum
 void bp_k_colmax(bp_real *acc, const bp_real *a, int n, int d);    /* acc[j] = max(acc[j], a[r][j]) */
 double bp_k_sumsq(const bp_real *g, size_t m);                     /* sum g^2 in double */
 
-/* Recurrent cells (src/layers/recurrent.c): one sample, one step, H units.
+/* Recurrent cells (src/layers/recurrent.c): one sample, one step, units
+ * [0, m) of each gate block (blocks H apart: every pointer into a row of
+ * gates is offset by the span's first unit), so a step splits its units
+ * across threads.
  * Forward: a holds the input projection (x W_ih^T + b_ih) of the gates and
- * receives their activated values; r the recurrent one (h W_hh^T + b_hh).
- *   rnn:  a = h = tanh(a + r)
- *   lstm: a = [i, f, g, o] [4H]; c = f cprev + i g; h = o tanh(c)
- *   gru:  a = [r, z, n] [3H] with n = tanh(a_n + r rr_n);
- *         h = (1 - z) n + z hprev
+ * receives their activated values (rnn: read only); r the recurrent one
+ * (h W_hh^T + b_hh); the new state goes to h (the state the next step's
+ * product reads) and to y (the layer's output row).
+ *   rnn:  h = tanh(a + r)
+ *   lstm: a = [i, f, g, o] [4H]; cc (in: c_{t-1}, out: c_t) and c (the
+ *         step's cell, kept for the backward pass); h = o tanh(c)
+ *   gru:  a = [r, z, n] [3H] with n = tanh(a_n + r rr_n); rn receives rr_n
+ *         (kept for the backward pass); hc (in: h_{t-1}, out: h_t) =
+ *         (1 - z) n + z h_{t-1}
  * Backward (dy: the step's output gradient; dh / dhr: the gradient that
- * reached h from the next step, through W_hh):
+ * reached h from the next step, through W_hh): the gates' pre-activation
+ * gradients go to da (the step's row of dA) and dac (the step's contiguous
+ * [n, G*H] block for the product with W_hh), and are added to db (the bias
+ * gradient, summed over the steps and samples):
  *   rnn:  da = (dy + dh)(1 - h^2)
- *   lstm: dc (in: from the next step; out: to the previous one), da [4H]
- *         the gates' pre-activation gradients
+ *   lstm: dc (in: from the next step; out: to the previous one), da [4H];
+ *         c = c_t and cprev = c_{t-1} from the forward pass
  *   gru:  dhd (in: the direct part z dh from the next step; out: this
- *         step's); dai [3H] the input-side pre-activation gradients, dah the
- *         recurrent side's (its n part is dai_n r: rr_n sits inside r). */
-void bp_k_rnn_fwd(bp_real *a, const bp_real *r, int H);
-void bp_k_lstm_fwd(bp_real *a, const bp_real *r, const bp_real *cprev, bp_real *c, bp_real *h,
-                   int H);
-void bp_k_gru_fwd(bp_real *a, const bp_real *rr, const bp_real *hprev, bp_real *h, int H);
-void bp_k_rnn_bwd(bp_real *da, const bp_real *dy, const bp_real *dh, const bp_real *h, int H);
-void bp_k_lstm_bwd(bp_real *da, bp_real *dc, const bp_real *dy, const bp_real *dh,
-                   const bp_real *g, const bp_real *c, const bp_real *cprev, int H);
-void bp_k_gru_bwd(bp_real *dai, bp_real *dah, bp_real *dhd, const bp_real *dy, const bp_real *dhr,
-                  const bp_real *g, const bp_real *hn, const bp_real *hprev, int H);
+ *         step's); dai [3H] the input-side pre-activation gradients (bias
+ *         dbi), dah the recurrent side's (its n part is dai_n r: rr_n sits
+ *         inside r; bias dbh); dac = dah. */
+void bp_k_rnn_fwd(const bp_real *a, const bp_real *r, bp_real *h, bp_real *y, int m);
+void bp_k_lstm_fwd(bp_real *a, const bp_real *r, bp_real *cc, bp_real *c, bp_real *h, bp_real *y,
+                   int H, int m);
+void bp_k_gru_fwd(bp_real *a, const bp_real *rr, bp_real *rn, bp_real *hc, bp_real *y, int H, int m);
+void bp_k_rnn_bwd(bp_real *da, bp_real *dac, bp_real *db, const bp_real *dy, const bp_real *dh,
+                  const bp_real *h, int m);
+void bp_k_lstm_bwd(bp_real *da, bp_real *dac, bp_real *db, bp_real *dc, const bp_real *dy,
+                   const bp_real *dh, const bp_real *g, const bp_real *c, const bp_real *cprev,
+                   int H, int m);
+void bp_k_gru_bwd(bp_real *dai, bp_real *dah, bp_real *dac, bp_real *dbi, bp_real *dbh,
+                  bp_real *dhd, const bp_real *dy, const bp_real *dhr, const bp_real *g,
+                  const bp_real *hn, const bp_real *hprev, int H, int m);
 
 /* Plain libm references of the approximated functions, for the tests. */
 void bp_k_ref_exp(bp_real *y, const bp_real *x, size_t m);

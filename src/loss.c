@@ -23,28 +23,68 @@ static double loss_mse(const bp_real *z, const bp_real *t, int n, int d, bp_real
     return sum / (double)m;
 }
 
-static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
-                                 long *correct)
+/* Rows up to this width keep their exp(z - m) for the gradient instead of
+ * computing it twice (libm's exp in double: most of the loss's time on a
+ * character model's 96 classes at every step). */
+#define CE_KEEP 1024
+
+/* Rows [r0, r1): the sum of their losses; their gradients into dz. */
+static double ce_rows(const bp_real *z, const bp_real *t, int r0, int r1, int d, bp_real *dz,
+                      double inv_n, long *correct)
 {
-    double sum = 0, inv_n = 1.0 / n;
+    double sum = 0;
     long hits = 0;
-    for (int r = 0; r < n; r++) {
+    double e[CE_KEEP];
+    int keep = dz && d <= CE_KEEP;
+    for (int r = r0; r < r1; r++) {
         const bp_real *zr = z + (size_t)r * d;
         int label = (int)t[r];
         int arg = 0;
         for (int j = 1; j < d; j++)
             if (zr[j] > zr[arg]) arg = j;
         double m = zr[arg], s = 0;
-        for (int j = 0; j < d; j++) s += exp((double)zr[j] - m);
+        for (int j = 0; j < d; j++) {
+            double v = exp((double)zr[j] - m);
+            if (keep) e[j] = v;
+            s += v;
+        }
         sum += m + log(s) - (double)zr[label];
         hits += arg == label;
         if (dz) {
             bp_real *g = dz + (size_t)r * d;
             double inv_s = 1.0 / s;
             for (int j = 0; j < d; j++)
-                g[j] = (bp_real)((exp((double)zr[j] - m) * inv_s - (j == label)) * inv_n);
+                g[j] = (bp_real)(((keep ? e[j] : exp((double)zr[j] - m)) * inv_s - (j == label)) *
+                                 inv_n);
         }
     }
+    *correct = hits;
+    return sum;
+}
+
+/* Many rows (a sequence model's loss at every step, a large batch) are cut
+ * into blocks of at least CE_BLOCK_ROWS rows (at most CE_BLOCKS of them),
+ * shared among the threads their logits are worth; the blocks' sums are
+ * added in block order, so the loss does not depend on the thread count.
+ * Below 2 * CE_BLOCK_ROWS rows it is one block: the plain sum over rows. */
+#define CE_BLOCK_ROWS 1024
+#define CE_BLOCKS 64
+
+static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
+                                 long *correct)
+{
+    double inv_n = 1.0 / n, part[CE_BLOCKS];
+    long hit[CE_BLOCKS];
+    int nb = n / CE_BLOCK_ROWS;
+    nb = nb < 1 ? 1 : nb > CE_BLOCKS ? CE_BLOCKS : nb;
+    int threads = nb > 1 ? bp_threads_for((double)n * d, 65536.0) : 1;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+    for (int b = 0; b < nb; b++)
+        part[b] = ce_rows(z, t, (int)((int64_t)n * b / nb), (int)((int64_t)n * (b + 1) / nb), d, dz,
+                          inv_n, &hit[b]);
+    double sum = 0;
+    long hits = 0;
+    for (int b = 0; b < nb; b++) sum += part[b], hits += hit[b];
     if (correct) *correct = hits;
     return sum * inv_n;
 }

@@ -402,6 +402,101 @@ static void test_gradchecks(void)
 }
 #endif
 
+/* A step's cells split their units across threads once n * G * H reaches
+ * 65,536 (src/layers/recurrent.c): outputs and gradients on two threads
+ * equal those on one, bit for bit in the double build (reference GEMM
+ * loops; only the split changes), within 1e-5 of the largest value in the
+ * float build (the GEMM library may split its own sums). gru(88) splits
+ * at unit 32 (spans start on 64-byte lines), not at 44. */
+static void test_thread_split(void)
+{
+    if (bp_cores() < 2) {
+        printf("  skip the thread split: %d core available\n", bp_cores());
+        return;
+    }
+    const char *specs[] = {"rnn(256) dense(3)", "lstm(64) dense(3)", "gru(88) dense(3)"};
+    int n = 256, T = 3, F = 4;
+    for (int c = 0; c < 3; c++) {
+        bp_net *net = make(seq(T, F), specs[c]);
+        if (!net) continue;
+        size_t np = bp_net_param_count(net);
+        int outs = bp_net_outputs(net);
+        bp_real *x = malloc(sizeof(bp_real) * n * T * F), *y = malloc(sizeof(bp_real) * n * T);
+        bp_real *g[2] = {malloc(sizeof(bp_real) * np), malloc(sizeof(bp_real) * np)};
+        bp_real *out[2] = {malloc(sizeof(bp_real) * n * outs), malloc(sizeof(bp_real) * n * outs)};
+        for (int k = 0; k < n * T * F; k++) x[k] = (bp_real)(2 * urand() - 1);
+        for (int k = 0; k < n * T; k++) y[k] = (bp_real)(int)(urand() * 3);
+        for (int v = 0; v < 2; v++) {
+            CHECK(bp_set_threads(v + 1) == v + 1, "bp_set_threads(%d)", v + 1);
+            bp_train_config cfg;
+            bp_train_config_default(&cfg, BP_ADAM);
+            bp_trainer *tr = NULL;
+            bp_error e = {BP_OK, ""};
+            CHECK(bp_trainer_create(&tr, net, &cfg, n, &e) == BP_OK, "trainer: %s", e.message);
+            if (!tr) continue;
+            double loss;
+            CHECK(bp_trainer_backward(tr, x, y, n, &loss, &e) == BP_OK, "backward: %s", e.message);
+            for (int i = 0; i < net->n_layers; i++)
+                if (net->layers[i].n_params)
+                    memcpy(g[v] + net->layers[i].offset, bp_trainer_weight_grad(tr, i),
+                           net->layers[i].n_params * sizeof(bp_real));
+            CHECK(bp_forward(net, x, n, out[v], &e) == BP_OK, "forward: %s", e.message);
+            bp_trainer_free(tr);
+        }
+        bp_set_threads(0);
+        double dg = 0, mg = 0, dy = 0, my = 0;
+        for (size_t q = 0; q < np; q++)
+            dg = fmax(dg, fabs(g[0][q] - g[1][q])), mg = fmax(mg, fabs(g[0][q]));
+        for (int q = 0; q < n * outs; q++)
+            dy = fmax(dy, fabs(out[0][q] - out[1][q])), my = fmax(my, fabs(out[0][q]));
+#ifdef BP_DOUBLE
+        CHECK(dg == 0 && dy == 0, "%s: 2 threads = 1 thread bit for bit (gradients %g, outputs %g)",
+              specs[c], dg, dy);
+#else
+        CHECK(dg <= 1e-5 * mg && dy <= 1e-5 * my,
+              "%s: 2 threads = 1 thread (gradients %g of %g, outputs %g of %g)", specs[c], dg, mg,
+              dy, my);
+#endif
+        free(x), free(y), free(g[0]), free(g[1]), free(out[0]), free(out[1]);
+        bp_net_free(net);
+    }
+}
+
+/* The cross-entropy over many rows (a loss at every step) runs in blocks
+ * shared among threads: the same loss and gradients, bit for bit, on one
+ * and two threads, and the loss equal to the plain sum over rows. */
+static void test_loss_blocks(void)
+{
+    int n = 4096, d = 96;
+    bp_real *z = malloc(sizeof(bp_real) * n * d), *t = malloc(sizeof(bp_real) * n);
+    bp_real *g1 = malloc(sizeof(bp_real) * n * d), *g2 = malloc(sizeof(bp_real) * n * d);
+    /* rows of very different scales, so that another grouping of the sum
+     * would round differently */
+    for (int r = 0; r < n; r++) {
+        double scale = pow(10, 4 * urand() - 2);
+        for (int j = 0; j < d; j++) z[r * d + j] = (bp_real)(scale * (6 * urand() - 3));
+    }
+    for (int r = 0; r < n; r++) t[r] = (bp_real)(int)(urand() * d);
+    long c1 = -1, c2 = -2;
+    bp_set_threads(1);
+    double l1 = bp_loss_eval(BP_LOSS_CROSS_ENTROPY, z, t, n, d, g1, &c1);
+    bp_set_threads(2);
+    double l2 = bp_loss_eval(BP_LOSS_CROSS_ENTROPY, z, t, n, d, g2, &c2);
+    bp_set_threads(0);
+    CHECK(l1 == l2 && c1 == c2 && memcmp(g1, g2, sizeof(bp_real) * n * d) == 0,
+          "cross-entropy over %d rows: 1 and 2 threads agree bit for bit (%.17g, %.17g)", n, l1, l2);
+    double want = 0;
+    for (int r = 0; r < n; r++) {
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < d; j++) m = fmax(m, z[r * d + j]);
+        for (int j = 0; j < d; j++) s += exp(z[r * d + j] - m);
+        want += m + log(s) - z[r * d + (int)t[r]];
+    }
+    want /= n;
+    CHECK(fabs(l1 - want) <= 1e-10 * fabs(want), "blocked sum %.17g = plain sum %.17g", l1, want);
+    free(z), free(t), free(g1), free(g2);
+}
+
 int main(void)
 {
     test_shapes();
@@ -412,6 +507,8 @@ int main(void)
     test_carried_state("rnn");
     test_stateful_fit();
     test_inference_paths();
+    test_thread_split();
+    test_loss_blocks();
 #ifdef BP_DOUBLE
     test_gradchecks();
 #endif

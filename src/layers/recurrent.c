@@ -19,16 +19,21 @@
  * and one fused gate kernel per sample (kernels.c). The backward pass
  * (backpropagation through time) walks the steps backwards with one
  * product per step (dA_t W_hh, the gradient reaching h_{t-1}); the weight
- * gradients are then three matrix products over every step at once:
+ * gradients are then matrix products over every step at once:
  *   dW_ih = dA^T x,  dW_hh = dA_hh^T Hprev,  dx = dA W_ih
  * where dA [n*T, G*H] holds the gates' pre-activation gradients and Hprev
- * [n*T, H] the state each step started from. Everything is batch-major
- * (row b*T + t), as x and y are, so no transposes.
+ * [n*T, H] the state each step started from. rnn and lstm, where dA_hh =
+ * dA, make the first two one product: [dW_ih | dW_hh] = dA^T [x | Hprev],
+ * with x and Hprev side by side in XH [n*T, F + H] (a wider product runs
+ * closer to the GEMM library's peak than one with F = 48 columns).
+ * Everything is batch-major (row b*T + t), as x and y are, so no
+ * transposes.
  */
 #include "layer.h"
 #include "../kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,7 +85,11 @@ typedef struct rec_ws {
     bp_real *gates; /* [n*T, GH]: input projection, then activated gates */
     bp_real *dA;    /* [n*T, GH]: pre-activation gradients (input side) */
     bp_real *dAh;   /* [n*T, GH]: recurrent side (GRU; else dA) */
-    bp_real *Hp;    /* [n*T, H]: the state h_{t-1} step t started from */
+    bp_real *XH;    /* rnn, lstm: [n*T, F + H]: x, then Hp in each row */
+    bp_real *Hp;    /* [n*T, H] (gru) or inside XH (row stride hs): the state
+                     * h_{t-1} step t started from (training only) */
+    size_t hs;      /* row stride of Hp */
+    bp_real *dWc;   /* rnn, lstm: [G*H, F + H]: [dW_ih | dW_hh] */
     bp_real *C;     /* [n*T, H]: LSTM cell c_t */
     bp_real *Rn;    /* [n*T, H]: GRU W_hn h_{t-1} + b_hn */
     bp_real *c0;    /* [n, H]: LSTM initial cell */
@@ -91,22 +100,26 @@ typedef struct rec_ws {
     bp_real *dhr;   /* [n, H]: gradient reaching h through W_hh */
     bp_real *dhd;   /* [n, H]: GRU: direct part z dh */
     bp_real *dc;    /* [n, H]: LSTM cell gradient */
+    bp_real *db;    /* [2 GH]: bias gradients (input side, recurrent side) */
 } rec_ws;
 
 /* Lays out the workspace at base (NULL: sizes only); returns its bytes. */
 static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
 {
     uint64_t T = (uint64_t)L->in_shape.dim[0], H = (uint64_t)L->desc.units;
+    uint64_t F = (uint64_t)L->in_shape.dim[1];
     uint64_t GH = (uint64_t)gates_of(L) * H, NT = bp_mul_sat((uint64_t)n, T);
     int lstm = L->kind == BP_LSTM, gru = L->kind == BP_GRU;
     struct { bp_real **p; uint64_t count; } parts[] = {
         {&w->gates, bp_mul_sat(NT, GH)}, {&w->dA, bp_mul_sat(NT, GH)},
-        {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, bp_mul_sat(NT, H)},
+        {&w->dAh, gru ? bp_mul_sat(NT, GH) : 0}, {&w->Hp, gru ? bp_mul_sat(NT, H) : 0},
+        {&w->XH, gru ? 0 : bp_mul_sat(NT, F + H)}, {&w->dWc, gru ? 0 : bp_mul_sat(GH, F + H)},
         {&w->C, lstm ? bp_mul_sat(NT, H) : 0}, {&w->Rn, gru ? bp_mul_sat(NT, H) : 0},
         {&w->c0, lstm ? (uint64_t)n * H : 0}, {&w->R, (uint64_t)n * GH},
         {&w->dAc, (uint64_t)n * GH}, {&w->hc, (uint64_t)n * H},
         {&w->cc, lstm ? (uint64_t)n * H : 0}, {&w->dhr, (uint64_t)n * H},
         {&w->dhd, gru ? (uint64_t)n * H : 0}, {&w->dc, lstm ? (uint64_t)n * H : 0},
+        {&w->db, 2 * GH},
     };
     uint64_t off = 0;
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
@@ -114,7 +127,11 @@ static uint64_t rec_layout(const bp_layer *L, int n, void *base, rec_ws *w)
         /* 64-byte aligned parts */
         off = bp_add_sat(off, (parts[k].count + 15) & ~(uint64_t)15);
     }
-    if (base && !gru) w->dAh = w->dA;
+    if (base && !gru) {
+        w->dAh = w->dA;
+        w->Hp = w->XH + F;
+    }
+    w->hs = gru ? H : F + H;
     return bp_mul_sat(off, sizeof(bp_real));
 }
 
@@ -129,8 +146,9 @@ typedef struct rec_fast {
     bp_mm *xp;    /* gates [n*T, GH] = x W_ih^T + b_ih */
     bp_mm *rec;   /* R [n, GH] = h W_hh^T + b_hh */
     bp_mm *dh;    /* dhr [n, H] = dAc W_hh */
-    bp_mm *dw_ih; /* [GH, F] = dA^T x */
-    bp_mm *dw_hh; /* [GH, H] = dAh^T Hp */
+    bp_mm *dw_ih; /* gru: [GH, F] = dA^T x */
+    bp_mm *dw_hh; /* gru: [GH, H] = dAh^T Hp */
+    bp_mm *dw_c;  /* rnn, lstm: [GH, F + H] = dA^T XH */
     bp_mm *dx;    /* [n*T, F] = dA W_ih */
 } rec_fast;
 
@@ -145,8 +163,12 @@ static int rec_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, 
     if (!f->rec) f->rec = bp_mm_create(net->gemm, 0, 1, n, GH, H, 1);
     if (!training) return 1;
     if (!f->dh) f->dh = bp_mm_create(net->gemm, 0, 0, n, H, GH, 0);
-    if (!f->dw_ih) f->dw_ih = bp_mm_create(net->gemm, 1, 0, GH, F, NT, 0);
-    if (!f->dw_hh) f->dw_hh = bp_mm_create(net->gemm, 1, 0, GH, H, NT, 0);
+    if (L->kind == BP_GRU) {
+        if (!f->dw_ih) f->dw_ih = bp_mm_create(net->gemm, 1, 0, GH, F, NT, 0);
+        if (!f->dw_hh) f->dw_hh = bp_mm_create(net->gemm, 1, 0, GH, H, NT, 0);
+    } else if (!f->dw_c) {
+        f->dw_c = bp_mm_create(net->gemm, 1, 0, GH, F + H, NT, 0);
+    }
     if (!f->dx && need_dx) f->dx = bp_mm_create(net->gemm, 0, 0, NT, F, GH, 0);
     return 1;
 }
@@ -157,7 +179,7 @@ static void rec_release(bp_layer *L, int slot)
         if (!bp_slot_selected(q, slot) || !L->fast[q]) continue;
         rec_fast *f = L->fast[q];
         bp_mm_free(f->xp), bp_mm_free(f->rec), bp_mm_free(f->dh);
-        bp_mm_free(f->dw_ih), bp_mm_free(f->dw_hh), bp_mm_free(f->dx);
+        bp_mm_free(f->dw_ih), bp_mm_free(f->dw_hh), bp_mm_free(f->dw_c), bp_mm_free(f->dx);
         free(f);
         L->fast[q] = NULL;
     }
@@ -171,6 +193,15 @@ static rec_fast *rec_fast_of(const bp_net *net, const bp_layer *L, int n, int tr
 
 /* Threads for a per-step loop over n samples of `per` values each. */
 static int step_threads(int n, int per) { return bp_threads_for((double)n * per, 32768.0); }
+
+/* Thread k of K takes units [unit_span(H, k, K), unit_span(H, k + 1, K)) of
+ * every sample: spans of whole 64-byte lines where H allows. */
+static int unit_span(int H, int k, int K)
+{
+    if (k >= K) return H;
+    int j = (int)((int64_t)H * k / K);
+    return H >= 16 * K ? j & ~15 : j;
+}
 
 static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                         int training)
@@ -200,6 +231,10 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
         if (lstm) memset(w.cc, 0, nh * sizeof(bp_real));
     }
     if (lstm) memcpy(w.c0, w.cc, nh * sizeof(bp_real));
+    /* rnn, lstm: x beside the states in XH, for the weight gradients */
+    if (training && !gru)
+        for (size_t row = 0; row < (size_t)NT; row++)
+            memcpy(w.XH + row * w.hs, x + row * F, (size_t)F * sizeof(bp_real));
 
     int nt = step_threads(n, GH);
     for (int t = 0; t < T; t++) {
@@ -208,25 +243,21 @@ static void rec_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
             bp_k_bias_rows(w.R, bhh, n, GH);
             bp_gemm(0, 1, n, GH, H, 1, w.hc, H, Whh, H, 1, w.R, GH);
         }
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int b = 0; b < n; b++) {
-            size_t row = (size_t)b * T + t;
-            bp_real *a = w.gates + row * GH, *h = w.hc + (size_t)b * H;
-            const bp_real *r = w.R + (size_t)b * GH;
-            bp_real *yo = y + row * H;
-            memcpy(w.Hp + row * H, h, (size_t)H * sizeof(bp_real));
-            if (lstm) {
-                bp_real *c = w.C + row * H, *cc = w.cc + (size_t)b * H;
-                bp_k_lstm_fwd(a, r, cc, c, yo, H);
-                memcpy(cc, c, (size_t)H * sizeof(bp_real));
-            } else if (gru) {
-                memcpy(w.Rn + row * H, r + 2 * H, (size_t)H * sizeof(bp_real));
-                bp_k_gru_fwd(a, r, h, yo, H);
-            } else {
-                bp_k_rnn_fwd(a, r, H);
-                memcpy(yo, a, (size_t)H * sizeof(bp_real));
+        /* The cells, each thread on its own units of every sample. */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int k = omp_get_thread_num(), K = omp_get_num_threads();
+            int j0 = unit_span(H, k, K), m = unit_span(H, k + 1, K) - j0;
+            for (int b = 0; b < n && m > 0; b++) {
+                size_t row = (size_t)b * T + t, o = (size_t)b * H + j0;
+                bp_real *a = w.gates + row * GH + j0, *yo = y + row * H + j0;
+                const bp_real *r = w.R + (size_t)b * GH + j0;
+                if (training) memcpy(w.Hp + row * w.hs + j0, w.hc + o, (size_t)m * sizeof(bp_real));
+                if (lstm)
+                    bp_k_lstm_fwd(a, r, w.cc + o, w.C + row * H + j0, w.hc + o, yo, H, m);
+                else if (gru) bp_k_gru_fwd(a, r, w.Rn + row * H + j0, w.hc + o, yo, H, m);
+                else bp_k_rnn_fwd(a, r, w.hc + o, yo, m);
             }
-            memcpy(h, yo, (size_t)H * sizeof(bp_real));
         }
     }
     if (carry && !net->state_hold) {
@@ -250,29 +281,35 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
     int lstm = L->kind == BP_LSTM, gru = L->kind == BP_GRU;
     size_t nh = (size_t)n * H;
     memset(w.dhr, 0, nh * sizeof(bp_real));
+    memset(w.db, 0, 2 * (size_t)GH * sizeof(bp_real));
     if (lstm) memset(w.dc, 0, nh * sizeof(bp_real));
     if (gru) memset(w.dhd, 0, nh * sizeof(bp_real));
 
     int nt = step_threads(n, GH);
     for (int t = T - 1; t >= 0; t--) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (int b = 0; b < n; b++) {
-            size_t row = (size_t)b * T + t;
-            const bp_real *dyr = dy + row * H, *dh = w.dhr + (size_t)b * H;
-            bp_real *da = w.dA + row * GH, *dac = w.dAc + (size_t)b * GH;
-            if (lstm) {
-                const bp_real *cprev = t ? w.C + (row - 1) * H : w.c0 + (size_t)b * H;
-                bp_k_lstm_bwd(da, w.dc + (size_t)b * H, dyr, dh, w.gates + row * GH,
-                              w.C + row * H, cprev, H);
-                memcpy(dac, da, (size_t)GH * sizeof(bp_real));
-            } else if (gru) {
-                bp_real *dah = w.dAh + row * GH;
-                bp_k_gru_bwd(da, dah, w.dhd + (size_t)b * H, dyr, dh, w.gates + row * GH,
-                             w.Rn + row * H, w.Hp + row * H, H);
-                memcpy(dac, dah, (size_t)GH * sizeof(bp_real));
-            } else {
-                bp_k_rnn_bwd(da, dyr, dh, y + row * H, H);
-                memcpy(dac, da, (size_t)GH * sizeof(bp_real));
+        /* The cells, each thread on its own units of every sample (and so
+         * its own columns of the bias gradients: summed in the same order
+         * on any thread count). */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int k = omp_get_thread_num(), K = omp_get_num_threads();
+            int j0 = unit_span(H, k, K), m = unit_span(H, k + 1, K) - j0;
+            for (int b = 0; b < n && m > 0; b++) {
+                size_t row = (size_t)b * T + t, o = (size_t)b * H + j0;
+                const bp_real *dyr = dy + row * H + j0, *dh = w.dhr + o;
+                bp_real *da = w.dA + row * GH + j0, *dac = w.dAc + (size_t)b * GH + j0;
+                const bp_real *g = w.gates + row * GH + j0;
+                if (lstm) {
+                    const bp_real *cprev = t ? w.C + (row - 1) * H + j0 : w.c0 + o;
+                    bp_k_lstm_bwd(da, dac, w.db + j0, w.dc + o, dyr, dh, g, w.C + row * H + j0,
+                                  cprev, H, m);
+                } else if (gru) {
+                    bp_k_gru_bwd(da, w.dAh + row * GH + j0, dac, w.db + j0, w.db + GH + j0,
+                                 w.dhd + o, dyr, dh, g, w.Rn + row * H + j0, w.Hp + row * w.hs + j0,
+                                 H, m);
+                } else {
+                    bp_k_rnn_bwd(da, dac, w.db + j0, dyr, dh, y + row * H + j0, m);
+                }
             }
         }
         /* The gradient reaching h_{t-1} through W_hh: dAc W_hh. */
@@ -282,12 +319,23 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
     if (dparam) {
         bp_real *dWih = dparam, *dWhh = dWih + (size_t)GH * F, *dbih = dWhh + (size_t)GH * H,
                 *dbhh = dbih + GH;
-        if (!bp_mm_run(f ? f->dw_ih : NULL, w.dA, x, NULL, dWih))
-            bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, x, F, 0, dWih, F);
-        if (!bp_mm_run(f ? f->dw_hh : NULL, w.dAh, w.Hp, NULL, dWhh))
-            bp_gemm(1, 0, GH, H, NT, 1, w.dAh, GH, w.Hp, H, 0, dWhh, H);
-        bp_k_colsum(dbih, w.dA, NT, GH);
-        bp_k_colsum(dbhh, w.dAh, NT, GH);
+        if (gru) {
+            if (!bp_mm_run(f ? f->dw_ih : NULL, w.dA, x, NULL, dWih))
+                bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, x, F, 0, dWih, F);
+            if (!bp_mm_run(f ? f->dw_hh : NULL, w.dAh, w.Hp, NULL, dWhh))
+                bp_gemm(1, 0, GH, H, NT, 1, w.dAh, GH, w.Hp, H, 0, dWhh, H);
+        } else if (bp_mm_run(f ? f->dw_c : NULL, w.dA, w.XH, NULL, w.dWc)) {
+            for (size_t g = 0; g < (size_t)GH; g++) {
+                memcpy(dWih + g * F, w.dWc + g * w.hs, (size_t)F * sizeof(bp_real));
+                memcpy(dWhh + g * H, w.dWc + g * w.hs + F, (size_t)H * sizeof(bp_real));
+            }
+        } else {
+            bp_gemm(1, 0, GH, F, NT, 1, w.dA, GH, w.XH, (int)w.hs, 0, dWih, F);
+            bp_gemm(1, 0, GH, H, NT, 1, w.dA, GH, w.Hp, (int)w.hs, 0, dWhh, H);
+        }
+        /* rnn, lstm: both biases enter the same sum, so share a gradient */
+        memcpy(dbih, w.db, (size_t)GH * sizeof(bp_real));
+        memcpy(dbhh, gru ? w.db + GH : w.db, (size_t)GH * sizeof(bp_real));
     }
     if (dx && !bp_mm_run(f ? f->dx : NULL, w.dA, Wih, NULL, dx))
         bp_gemm(0, 0, NT, F, GH, 1, w.dA, GH, Wih, F, 0, dx, F);
