@@ -341,6 +341,23 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
         bp_gemm(0, 0, NT, F, GH, 1, w.dA, GH, Wih, F, 0, dx, F);
 }
 
+/* The squared norms of the pre-activation gradient of the gates at the
+ * first and at the last step of the last backward pass, over the batch:
+ * how much gradient reached step 0 through T-1 steps of W_hh, against
+ * the last step's. */
+static void rec_time_grads(const bp_layer *L, int n, double sq[2])
+{
+    const int T = L->in_shape.dim[0], GH = gates_of(L) * L->desc.units;
+    rec_ws w;
+    rec_layout(L, n, L->ws, &w);
+    double a = 0, b = 0;
+    for (int s = 0; s < n; s++) {
+        const bp_real *d0 = w.dA + (size_t)s * T * GH, *d1 = d0 + (size_t)(T - 1) * GH;
+        for (int j = 0; j < GH; j++) a += (double)d0[j] * d0[j], b += (double)d1[j] * d1[j];
+    }
+    sq[0] = a, sq[1] = b;
+}
+
 #define REC_OPS(NAME, WORD, KIND)                                                      \
     const bp_layer_ops NAME = {                                                        \
         .word = WORD, .kind = KIND, .usage = WORD "(H)",                               \
@@ -349,7 +366,7 @@ static void rec_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
         .check = rec_check, .shape = rec_shape, .tensors = rec_tensors,                \
         .init = rec_init, .ws_bytes = rec_ws_bytes,                                    \
         .prepare = rec_prepare, .release = rec_release,                                \
-        .forward = rec_forward, .backward = rec_backward,                              \
+        .forward = rec_forward, .backward = rec_backward, .time_grads = rec_time_grads,                              \
     }
 
 REC_OPS(bp_rnn_ops, "rnn", BP_RNN);
