@@ -222,8 +222,8 @@ bp_shape bp_net_input_shape(const bp_net *net);
 bp_shape bp_net_layer_shape(const bp_net *net, int i);
 /* Trainable parameters of layer i (weights and biases; not buffers). */
 size_t bp_net_layer_param_count(const bp_net *net, int i);
-/* 1 for the kinds that hold parameters (dense, conv, batchnorm): the
- * layers `freeze` counts. */
+/* 1 for the kinds that hold parameters (dense, conv, batchnorm, rnn,
+ * lstm, gru, embedding): the layers `freeze` counts. */
 int bp_layer_is_parametric(bp_layer_kind kind);
 
 /* The tensors of a network as the model file holds them, in spec order:
@@ -745,7 +745,8 @@ typedef struct bp_train_config {
                              ends the curve at its last step (steps done before the call
                              + epochs * steps per epoch); bp_train_step then gives BP_EINVAL */
     int freeze;           /* keep the first `freeze` parametric layers (dense, conv,
-                             batchnorm) fixed; a frozen batchnorm normalizes with its
+                             batchnorm, recurrent, embedding) fixed; a frozen batchnorm
+                             normalizes with its
                              running statistics and does not update them */
     int augment_hflip;    /* [fit] image inputs [C, H, W]: flip each training sample
                              horizontally with probability 1/2 (default 0) */
