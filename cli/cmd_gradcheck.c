@@ -216,14 +216,20 @@ int cmd_gradcheck(int argc, char **argv)
         if (len < 5 || strcmp(t.name + len - 5, ".bias") != 0) continue;
         for (size_t q = 0; q < t.count; q++) t.data[q] = (bp_real)(0.2 * (urand(&rs) - 0.5));
     }
-    int tw = loss == BP_LOSS_CROSS_ENTROPY ? 1 : outputs;
+    /* Targets: one class per step of a sequence output (cross-entropy), else
+     * every output value; an embedding first reads token ids. */
+    int steps = bp_net_loss_steps(net, (bp_loss)loss);
+    int tw = loss == BP_LOSS_CROSS_ENTROPY ? steps : bp_net_outputs(net);
+    bp_layer_desc first = bp_net_layer(net, 0);
+    int vocab = first.kind == BP_EMBEDDING ? first.vocab : 0;
     bp_real *x = malloc((size_t)samples * inputs * sizeof *x);
     bp_real *y = malloc((size_t)samples * tw * sizeof *y);
     if (!x || !y) {
         st = cli_fail(CLI_FAIL, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < (size_t)samples * inputs; i++) x[i] = (bp_real)(2 * urand(&rs) - 1);
+    for (size_t i = 0; i < (size_t)samples * inputs; i++)
+        x[i] = vocab ? (bp_real)(int)(urand(&rs) * vocab) : (bp_real)(2 * urand(&rs) - 1);
     for (size_t i = 0; i < (size_t)samples * tw; i++) {
         if (loss == BP_LOSS_CROSS_ENTROPY) y[i] = (bp_real)(int)(urand(&rs) * outputs);
         else if (loss == BP_LOSS_BCE) y[i] = (bp_real)(urand(&rs) < 0.5 ? 0 : 1);

@@ -84,6 +84,16 @@ run gradcheck --arch "$CARCH"
 check "a conv on flat inputs: spec error naming --input-shape's absence" eval \
     '[ $rc -eq 2 ] && grep -q "^backprop: --arch: spec:1:1: conv needs an image input" err'
 
+# ---- recurrent networks: --input-shape T,F, and token ids ----
+run gradcheck --input-shape 5,3 --arch "lstm(4) last" -q
+check "lstm + last on [5, 3]: PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --input-shape 4,3 --arch "gru(3)" -q
+check "gru with a dense on every step, cross-entropy per step: PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --input-shape 4,3 --arch "rnn(3) tanh lstm(2)" --loss mse -q
+check "stacked rnn, lstm, mse over every step: PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+run gradcheck --input-shape 5 --arch "embedding(4,6) gru(3)" -q
+check "an embedding reads random token ids: PASS" eval '[ $rc -eq 0 ] && grep -q PASS out'
+
 # ---- finding the double-precision checker ----
 helper=$(dirname "$BP")/backprop-gradcheck
 check "the build tree has backprop-gradcheck next to backprop" test -x "$helper"
