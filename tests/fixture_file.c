@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,4 +216,42 @@ int fx_each(const char *dir, void (*run)(const char *name, fixture *f))
         free(names[i]);
     }
     return n;
+}
+
+double fx_rel_err(double a, double b, double floor)
+{
+    double s = fabs(b) > floor ? fabs(b) : floor;
+    double e = fabs(a - b) / s;
+    return e == e ? e : INFINITY;
+}
+
+double fx_norm_err(const bp_real *a, const double *b, long n)
+{
+    double d2 = 0, b2 = 0;
+    for (long q = 0; q < n; q++) {
+        d2 += ((double)a[q] - b[q]) * ((double)a[q] - b[q]);
+        b2 += b[q] * b[q];
+    }
+    double e = sqrt(d2 / (b2 > 0 ? b2 : 1));
+    return e == e ? e : INFINITY;
+}
+
+bp_shape fx_shape(fixture *f, const char *name, const char *key)
+{
+    bp_shape shape;
+    memset(&shape, 0, sizeof shape);
+    const char *s = fx_text(f, name, key);
+    char *end;
+    while (shape.rank < BP_MAX_RANK) {
+        long d = strtol(s, &end, 10);
+        if (end == s) break;
+        shape.dim[shape.rank++] = (int)d;
+        s = end;
+    }
+    while (*s == ' ') s++;
+    if (*s != '\0' || shape.rank == 0) {
+        CHECK(0, "%s: %s '%s' is not a shape", name, key, fx_text(f, name, key));
+        shape.rank = 0;
+    }
+    return shape;
 }

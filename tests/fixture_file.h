@@ -46,4 +46,13 @@ void fx_train_config(fixture *f, const char *name, bp_train_config *cfg);
  * -1 (a failed CHECK) when DIR cannot be opened. */
 int fx_each(const char *dir, void (*run)(const char *name, fixture *f));
 
+/* |a - b| / max(|b|, floor); NaN counts as the worst (infinity). */
+double fx_rel_err(double a, double b, double floor);
+/* ||a - b|| / ||b|| over n values (||b|| 0: the absolute norm); NaN counts
+ * as the worst. */
+double fx_norm_err(const bp_real *a, const double *b, long n);
+/* Config value `key` as a shape "D1 D2 ..." (rank 1..3): a failed CHECK
+ * and rank 0 when malformed. */
+bp_shape fx_shape(fixture *f, const char *name, const char *key);
+
 #endif

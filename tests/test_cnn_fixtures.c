@@ -71,24 +71,6 @@
 /* One case                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static double rel_err(double a, double b)
-{
-    double s = fabs(b) > FX_FLOOR ? fabs(b) : FX_FLOOR;
-    double e = fabs(a - b) / s;
-    return e == e ? e : INFINITY; /* NaN counts as the worst */
-}
-
-/* ||a - b|| / ||b|| (||b|| 0: the absolute norm); NaN counts as the worst. */
-static double norm_err(const bp_real *a, const double *b, long n)
-{
-    double d2 = 0, b2 = 0;
-    for (long q = 0; q < n; q++) {
-        d2 += ((double)a[q] - b[q]) * ((double)a[q] - b[q]);
-        b2 += b[q] * b[q];
-    }
-    double e = sqrt(d2 / (b2 > 0 ? b2 : 1));
-    return e == e ? e : INFINITY;
-}
 
 /* What the cases covered, so that a lost fixture file is noticed. */
 static int seen_opt[7], seen_freeze, seen_frozen_bn, seen_bn2d, seen_bn1d, seen_kind[16];
@@ -128,18 +110,9 @@ static void run_case(const char *name, fixture *f)
     (void)f32en;
 #endif
 
-    bp_shape shape;
-    memset(&shape, 0, sizeof shape);
+    bp_shape shape = fx_shape(f, name, "input_shape");
     {
-        const char *s = fx_text(f, name, "input_shape");
-        char *end;
-        while (shape.rank < BP_MAX_RANK) {
-            long d = strtol(s, &end, 10);
-            if (end == s) break;
-            shape.dim[shape.rank++] = (int)d;
-            s = end;
-        }
-        CHECK(shape.rank == 3 && *s == '\0', "%s: input_shape is not C H W", name);
+        CHECK(shape.rank == 3, "%s: input_shape is not C H W", name);
         CHECK((long)bp_shape_size(shape) == n_inputs, "%s: input_shape has %zu values, "
               "n_inputs %d", name, bp_shape_size(shape), n_inputs);
         if (shape.rank != 3 || (long)bp_shape_size(shape) != n_inputs) goto done;
@@ -219,7 +192,7 @@ static void run_case(const char *name, fixture *f)
     for (int s = 0; s < steps; s++) {
         int lo = (s % n_batches) * batch;
         int nb = n_samples - lo < batch ? n_samples - lo : batch;
-        double lr_err = rel_err(bp_trainer_lr(tr), tlr->v[s]);
+        double lr_err = fx_rel_err(bp_trainer_lr(tr), tlr->v[s], FX_FLOOR);
         if (lr_err > worst_lr) worst_lr = lr_err;
         double step_loss = NAN;
         bp_status st = bp_train_step(tr, x + (size_t)lo * n_inputs,
@@ -229,7 +202,7 @@ static void run_case(const char *name, fixture *f)
             failed_step = s + 1;
             break;
         }
-        double le = rel_err(step_loss, tloss->v[s]);
+        double le = fx_rel_err(step_loss, tloss->v[s], FX_FLOOR);
         if (le > worst_loss) worst_loss = le;
     }
     CHECK(bp_trainer_steps(tr) == (failed_step < 0 ? steps : failed_step - 1),
@@ -249,13 +222,13 @@ static void run_case(const char *name, fixture *f)
                   key, t.i64 ? (long long)t.i64[0] : -1LL, it->v[0]);
             continue;
         }
-        double ne = norm_err(t.data, it->v, it->n);
+        double ne = fx_norm_err(t.data, it->v, it->n);
         if (ne > worst_norm) {
             worst_norm = ne;
             snprintf(worst_norm_where, sizeof worst_norm_where, "%s", t.name);
         }
         for (long q = 0; q < it->n; q++) {
-            double e = rel_err((double)t.data[q], it->v[q]);
+            double e = fx_rel_err((double)t.data[q], it->v[q], FX_FLOOR);
             if (e > worst_elem) {
                 worst_elem = e;
                 snprintf(worst_where, sizeof worst_where, "%s[%ld] %.10g vs %.10g",
@@ -274,9 +247,9 @@ static void run_case(const char *name, fixture *f)
             bp_status st = bp_forward(net, x, n_samples, out, &err);
             CHECK(st == BP_OK, "%s: bp_forward: %s", name, err.message);
             if (st == BP_OK) {
-                logits_norm = norm_err(out, tl->v, tl->n);
+                logits_norm = fx_norm_err(out, tl->v, tl->n);
                 for (long q = 0; q < tl->n; q++) {
-                    double e = rel_err((double)out[q], tl->v[q]);
+                    double e = fx_rel_err((double)out[q], tl->v[q], FX_FLOOR);
                     if (e > logits_elem) logits_elem = e;
                 }
             } else {

@@ -66,24 +66,6 @@
 
 #define FX_FLOOR 1e-3
 
-static double rel_err(double a, double b)
-{
-    double s = fabs(b) > FX_FLOOR ? fabs(b) : FX_FLOOR;
-    double e = fabs(a - b) / s;
-    return e == e ? e : INFINITY; /* NaN counts as the worst */
-}
-
-/* ||a - b|| / ||b|| (||b|| 0: the absolute norm); NaN counts as the worst. */
-static double norm_err(const bp_real *a, const double *b, long n)
-{
-    double d2 = 0, b2 = 0;
-    for (long q = 0; q < n; q++) {
-        d2 += ((double)a[q] - b[q]) * ((double)a[q] - b[q]);
-        b2 += b[q] * b[q];
-    }
-    double e = sqrt(d2 / (b2 > 0 ? b2 : 1));
-    return e == e ? e : INFINITY;
-}
 
 /* What the cases covered, so that a lost fixture file is noticed. */
 static int seen_rnn, seen_lstm, seen_gru, seen_last, seen_embedding, seen_stack;
@@ -115,19 +97,9 @@ static void run_case(const char *name, fixture *f)
     double torch_f32 = f32 ? atof(f32->text) : NAN;
     cfg.batch_size = batch;
 
-    bp_shape shape;
-    memset(&shape, 0, sizeof shape);
+    bp_shape shape = fx_shape(f, name, "input_shape");
     {
-        const char *s = fx_text(f, name, "input_shape");
-        char *end;
-        while (shape.rank < BP_MAX_RANK) {
-            long d = strtol(s, &end, 10);
-            if (end == s) break;
-            shape.dim[shape.rank++] = (int)d;
-            s = end;
-        }
-        CHECK((shape.rank == 1 || shape.rank == 2) && *s == '\0',
-              "%s: input_shape is not T F or T", name);
+        CHECK(shape.rank == 1 || shape.rank == 2, "%s: input_shape is not T F or T", name);
         CHECK((long)bp_shape_size(shape) == n_inputs, "%s: input_shape has %zu values, "
               "n_inputs %d", name, bp_shape_size(shape), n_inputs);
         if (shape.rank < 1 || shape.rank > 2 || (long)bp_shape_size(shape) != n_inputs) goto done;
@@ -223,7 +195,7 @@ static void run_case(const char *name, fixture *f)
             failed_step = s + 1;
             break;
         }
-        double le = rel_err(step_loss, tloss->v[s]);
+        double le = fx_rel_err(step_loss, tloss->v[s], FX_FLOOR);
         if (le > worst_loss) worst_loss = le;
     }
 
@@ -236,13 +208,13 @@ static void run_case(const char *name, fixture *f)
         fx_item *it = fx_tensor(f, name, key, (long)t.count);
         if (!it) continue;
         it->used = 1;
-        double ne = norm_err(t.data, it->v, it->n);
+        double ne = fx_norm_err(t.data, it->v, it->n);
         if (ne > worst_norm) {
             worst_norm = ne;
             snprintf(worst_norm_where, sizeof worst_norm_where, "%s", t.name);
         }
         for (long q = 0; q < it->n; q++) {
-            double e = rel_err((double)t.data[q], it->v[q]);
+            double e = fx_rel_err((double)t.data[q], it->v[q], FX_FLOOR);
             if (e > worst_elem) {
                 worst_elem = e;
                 snprintf(worst_where, sizeof worst_where, "%s[%ld] %.10g vs %.10g",
@@ -262,10 +234,10 @@ static void run_case(const char *name, fixture *f)
             bp_status st = bp_forward(net, x, n_samples, out, &err);
             CHECK(st == BP_OK, "%s: bp_forward: %s", name, err.message);
             if (st == BP_OK) {
-                logits_norm = norm_err(out, tl->v, tl->n);
+                logits_norm = fx_norm_err(out, tl->v, tl->n);
                 logits_elem = 0;
                 for (long q = 0; q < tl->n; q++) {
-                    double e = rel_err((double)out[q], tl->v[q]);
+                    double e = fx_rel_err((double)out[q], tl->v[q], FX_FLOOR);
                     if (e > logits_elem) logits_elem = e;
                 }
             }
