@@ -33,8 +33,6 @@ static double batch_loss(bp_net *net, bp_loss loss, const bp_rng *rng0, const bp
 {
     net->rng = *rng0;
     bp_net_forward_ws(net, x, n, 1);
-    int k = bp_loss_input_layer(net, loss);
-    (void)k;
     return bp_net_loss_of(net, loss, y, n, NULL, NULL);
 }
 

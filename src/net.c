@@ -646,9 +646,10 @@ bp_layer_desc bp_net_layer(const bp_net *net, int i)
     d.kind = BP_IDENTITY;
     if (!net || i < 0 || i >= net->n_layers) return d;
     d = net->layers[i].desc;
-    if (d.kind != BP_DENSE && d.kind != BP_CONV && d.kind != BP_RNN && d.kind != BP_LSTM &&
-        d.kind != BP_GRU && d.kind != BP_EMBEDDING)
-        d.units = net->layers[i].out;
+    /* units stays the spec's argument where the word has one (dense, conv,
+     * recurrent, embedding), else it is the flat output width */
+    const bp_layer_ops *ops = net->layers[i].ops;
+    if (!(ops->n_int_max > 0 && ops->int_slot[0] == BP_ARG_UNITS)) d.units = net->layers[i].out;
     return d;
 }
 
@@ -1089,8 +1090,8 @@ int bp_net_loss_width(const bp_net *net, bp_loss loss)
 double bp_net_loss_of(const bp_net *net, bp_loss loss, const bp_real *y, int n, bp_real *dz,
                       long *correct)
 {
-    int k = bp_loss_input_layer(net, loss), steps = bp_net_loss_steps(net, loss);
-    return bp_loss_eval(loss, net->act[k], y, n * steps, net->layers[k].out / steps, dz, correct);
+    return bp_loss_eval(loss, net->act[bp_loss_input_layer(net, loss)], y,
+                        n * bp_net_loss_steps(net, loss), bp_net_loss_width(net, loss), dz, correct);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -102,8 +102,8 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
     for (int i = 0; i < net->n_layers; i++) par += net->layers[i].n_params > 0;
     if (par == 0) BAD("the network has no layer with parameters: nothing to train");
     if (c->freeze < 0 || c->freeze >= par)
-        BAD("freeze must be in 0..%d (the network has %d layers with parameters: dense, conv, recurrent, "
-            "batchnorm), got %d", par - 1, par, c->freeze);
+        BAD("freeze must be in 0..%d (the network has %d layers with parameters: dense, conv, "
+            "batchnorm, recurrent, embedding), got %d", par - 1, par, c->freeze);
     if (c->augment_shift < 0) BAD("augment shift must be >= 0, got %d", c->augment_shift);
     if ((c->augment_hflip || c->augment_shift) && net->input_shape.rank != 3)
         BAD("augmentation needs image inputs [C, H, W]");
