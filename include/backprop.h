@@ -64,7 +64,9 @@ typedef enum bp_status {
     BP_EFORMAT,      /* a file is malformed (model, CSV, IDX) */
     BP_ENONFINITE,   /* training produced a NaN/Inf loss or gradient */
     BP_ESTOPPED,     /* a callback asked training to stop (not a failure of data) */
-    BP_EUNSUPPORTED  /* valid request this build or version does not support */
+    BP_EUNSUPPORTED, /* valid request this build or version does not support */
+    BP_ECOMM,        /* data-parallel training: a collective failed, or the ranks
+                        disagree (data, network, settings) or one of them failed */
 } bp_status;
 
 /* Message buffer filled by a failing call. `code` repeats the returned status. */
@@ -768,6 +770,10 @@ typedef struct bp_train_config {
     /* [fit] called after every step (for progress displays). May be NULL. */
     int (*on_step)(const struct bp_step_info *info, void *user);
     void *user;           /* passed to the callbacks */
+    int sync_batchnorm;   /* data-parallel (bp_trainer_set_comm): batchnorm layers
+                             normalize with the statistics of the whole global batch
+                             (torch's SyncBatchNorm); 0 (default): each rank's own
+                             slice, as DistributedDataParallel does */
 } bp_train_config;
 
 /* Fill `cfg` with PyTorch's defaults for `opt` (lr: SGD family 0.01, Adam
@@ -887,6 +893,67 @@ typedef struct bp_fit_result {
  * `res` may be NULL. */
 bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val,
                  bp_fit_result *res, bp_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Data-parallel training                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A communicator: what the trainer needs from MPI (or any other engine),
+ * so the library itself does not depend on one. `backprop_mpi.h` fills it
+ * from MPI_COMM_WORLD. Every rank must make the same calls in the same
+ * order (the trainer does). Return 0 on success, non-zero on failure. */
+typedef enum bp_comm_type { BP_COMM_F32 = 0, BP_COMM_F64 = 1 } bp_comm_type;
+#define BP_COMM_SLOTS 64 /* reductions in flight at once (slot 0..63) */
+typedef struct bp_comm {
+    int rank;             /* this process, 0..size-1 */
+    int size;             /* processes */
+    void *ctx;            /* passed to the functions */
+    /* Start summing `count` values at buf over every rank, in place; the
+     * request is held in `slot` until wait completes it. */
+    int (*iallreduce)(void *ctx, int slot, void *buf, size_t count, bp_comm_type type);
+    /* Progress a started reduction: 1 done (the slot is free again), 0 not
+     * yet, < 0 failure. May be NULL (then only wait progresses). */
+    int (*test)(void *ctx, int slot);
+    /* Complete the reduction in `slot` (a free slot: returns 0 at once). */
+    int (*wait)(void *ctx, int slot);
+    /* Copy `bytes` at buf from rank `root` to every other rank. */
+    int (*bcast)(void *ctx, void *buf, size_t bytes, int root);
+} bp_comm;
+
+/* Make tr train data-parallel with the ranks of `comm` (copied; its ctx
+ * must outlive tr), as torch's DistributedDataParallel does. Collective:
+ * every rank calls it after bp_trainer_create with the same network and
+ * settings. It checks that the ranks agree (parameter and layer counts,
+ * batch size, epochs, seed, shuffling, optimizer, learning rate, loss,
+ * freeze, sync_batchnorm: BP_ECOMM naming the first rank that differs),
+ * then copies rank 0's parameters and buffers to every rank.
+ * From then on bp_fit on each rank reads the whole data set (the same on
+ * every rank: bp_fit checks row counts, widths and a hash of the values),
+ * draws the same seeded permutation, and takes its contiguous share of
+ * each global batch of cfg.batch_size rows (row counts differ by at most
+ * one between ranks; every rank needs at least one row of each batch).
+ * The loss gradient is divided by the global batch, the gradients are
+ * summed over the ranks in buckets of about 1 MiB started as each layer's
+ * backward finishes, and every rank applies the same update. Validation is
+ * split across the ranks and summed; the epoch's figures, early stopping
+ * and the callbacks' stop requests are the same on every rank. Dropout
+ * and augmentation draw per rank. Without sync_batchnorm, batchnorm uses
+ * each rank's own slice and the running statistics are rank 0's (copied
+ * at every epoch's end, as DDP's broadcast_buffers). bp_train_step and
+ * bp_trainer_backward stay local (one rank's batch, no communication).
+ * Stateful (bp_net_set_stateful) networks are not supported:
+ * BP_EUNSUPPORTED. A comm with size 1 is accepted and changes nothing.
+ * On BP_ECOMM from any later call the other ranks' state is unknown: stop. */
+bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err);
+
+/* Collective agreement on a failure: every rank passes the status of its
+ * own last step (and its error, or NULL); if any rank failed, every rank
+ * gets BP_ECOMM with "rank R: MESSAGE" of the first failing rank, else
+ * BP_OK. For callers that prepare data and networks on every rank before
+ * training, so one rank's unreadable file stops all of them with its
+ * message instead of leaving the others waiting. */
+bp_status bp_comm_agree(const bp_comm *comm, bp_status local, const bp_error *local_err,
+                        bp_error *err);
 
 /* Mean loss (and accuracy for cross-entropy/bce, else NaN) of `net` on a
  * data set, in inference mode, in batches. Either output may be NULL. */

@@ -19,8 +19,8 @@
 
 /* running = (1 - momentum) running + momentum stat, with the unbiased
  * variance var M / (M - 1) (M = 1: var itself). */
-static void bn_running_update(bp_real *running_mean, bp_real *running_var, int c, double mean,
-                              double var, long M, double momentum)
+void bp_bn_running_update(bp_real *running_mean, bp_real *running_var, int c, double mean,
+                          double var, long M, double momentum)
 {
     double uvar = M > 1 ? var * (double)M / (double)(M - 1) : var;
     if (running_mean) running_mean[c] = (bp_real)((1 - momentum) * running_mean[c] + momentum * mean);
@@ -55,7 +55,7 @@ void bp_bn_forward_train_ref(bp_real *y, bp_real *mean, bp_real *invstd, const b
                 long k = ((long)n * C + c) * S + s;
                 y[k] = (bp_real)(gamma[c] * (x[k] - mu) * is + beta[c]);
             }
-        bn_running_update(running_mean, running_var, c, mu, var, M, momentum);
+        bp_bn_running_update(running_mean, running_var, c, mu, var, M, momentum);
     }
 }
 
@@ -281,7 +281,7 @@ int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *
     for (int c = 0; c < p->C; c++) {
         double var = p->varbuf[c];
         invstd[c] = (bp_real)(1 / sqrt(var + p->eps));
-        bn_running_update(running_mean, running_var, c, mean[c], var, M, momentum);
+        bp_bn_running_update(running_mean, running_var, c, mean[c], var, M, momentum);
     }
     return 1;
 }

@@ -114,6 +114,10 @@ void bp_pool_prim_free(bp_pool_prim *p);
  *   + momentum stat, the variance unbiased (var * M / (M - 1), M = N*S;
  *   M = 1 leaves the unbiased variance as var, torch would fail).
  * Inference: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta. */
+/* Channel c's running statistics from a batch's mean and biased variance
+ * over M values (either pointer may be NULL: not updated). */
+void bp_bn_running_update(bp_real *running_mean, bp_real *running_var, int c, double mean,
+                          double var, long M, double momentum);
 void bp_bn_forward_train_ref(bp_real *y, bp_real *mean, bp_real *invstd, const bp_real *x,
                              const bp_real *gamma, const bp_real *beta, bp_real *running_mean,
                              bp_real *running_var, int N, int C, int S, double eps,

@@ -174,6 +174,12 @@ struct bp_net {
      * over its many passes). */
     int streams;
     int state_hold;
+    /* Data-parallel training (bp_trainer_set_comm): with sync_bn, a
+     * batchnorm layer in training sums its statistics over comm's ranks,
+     * whose slices make up a global batch of global_n samples. */
+    const struct bp_comm *comm;
+    int sync_bn;
+    int global_n;
 
     /* Prepared fast paths (bp_net_prepare): batch size of each slot, 0 = free. */
     bp_gemm_ctx *gemm;
@@ -225,7 +231,8 @@ void *bp_layer_scratch(const bp_net *net, const bp_layer *L, int n, int training
 /* The loss of the last pass against targets y ([n, steps] class indices
  * for cross-entropy, else [n, outputs]) on the rows the loss sees
  * (n * bp_net_loss_steps rows of the logits' last dimension); dz and
- * correct as bp_loss_eval. */
+ * correct as bp_loss_eval; with net->global_n > n, dz is the gradient
+ * of the mean over a global batch of global_n samples (bp_loss_eval_part). */
 double bp_net_loss_of(const bp_net *net, bp_loss loss, const bp_real *y, int n, bp_real *dz,
                       long *correct);
 /* Index (row * T + step) of the first value of x [n, T] that is not a
@@ -249,6 +256,21 @@ bp_status bp_net_meta_append(bp_net *net, const char *key, const char *value, bp
 /* Spec word of a layer kind ("dense", "relu", ...). */
 const char *bp_layer_name(bp_layer_kind k);
 
+/* ---- data-parallel helpers (src/comm.c) ----
+ * bp_comm_sum: blocking in-place sum over the ranks (0, or -1 on failure;
+ * a no-op for a NULL or one-rank comm). bp_comm_valid: the comm's fields
+ * make sense. bp_comm_check: collective; every rank passes its status (and
+ * error) and k values named by `names`; returns BP_ECOMM "rank R: MESSAGE"
+ * for the first failing rank, else BP_ECOMM "WHAT: rank R's NAME is A,
+ * rank 0's B" for the first value that differs from rank 0's, else BP_OK.
+ * bp_comm_hash: a 64-bit hash of bytes as two exact doubles. */
+int bp_comm_sum(const bp_comm *c, void *buf, size_t count, bp_comm_type type);
+int bp_comm_valid(const bp_comm *c);
+bp_status bp_comm_check(const bp_comm *c, bp_status local, const bp_error *local_err,
+                        const double *vals, const char *const *names, int k, const char *what,
+                        bp_error *err);
+void bp_comm_hash(const void *p, size_t bytes, double *hi, double *lo);
+
 /* ---- losses (src/loss.c) ----
  * Loss of logits z [n, d] against targets t ([n] class indices for
  * cross-entropy, else [n, d]), reduced like PyTorch (mean). If dz is not
@@ -257,6 +279,11 @@ const char *bp_layer_name(bp_layer_kind k);
  * bce: (z > 0) == (t > 0.5) per element; mse: 0). The sum is in double. */
 double bp_loss_eval(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
                     bp_real *dz, long *correct);
+/* The same with the gradient of a mean over grad_n >= n rows: dz is what
+ * one process computes for these n rows of a batch of grad_n (the rest on
+ * other ranks); the returned loss is still the mean over the n rows. */
+double bp_loss_eval_part(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
+                         long grad_n, bp_real *dz, long *correct);
 
 /* ---- optimizers (src/optim.c) ----
  * One update of `n` parameters p with gradients g (already including

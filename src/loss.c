@@ -11,10 +11,10 @@
 
 #include <math.h>
 
-static double loss_mse(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz)
+static double loss_mse(const bp_real *z, const bp_real *t, int n, int d, long gn, bp_real *dz)
 {
     size_t m = (size_t)n * d;
-    double sum = 0, scale = 2.0 / (double)m;
+    double sum = 0, scale = 2.0 / ((double)gn * d);
     for (size_t k = 0; k < m; k++) {
         double e = (double)z[k] - (double)t[k];
         sum += e * e;
@@ -70,10 +70,10 @@ static double ce_rows(const bp_real *z, const bp_real *t, int r0, int r1, int d,
 #define CE_BLOCK_ROWS 1024
 #define CE_BLOCKS 64
 
-static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
-                                 long *correct)
+static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int d, long gn,
+                                 bp_real *dz, long *correct)
 {
-    double inv_n = 1.0 / n, part[CE_BLOCKS];
+    double inv_gn = 1.0 / (double)gn, part[CE_BLOCKS];
     long hit[CE_BLOCKS];
     int nb = n / CE_BLOCK_ROWS;
     nb = nb < 1 ? 1 : nb > CE_BLOCKS ? CE_BLOCKS : nb;
@@ -81,19 +81,19 @@ static double loss_cross_entropy(const bp_real *z, const bp_real *t, int n, int 
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int b = 0; b < nb; b++)
         part[b] = ce_rows(z, t, (int)((int64_t)n * b / nb), (int)((int64_t)n * (b + 1) / nb), d, dz,
-                          inv_n, &hit[b]);
+                          inv_gn, &hit[b]);
     double sum = 0;
     long hits = 0;
     for (int b = 0; b < nb; b++) sum += part[b], hits += hit[b];
     if (correct) *correct = hits;
-    return sum * inv_n;
+    return sum * (1.0 / n);
 }
 
-static double loss_bce(const bp_real *z, const bp_real *t, int n, int d, bp_real *dz,
+static double loss_bce(const bp_real *z, const bp_real *t, int n, int d, long gn, bp_real *dz,
                        long *correct)
 {
     size_t m = (size_t)n * d;
-    double sum = 0, inv = 1.0 / (double)m;
+    double sum = 0, inv = 1.0 / ((double)gn * d);
     long hits = 0;
     for (size_t k = 0; k < m; k++) {
         double x = z[k], y = t[k];
@@ -105,17 +105,24 @@ static double loss_bce(const bp_real *z, const bp_real *t, int n, int d, bp_real
         }
     }
     if (correct) *correct = hits;
-    return sum * inv;
+    return sum * (1.0 / (double)m);
+}
+
+double bp_loss_eval_part(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
+                         long grad_n, bp_real *dz, long *correct)
+{
+    if (correct) *correct = 0;
+    if (grad_n < n) grad_n = n;
+    switch (loss) {
+    case BP_LOSS_MSE: return loss_mse(z, t, n, d, grad_n, dz);
+    case BP_LOSS_CROSS_ENTROPY: return loss_cross_entropy(z, t, n, d, grad_n, dz, correct);
+    case BP_LOSS_BCE: return loss_bce(z, t, n, d, grad_n, dz, correct);
+    }
+    return NAN;
 }
 
 double bp_loss_eval(bp_loss loss, const bp_real *z, const bp_real *t, int n, int d,
                     bp_real *dz, long *correct)
 {
-    if (correct) *correct = 0;
-    switch (loss) {
-    case BP_LOSS_MSE: return loss_mse(z, t, n, d, dz);
-    case BP_LOSS_CROSS_ENTROPY: return loss_cross_entropy(z, t, n, d, dz, correct);
-    case BP_LOSS_BCE: return loss_bce(z, t, n, d, dz, correct);
-    }
-    return NAN;
+    return bp_loss_eval_part(loss, z, t, n, d, n, dz, correct);
 }

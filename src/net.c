@@ -1090,8 +1090,11 @@ int bp_net_loss_width(const bp_net *net, bp_loss loss)
 double bp_net_loss_of(const bp_net *net, bp_loss loss, const bp_real *y, int n, bp_real *dz,
                       long *correct)
 {
-    return bp_loss_eval(loss, net->act[bp_loss_input_layer(net, loss)], y,
-                        n * bp_net_loss_steps(net, loss), bp_net_loss_width(net, loss), dz, correct);
+    /* A rank's slice of a global batch: the gradient of the global mean. */
+    int steps = bp_net_loss_steps(net, loss);
+    long gn = (long)(net->global_n > n ? net->global_n : n) * steps;
+    return bp_loss_eval_part(loss, net->act[bp_loss_input_layer(net, loss)], y, n * steps,
+                             bp_net_loss_width(net, loss), gn, dz, correct);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -54,7 +54,21 @@ struct bp_trainer {
     double *time2, *time2_acc, *time_first_out, *time_last_out;
     long last_correct;     /* correct predictions of the last step */
     bp_rng aug_rng;        /* augmentation */
+
+    /* Data-parallel training (bp_trainer_set_comm); dist = comm.size > 1. */
+    bp_comm comm;
+    int dist;
+    int n_buckets;
+    size_t bucket_lo[BP_COMM_SLOTS], bucket_hi[BP_COMM_SLOTS]; /* grad ranges */
+    int *bucket_at;        /* [n_layers] bucket started once layer i's backward is done, or -1 */
+    /* grad[n_params ..]: flags reduced with the first bucket: [0] a rank's
+     * callback asked to stop, [1 + r] rank r's loss was not finite. */
+    size_t tail;
+    int pending_stop;      /* this rank's callback asked to stop (reduced next) */
 };
+
+/* Gradient bytes per bucket (torch's DDP starts at 1 MiB too, then 25). */
+#define BUCKET_BYTES ((size_t)1 << 20)
 
 static int is_trainable(const bp_trainer *tr, int i)
 {
@@ -118,6 +132,12 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
 void bp_trainer_free(bp_trainer *tr)
 {
     if (!tr) return;
+    if (tr->net->comm == &tr->comm) {
+        tr->net->comm = NULL;
+        tr->net->sync_bn = 0;
+        tr->net->global_n = 0;
+    }
+    free(tr->bucket_at);
     free(tr->grad);
     free(tr->s1);
     free(tr->s2);
@@ -291,6 +311,112 @@ const bp_real *bp_trainer_bias_grad(const bp_trainer *tr, int i)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Data-parallel set-up                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Buckets of about `cap` gradient bytes, from the last trainable layer
+ * down (the order the backward pass finishes them), whole layers each; the
+ * first one also carries the tail of flags. Returns the bucket count. */
+static int plan_buckets(bp_trainer *tr, size_t cap)
+{
+    bp_net *net = tr->net;
+    int nb = 0, top = -1;
+    size_t acc = 0;
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        tr->bucket_at[i] = -1;
+        const bp_layer *L = &net->layers[i];
+        if (i < tr->first_trainable || !L->n_params) continue;
+        if (top < 0) {
+            top = i;
+            acc = 0;
+        }
+        acc += L->n_params * sizeof(bp_real);
+        if (acc >= cap || i == tr->first_trainable) {
+            if (nb < BP_COMM_SLOTS - 2) {
+                tr->bucket_lo[nb] = L->offset;
+                tr->bucket_hi[nb] = nb == 0 ? net->n_params + tr->tail
+                                            : net->layers[top].offset + net->layers[top].n_params;
+            }
+            tr->bucket_at[i] = nb++;
+            top = -1;
+        }
+    }
+    return nb;
+}
+
+bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err)
+{
+    if (!tr || !comm) return bp_fail(err, BP_EINVAL, "bp_trainer_set_comm: NULL argument");
+    if (!bp_comm_valid(comm))
+        return bp_fail(err, BP_EINVAL, "bp_trainer_set_comm: invalid communicator (rank %d of %d, "
+                       "or a missing function)", comm->rank, comm->size);
+    if (tr->dist) return bp_fail(err, BP_EINVAL, "bp_trainer_set_comm: the trainer has a communicator already");
+    bp_net *net = tr->net;
+    if (comm->size == 1) {
+        tr->comm = *comm;
+        return BP_OK;
+    }
+    /* The ranks must hold the same network and settings; a stateful one
+     * is refused on every rank with the same message. */
+    bp_error lerr = {0};
+    bp_status local = BP_OK;
+    if (net->streams)
+        local = bp_fail(&lerr, BP_EUNSUPPORTED, "data-parallel training of a stateful (text) network "
+                        "is not supported yet: train it with one process");
+    const bp_train_config *c = &tr->cfg;
+    double spec_hi, spec_lo;
+    const char *spec = bp_net_spec(net);
+    bp_comm_hash(spec, strlen(spec), &spec_hi, &spec_lo);
+    static const char *const names[] = {
+        "layer count", "input count", "output count (classes)", "parameter count", "buffer count",
+        "architecture (hash of the spec, high half)", "architecture (hash of the spec, low half)",
+        "batch size", "epochs", "seed (high half)", "seed (low half)", "shuffle", "loss",
+        "optimizer", "learning rate", "freeze", "sync_batchnorm", "patience"};
+    double vals[] = {net->n_layers, net->n_inputs, net->layers[net->n_layers - 1].out,
+                     (double)net->n_params, (double)net->n_buffers, spec_hi, spec_lo,
+                     c->batch_size, c->epochs, (double)(c->seed >> 32), (double)(c->seed & 0xffffffffu),
+                     c->shuffle, (double)c->loss, (double)c->optimizer, c->lr, c->freeze,
+                     c->sync_batchnorm != 0, c->patience};
+    bp_status s = bp_comm_check(comm, local, &lerr, vals, names, (int)(sizeof vals / sizeof vals[0]),
+                                "the ranks' networks and settings differ", err);
+    if (s) return s;
+
+    /* The flags after the gradients, then the buckets. */
+    size_t tail = 1 + (size_t)comm->size;
+    bp_real *g = bp_alloc_aligned(net->n_params + tail, sizeof(bp_real));
+    int *at = bp_alloc_array((size_t)net->n_layers, sizeof(int));
+    if (!g || !at) {
+        free(g);
+        free(at);
+        return bp_fail(err, BP_ENOMEM, "out of memory for the data-parallel buffers");
+    }
+    memset(g, 0, (net->n_params + tail) * sizeof(bp_real));
+    free(tr->grad);
+    tr->grad = g;
+    tr->bucket_at = at;
+    tr->tail = tail;
+    size_t cap = BUCKET_BYTES;
+    while (plan_buckets(tr, cap) > BP_COMM_SLOTS - 2) cap *= 2;
+    tr->n_buckets = plan_buckets(tr, cap);
+
+    /* Rank 0's weights and buffers everywhere (its initialization, or the
+     * model it fine-tunes). */
+    if (comm->bcast(comm->ctx, net->params, net->n_params * sizeof(bp_real), 0) ||
+        (net->n_buffers && comm->bcast(comm->ctx, net->buffers, net->n_buffers * sizeof(bp_real), 0)))
+        return bp_fail(err, BP_ECOMM, "copying rank 0's weights to the other ranks failed");
+    tr->comm = *comm;
+    tr->dist = 1;
+    /* Dropout and augmentation differ between ranks (the same seed would
+     * give sample q of every rank the same mask); the shuffle stays shared. */
+    uint64_t mix = 0x9e3779b97f4a7c15ULL * (uint64_t)(comm->rank + 1);
+    bp_rng_seed(&net->rng, (c->seed ^ 0xd1b54a32d192ed03ULL) + mix);
+    bp_rng_seed(&tr->aug_rng, (c->seed ^ 0x9e3779b97f4a7c15ULL) + mix);
+    net->comm = &tr->comm;
+    net->sync_bn = c->sync_batchnorm != 0;
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Backward                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -303,6 +429,74 @@ static int first_nonfinite_layer(const bp_net *net, int n)
             if (!isfinite(net->act[i][k])) return i;
     }
     return -1;
+}
+
+static void record_time_grads(bp_trainer *tr, int n);
+static bp_status grad_norms(bp_trainer *tr, long step, bp_error *err);
+
+/* Complete every started bucket; 0, or -1 if a reduction failed. */
+static int wait_buckets(bp_trainer *tr, int started)
+{
+    int bad = 0;
+    for (int b = 0; b < started; b++) bad |= tr->comm.wait(tr->comm.ctx, b) != 0;
+    return bad ? -1 : 0;
+}
+
+/* The data-parallel backward: the same pass, with each bucket's gradients
+ * summed over the ranks as soon as its lowest layer is done (the reductions
+ * progress while the layers below run), then the flags in the tail. */
+static bp_status backward_dist(bp_trainer *tr, const bp_real *x, int n, bp_real *delta,
+                               bp_real *other, int loss_finite, bp_error *err)
+{
+    bp_net *net = tr->net;
+    long step = tr->t + 1;
+    bp_real *tail = tr->grad + net->n_params;
+    memset(tail, 0, tr->tail * sizeof(bp_real));
+    tail[0] = (bp_real)(tr->pending_stop != 0);
+    tail[1 + tr->comm.rank] = (bp_real)!loss_finite;
+    tr->pending_stop = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->layers[i].kind != BP_RELU) continue;
+        bp_k_colmax(tr->active + tr->active_off[i], net->act[i], n, net->layers[i].out);
+    }
+    int started = 0, failed = 0;
+    for (int i = tr->logits_layer; i >= tr->first_trainable; i--) {
+        bp_layer *L = &net->layers[i];
+        const bp_real *in = i ? net->act[i - 1] : x;
+        int need_dx = i > tr->first_trainable;
+        bp_real *dparam = L->n_params ? tr->grad + L->offset : NULL;
+        L->ops->backward(net, L, need_dx ? other : NULL, dparam, delta, in, net->act[i], n);
+        if (need_dx) {
+            bp_real *t = delta;
+            delta = other;
+            other = t;
+        }
+        int b = tr->bucket_at[i];
+        if (b >= 0) {
+            bp_comm_type type = sizeof(bp_real) == 8 ? BP_COMM_F64 : BP_COMM_F32;
+            failed |= tr->comm.iallreduce(tr->comm.ctx, b, tr->grad + tr->bucket_lo[b],
+                                          tr->bucket_hi[b] - tr->bucket_lo[b], type) != 0;
+            started = b + 1;
+        } else if (tr->comm.test) {
+            for (int q = 0; q < started; q++) failed |= tr->comm.test(tr->comm.ctx, q) < 0;
+        }
+    }
+    if (wait_buckets(tr, started) || failed)
+        return bp_fail(err, BP_ECOMM, "step %ld: summing the gradients over the ranks failed", step);
+    for (int r = 0; r < tr->comm.size; r++)
+        if (tail[1 + r] != 0) {
+            if (r == tr->comm.rank) {
+                int bad = first_nonfinite_layer(net, n);
+                if (bad >= 0)
+                    return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss on rank %d; first "
+                                   "non-finite values in the output of layer %d (%s)", step, r,
+                                   bad, bp_layer_name(net->layers[bad].kind));
+            }
+            return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss on rank %d", step, r);
+        }
+    if (tail[0] != 0) return BP_ESTOPPED; /* no update: every rank stops here */
+    record_time_grads(tr, n);
+    return grad_norms(tr, step, err);
 }
 
 /* Forward, loss and backward on one batch; fills tr->grad for trainable
@@ -327,6 +521,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     bp_real *delta = tr->d0, *other = tr->d1;
     double loss = bp_net_loss_of(net, tr->cfg.loss, y, n, delta, &tr->last_correct);
     if (loss_out) *loss_out = loss;
+    if (tr->dist && net->global_n > 0) return backward_dist(tr, x, n, delta, other, isfinite(loss), err);
     if (!isfinite(loss)) {
         int bad = first_nonfinite_layer(net, n);
         if (bad >= 0)
@@ -355,14 +550,26 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
             other = t;
         }
     }
-    /* Through time: the gradient at a recurrent layer's first and last step. */
-    for (int i = tr->first_trainable; i <= k; i++) {
+    record_time_grads(tr, n);
+    return grad_norms(tr, step, err);
+}
+
+/* Through time: the gradient at a recurrent layer's first and last step. */
+static void record_time_grads(bp_trainer *tr, int n)
+{
+    bp_net *net = tr->net;
+    for (int i = tr->first_trainable; i <= tr->logits_layer; i++) {
         bp_layer *L = &net->layers[i];
         tr->time2[2 * i] = tr->time2[2 * i + 1] = 0;
         if (L->ops->time_grads) L->ops->time_grads(L, n, &tr->time2[2 * i]);
     }
-    /* Per-layer squared norms; a non-finite one stops the step. The first
-     * layer where it appears is the first the backward pass reached. */
+}
+
+/* Per-layer squared norms; a non-finite one stops the step. The first
+ * layer where it appears is the first the backward pass reached. */
+static bp_status grad_norms(bp_trainer *tr, long step, bp_error *err)
+{
+    bp_net *net = tr->net;
     for (int i = net->n_layers - 1; i >= 0; i--) {
         tr->norm2[i] = 0;
         if (!is_trainable(tr, i)) continue;
@@ -520,9 +727,16 @@ static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, c
 
 /* Loss and accuracy in inference mode, in chunks of the reserved batch
  * (the training one, or an inference one of up to 256). */
-static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, double *loss_out,
-                          double *acc_out, bp_error *err)
+static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, const bp_comm *comm,
+                          double *loss_out, double *acc_out, bp_error *err)
 {
+    /* Data-parallel: this rank's contiguous share of the rows; the sums
+     * are added over the ranks (a share may be empty). */
+    int lo = 0, hi = d->n;
+    if (comm && comm->size > 1) {
+        lo = (int)((int64_t)d->n * comm->rank / comm->size);
+        hi = (int)((int64_t)d->n * (comm->rank + 1) / comm->size);
+    }
     int chunk = net->max_batch > net->infer_batch ? net->max_batch : net->infer_batch;
     if (net->streams) {
         /* Stateful: windows of `streams` streams, in order, from a zero state. */
@@ -540,14 +754,21 @@ static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, double *l
     int dz = bp_net_loss_width(net, loss), tw = targets_width(net, loss);
     double sum = 0;
     long hits = 0;
-    for (int start = 0; start < d->n; start += chunk) {
-        int m = d->n - start < chunk ? d->n - start : chunk;
+    for (int start = lo; start < hi; start += chunk) {
+        int m = hi - start < chunk ? hi - start : chunk;
         bp_net_forward_ws(net, d->x + (size_t)start * d->n_inputs, m, 0);
         long c = 0;
         sum += m * bp_net_loss_of(net, loss, d->y + (size_t)start * tw, m, NULL, &c);
         hits += c;
     }
     if (net->streams) bp_net_reset_state(net);
+    if (comm && comm->size > 1) {
+        double v[2] = {sum, (double)hits};
+        if (bp_comm_sum(comm, v, 2, BP_COMM_F64))
+            return bp_fail(err, BP_ECOMM, "evaluation: summing over the ranks failed");
+        sum = v[0];
+        hits = (long)v[1];
+    }
     double rows = (double)d->n * steps;
     if (loss_out) *loss_out = sum / d->n;
     if (acc_out)
@@ -564,7 +785,7 @@ bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data, double *lo
     if ((int)loss < BP_LOSS_MSE || loss > BP_LOSS_BCE) return bp_fail(err, BP_EINVAL, "unknown loss %d", (int)loss);
     bp_status s = check_data(net, loss, data, "evaluation", err);
     if (s) return s;
-    return evaluate(net, loss, data, loss_out, accuracy_out, err);
+    return evaluate(net, loss, data, NULL, loss_out, accuracy_out, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -607,6 +828,43 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Rows rank r of `ranks` takes of a batch of m: [m r / N, m (r + 1) / N). */
+static int share(int m, int r, int ranks)
+{
+    return (int)((int64_t)m * (r + 1) / ranks - (int64_t)m * r / ranks);
+}
+
+/* Data-parallel: every rank's data checks passed and its data equal rank
+ * 0's (row counts, widths, a hash of the values); collective. */
+static bp_status agree_data(bp_trainer *tr, const bp_data *train, const bp_data *val,
+                            bp_status local, bp_error *err)
+{
+    static const char *const names[] = {
+        "training row count", "training feature count", "training target columns",
+        "training inputs' hash (high half)", "training inputs' hash (low half)",
+        "training targets' hash (high half)", "training targets' hash (low half)",
+        "validation row count", "validation inputs' hash (high half)",
+        "validation inputs' hash (low half)", "validation targets' hash (high half)",
+        "validation targets' hash (low half)"};
+    double v[12] = {0};
+    bp_error lerr = {0};
+    if (local && err) lerr = *err;
+    if (!local) {
+        const bp_data *d[2] = {train, val};
+        v[0] = train->n;
+        v[1] = train->n_inputs;
+        v[2] = train->n_targets;
+        v[7] = val ? val->n : -1;
+        for (int k = 0; k < 2; k++) {
+            if (!d[k]) continue;
+            double *h = k ? v + 8 : v + 3;
+            bp_comm_hash(d[k]->x, (size_t)d[k]->n * d[k]->n_inputs * sizeof(bp_real), &h[0], &h[1]);
+            bp_comm_hash(d[k]->y, (size_t)d[k]->n * d[k]->n_targets * sizeof(bp_real), &h[2], &h[3]);
+        }
+    }
+    return bp_comm_check(&tr->comm, local, &lerr, v, names, 12, "the ranks' data differ", err);
+}
+
 bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fit_result *res,
                  bp_error *err)
 {
@@ -615,23 +873,32 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
     bp_train_config *c = &tr->cfg;
     bp_status s = check_data(net, c->loss, train, "training", err);
     if (!s && val) s = check_data(net, c->loss, val, "validation", err);
+    if (tr->dist) s = agree_data(tr, train, val, s, err);
     if (s) return s;
 
     int n = train->n, in = train->n_inputs, tw = train->n_targets;
     int batch = c->batch_size == 0 || c->batch_size > n ? n : c->batch_size;
+    /* Data-parallel: rank r takes rows [m r / N, m (r + 1) / N) of each
+     * global batch of m rows; each needs one at least. */
+    int ranks = tr->dist ? tr->comm.size : 1, rank = tr->dist ? tr->comm.rank : 0;
+    if (tr->dist && (batch < ranks || (n % batch && n % batch < ranks)))
+        return bp_fail(err, BP_EINVAL, "%d ranks need at least %d rows in every batch: batch %d of "
+                       "%d rows leaves %d in the last one (choose another batch size)", ranks, ranks,
+                       batch, n, n % batch ? n % batch : batch);
     if (net->streams && (c->shuffle || batch != net->streams || n % net->streams ||
                          (val && val->n % net->streams) || c->augment_hflip || c->augment_shift))
         return bp_fail(err, BP_EINVAL, "a stateful network (%d streams) trains in order: shuffle "
                        "off, batch size %d, as many rows as a multiple of it in the training and "
                        "validation data (got shuffle %d, batch %d, %d and %d rows), no augmentation",
                        net->streams, net->streams, c->shuffle, batch, n, val ? val->n : 0);
-    s = trainer_reserve(tr, batch, err);
+    int local_full = share(batch, rank, ranks), local_last = share(n % batch, rank, ranks);
+    s = trainer_reserve(tr, (batch + ranks - 1) / ranks, err);
     if (s) return s;
     int batches = (n + batch - 1) / batch;
     /* GEMM kernels for the full and the last partial batch, made now so no
      * step compiles one. */
-    bp_net_prepare(net, batch, 1);
-    if (n % batch) bp_net_prepare(net, n % batch, 1);
+    bp_net_prepare(net, local_full, 1);
+    if (n % batch) bp_net_prepare(net, local_last, 1);
     /* Cosine with total_steps 0: this call's steps end the curve. Set for
      * the duration of the call only; the caller's 0 is restored below. */
     long user_total = c->total_steps;
@@ -639,8 +906,8 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         c->total_steps = tr->t + (long)c->epochs * batches;
 
     int *perm = bp_alloc_array((size_t)n, sizeof *perm);
-    bp_real *xb = bp_alloc_aligned((size_t)batch * in, sizeof(bp_real));
-    bp_real *yb = bp_alloc_aligned((size_t)batch * tw, sizeof(bp_real));
+    bp_real *xb = bp_alloc_aligned((size_t)local_full * in, sizeof(bp_real));
+    bp_real *yb = bp_alloc_aligned((size_t)local_full * tw, sizeof(bp_real));
     /* best weights: parameters, then buffers (running statistics) */
     size_t n_state = net->n_params + net->n_buffers;
     bp_real *best = c->patience > 0 ? bp_alloc_aligned(n_state, sizeof(bp_real)) : NULL;
@@ -677,7 +944,9 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         double loss_sum = 0;
         long hits = 0, seen = 0;
         for (int b = 0; b < batches; b++) {
-            int start = b * batch, m = n - start < batch ? n - start : batch;
+            int gstart = b * batch, gm = n - gstart < batch ? n - gstart : batch;
+            /* this rank's rows of the global batch (all of them with one) */
+            int start = gstart + (int)((int64_t)gm * rank / ranks), m = share(gm, rank, ranks);
             const bp_real *xs, *ys;
             if (c->shuffle || augment) {
                 for (int q = 0; q < m; q++) {
@@ -693,7 +962,14 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
                 ys = train->y + (size_t)start * tw;
             }
             double loss;
+            net->global_n = tr->dist ? gm : 0;
             s = train_step(tr, xs, ys, m, &loss, err);
+            net->global_n = 0;
+            if (s == BP_ESTOPPED) { /* a rank's callback asked: no rank took this step */
+                s = BP_OK;
+                r.stopped_early = 1;
+                break;
+            }
             if (s) {
                 /* Prefix the epoch to the step's message. */
                 if (err) {
@@ -707,13 +983,34 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             hits += tr->last_correct;
             seen += m;
             if (c->on_step) {
-                bp_step_info si = {epoch, c->epochs, b + 1, batches, tr->t, seen, loss_sum / seen,
-                                   bp_schedule_lr(c, tr->t - 1), now_seconds() - t0};
+                /* samples: the global count; loss: this rank's running mean */
+                bp_step_info si = {epoch, c->epochs, b + 1, batches, tr->t, gstart + gm,
+                                   loss_sum / seen, bp_schedule_lr(c, tr->t - 1), now_seconds() - t0};
                 if (c->on_step(&si, c->user)) {
-                    r.stopped_early = 1;
-                    break;
+                    if (tr->dist) {
+                        tr->pending_stop = 1; /* every rank stops before the next step */
+                    } else {
+                        r.stopped_early = 1;
+                        break;
+                    }
                 }
             }
+        }
+        if (tr->dist) {
+            /* The epoch's sums over the ranks, a stop asked at its last step,
+             * and rank 0's running statistics (DDP's broadcast_buffers). */
+            double v[4] = {loss_sum, (double)hits, (double)seen, tr->pending_stop};
+            tr->pending_stop = 0;
+            if (bp_comm_sum(&tr->comm, v, 4, BP_COMM_F64) ||
+                (net->n_buffers && !net->sync_bn &&
+                 tr->comm.bcast(tr->comm.ctx, net->buffers, net->n_buffers * sizeof(bp_real), 0))) {
+                s = bp_fail(err, BP_ECOMM, "epoch %d: summing over the ranks failed", epoch);
+                goto done;
+            }
+            loss_sum = v[0];
+            hits = (long)v[1];
+            seen = (long)v[2];
+            if (v[3] != 0) r.stopped_early = 1;
         }
         if (seen == 0) break;
         bp_epoch_info ei;
@@ -729,7 +1026,8 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
                                                              : NAN;
         ei.val_loss = ei.val_accuracy = NAN;
         if (val) {
-            s = evaluate(net, c->loss, val, &ei.val_loss, &ei.val_accuracy, err);
+            s = evaluate(net, c->loss, val, tr->dist ? &tr->comm : NULL, &ei.val_loss,
+                         &ei.val_accuracy, err);
             if (s) goto done;
         }
         ei.lr = bp_schedule_lr(c, tr->t - 1);
@@ -770,6 +1068,14 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         ei.seconds = now_seconds() - t0;
         int stop = r.stopped_early;
         if (c->on_epoch && c->on_epoch(&ei, c->user)) stop = 1;
+        if (tr->dist) { /* a stop asked on any rank stops them all */
+            double v = stop;
+            if (bp_comm_sum(&tr->comm, &v, 1, BP_COMM_F64)) {
+                s = bp_fail(err, BP_ECOMM, "epoch %d: agreeing on stopping failed", epoch);
+                goto done;
+            }
+            stop = v != 0;
+        }
         if (c->patience > 0 && wait >= c->patience) stop = 1;
         if (stop) {
             r.stopped_early = 1;

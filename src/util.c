@@ -21,6 +21,7 @@ const char *bp_status_name(bp_status s)
     case BP_ENONFINITE: return "BP_ENONFINITE";
     case BP_ESTOPPED: return "BP_ESTOPPED";
     case BP_EUNSUPPORTED: return "BP_EUNSUPPORTED";
+    case BP_ECOMM: return "BP_ECOMM";
     }
     return "BP_E?";
 }

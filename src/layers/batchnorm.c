@@ -17,6 +17,14 @@
  * oneDNN's batch-normalization primitive; the backward too on a blocked
  * input (after a conv, nChw{B}c: oneDNN's JIT kernels), and on the
  * reference loop on a plain one (faster there, see bn_backward).
+ *
+ * Synchronized (data-parallel training with sync_batchnorm, net->comm):
+ * the sums behind mean, var, dbeta and dgamma are summed over the ranks,
+ * whose slices make a global batch of net->global_n samples, so each rank
+ * normalizes and differentiates as one process would on the whole batch
+ * (torch's SyncBatchNorm). Three blocking reductions of C doubles per step
+ * (sum x; sum (x - mean)^2; then sum dy and sum dy xhat together); the
+ * parameter gradients stay each rank's own part, summed with the others.
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -72,10 +80,110 @@ static void bn_init(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng)
     L->count = 0;
 }
 
+/* The workspace: mean and invstd [C] each, then (at an 8-byte boundary)
+ * 2 C doubles for the synchronized sums. */
+static size_t bn_sums_offset(const bp_layer *L)
+{
+    return (2 * (size_t)bn_channels(L) * sizeof(bp_real) + 7) & ~(size_t)7;
+}
+
 static uint64_t bn_ws(const bp_layer *L, int batch)
 {
     (void)batch;
-    return 2 * (uint64_t)bn_channels(L) * sizeof(bp_real);
+    return bn_sums_offset(L) + 2 * (uint64_t)bn_channels(L) * sizeof(double);
+}
+
+static double *bn_sums(const bp_layer *L)
+{
+    return (double *)(void *)((unsigned char *)L->ws + bn_sums_offset(L));
+}
+
+static int bn_synced(const bp_net *net, const bp_layer *L)
+{
+    return net->sync_bn && net->comm && net->comm->size > 1 && net->global_n > 0 && !L->frozen;
+}
+
+/* Training forward over the ranks' global batch (layout blk). */
+static void bn_forward_sync(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int blk)
+{
+    int C = bn_channels(L), S = bn_spatial(L);
+    bp_real *mean = L->ws, *invstd = (bp_real *)L->ws + C;
+    double *sum = bn_sums(L), *sq = sum + C;
+    const long M = (long)(net->global_n > n ? net->global_n : n) * S;
+    for (int c = 0; c < C; c++) {
+        double a = 0;
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < S; k++) a += x[bp_blk_at(blk, C, S, b, c, k)];
+        sum[c] = a;
+    }
+    if (bp_comm_sum(net->comm, sum, (size_t)C, BP_COMM_F64)) {
+        bp_layer_fail(y, (size_t)n * L->out);
+        return;
+    }
+    for (int c = 0; c < C; c++) {
+        double mu = sum[c] / (double)M, a = 0;
+        sum[c] = mu;
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < S; k++) {
+                double d = x[bp_blk_at(blk, C, S, b, c, k)] - mu;
+                a += d * d;
+            }
+        sq[c] = a;
+    }
+    if (bp_comm_sum(net->comm, sq, (size_t)C, BP_COMM_F64)) {
+        bp_layer_fail(y, (size_t)n * L->out);
+        return;
+    }
+    const bp_real *gamma = L->w, *beta = L->b;
+    for (int c = 0; c < C; c++) {
+        double mu = sum[c], var = sq[c] / (double)M, is = 1 / sqrt(var + BN_EPS);
+        mean[c] = (bp_real)mu;
+        invstd[c] = (bp_real)is;
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < S; k++) {
+                size_t o = bp_blk_at(blk, C, S, b, c, k);
+                y[o] = (bp_real)(gamma[c] * (x[o] - mu) * is + beta[c]);
+            }
+        bp_bn_running_update(L->buf, L->buf + C, c, mu, var, M, BN_MOMENTUM);
+    }
+}
+
+/* Training backward over the ranks' global batch: dgamma and dbeta are
+ * this rank's part (the trainer sums them), dx uses the global sums. */
+static void bn_backward_sync(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dgamma,
+                             bp_real *dbeta, const bp_real *dy, const bp_real *x, int n, int blk)
+{
+    int C = bn_channels(L), S = bn_spatial(L);
+    const bp_real *mean = L->ws, *invstd = (const bp_real *)L->ws + C;
+    double *db = bn_sums(L), *dg = db + C;
+    const long M = (long)(net->global_n > n ? net->global_n : n) * S;
+    for (int c = 0; c < C; c++) {
+        double a = 0, g = 0, mu = mean[c], is = invstd[c];
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < S; k++) {
+                size_t o = bp_blk_at(blk, C, S, b, c, k);
+                a += dy[o];
+                g += dy[o] * (x[o] - mu) * is;
+            }
+        db[c] = a;
+        dg[c] = g;
+        if (dgamma) dgamma[c] = (bp_real)g;
+        if (dbeta) dbeta[c] = (bp_real)a;
+    }
+    if (bp_comm_sum(net->comm, db, 2 * (size_t)C, BP_COMM_F64)) {
+        bp_layer_fail(dx, (size_t)n * L->in);
+        return;
+    }
+    if (!dx) return;
+    for (int c = 0; c < C; c++) {
+        double mu = mean[c], is = invstd[c], scale = L->w[c] * is / (double)M;
+        for (int b = 0; b < n; b++)
+            for (int k = 0; k < S; k++) {
+                size_t o = bp_blk_at(blk, C, S, b, c, k);
+                double xhat = (x[o] - mu) * is;
+                dx[o] = (bp_real)(scale * ((double)M * dy[o] - db[c] - xhat * dg[c]));
+            }
+    }
 }
 
 static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
@@ -123,6 +231,11 @@ static void bn_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, i
     bp_real *gamma = L->w, *beta = L->b, *rm = L->buf, *rv = L->buf + C;
     bn_fast *f = bn_fast_for(net, L, n, training);
     int blocked = bp_blk_in(net, L, n, training) > 1;
+    if (training && bn_synced(net, L)) {
+        L->count++;
+        bn_forward_sync(net, L, y, x, n, bp_blk_in(net, L, n, training));
+        return;
+    }
     if (training && !L->frozen) {
         bp_real *mean = L->ws, *invstd = (bp_real *)L->ws + C;
         L->count++;
@@ -163,6 +276,10 @@ static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
             if (dgamma) dgamma[c] = (bp_real)sg;
             if (dbeta) dbeta[c] = (bp_real)sb;
         }
+        return;
+    }
+    if (bn_synced(net, L)) {
+        bn_backward_sync(net, L, dx, dgamma, dbeta, dy, x, n, blk);
         return;
     }
     const bp_real *mean = L->ws, *invstd = (const bp_real *)L->ws + C;

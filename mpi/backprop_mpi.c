@@ -1,0 +1,129 @@
+/*
+ * backprop_mpi.c - bp_comm over MPI_COMM_WORLD (contract in
+ * include/backprop_mpi.h): MPI_Iallreduce with MPI_SUM in place for the
+ * trainer's buckets (each in its slot's request, so nothing is allocated
+ * per step), MPI_Test to progress them while the backward pass goes on,
+ * MPI_Bcast for the initial weights.
+ */
+#include "backprop_mpi.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct mpi_ctx {
+    MPI_Request req[BP_COMM_SLOTS];
+    int we_initialized;
+} mpi_ctx;
+
+static mpi_ctx g_ctx; /* one world per process */
+
+int bp_mpi_launched(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                                       "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1) return 1;
+    }
+    return 0;
+}
+
+static int slot_ok(int slot) { return slot >= 0 && slot < BP_COMM_SLOTS; }
+
+static int c_iallreduce(void *ctx, int slot, void *buf, size_t count, bp_comm_type type)
+{
+    mpi_ctx *c = ctx;
+    if (!slot_ok(slot) || count > INT_MAX || c->req[slot] != MPI_REQUEST_NULL) return -1;
+    MPI_Datatype t = type == BP_COMM_F64 ? MPI_DOUBLE : MPI_FLOAT;
+    return MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, t, MPI_SUM, MPI_COMM_WORLD,
+                          &c->req[slot]) == MPI_SUCCESS ? 0 : -1;
+}
+
+static int c_test(void *ctx, int slot)
+{
+    mpi_ctx *c = ctx;
+    if (!slot_ok(slot)) return -1;
+    if (c->req[slot] == MPI_REQUEST_NULL) return 1;
+    int flag = 0;
+    if (MPI_Test(&c->req[slot], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS) return -1;
+    return flag ? 1 : 0;
+}
+
+static int c_wait(void *ctx, int slot)
+{
+    mpi_ctx *c = ctx;
+    if (!slot_ok(slot)) return -1;
+    if (c->req[slot] == MPI_REQUEST_NULL) return 0;
+    return MPI_Wait(&c->req[slot], MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : -1;
+}
+
+static int c_bcast(void *ctx, void *buf, size_t bytes, int root)
+{
+    (void)ctx;
+    unsigned char *p = buf;
+    while (bytes > 0) { /* MPI counts are ints */
+        int part = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+        if (MPI_Bcast(p, part, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) return -1;
+        p += part;
+        bytes -= (size_t)part;
+    }
+    return 0;
+}
+
+static bp_status fail(bp_error *err, int rc, const char *what)
+{
+    if (err) {
+        char s[MPI_MAX_ERROR_STRING] = "";
+        int len = 0;
+        if (rc != MPI_SUCCESS) MPI_Error_string(rc, s, &len);
+        err->code = BP_ECOMM;
+        snprintf(err->message, sizeof err->message, "%s failed%s%s", what, len ? ": " : "", s);
+    }
+    return BP_ECOMM;
+}
+
+bp_status bp_mpi_init(bp_comm *comm, int *argc, char ***argv, bp_error *err)
+{
+    if (!comm) return fail(err, MPI_SUCCESS, "bp_mpi_init (NULL comm)");
+    memset(comm, 0, sizeof *comm);
+    int inited = 0, rc;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided = 0;
+        if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
+            return fail(err, rc, "MPI_Init_thread");
+        g_ctx.we_initialized = 1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    for (int i = 0; i < BP_COMM_SLOTS; i++) g_ctx.req[i] = MPI_REQUEST_NULL;
+    if ((rc = MPI_Comm_rank(MPI_COMM_WORLD, &comm->rank)) != MPI_SUCCESS)
+        return fail(err, rc, "MPI_Comm_rank");
+    if ((rc = MPI_Comm_size(MPI_COMM_WORLD, &comm->size)) != MPI_SUCCESS)
+        return fail(err, rc, "MPI_Comm_size");
+    comm->ctx = &g_ctx;
+    comm->iallreduce = c_iallreduce;
+    comm->test = c_test;
+    comm->wait = c_wait;
+    comm->bcast = c_bcast;
+    return BP_OK;
+}
+
+void bp_mpi_finalize(bp_comm *comm)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (g_ctx.we_initialized && !fin) MPI_Finalize();
+    if (comm) comm->ctx = NULL;
+}
+
+void bp_mpi_abort(bp_comm *comm, int code)
+{
+    (void)comm;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+    exit(code ? code : 1); /* not reached */
+}

@@ -1,0 +1,335 @@
+/*
+ * mpi_train.c - data-parallel training against one process (issue 10).
+ * Run by tests/mpi/run.sh as `mpirun -np 2 mpi_train` (and mpi_train_f64,
+ * the double build): every rank trains with bp_trainer_set_comm; rank 0
+ * then trains the same network alone with the same global batch, and the
+ * two must agree to summation order:
+ *   double: every tensor within 1e-12 of its norm; float: 1e-5 of its norm.
+ * The ranks' weights must be identical bit for bit (the same update
+ * everywhere). Cases: an MLP (cross-entropy, Adam, clipping, shuffling,
+ * a ragged last batch, validation), an MLP regression (MSE, Nesterov, l2,
+ * cosine schedule, validation split unevenly), a CNN with batchnorm and
+ * sync_batchnorm (momentum SGD; blocked layouts in the float build), and
+ * failures: data that differ, a bad value on one rank, settings that
+ * differ, a batch smaller than the ranks, bp_comm_agree.
+ */
+#include "backprop_mpi.h"
+#include "check.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef BP_DOUBLE
+#define TOL 1e-12
+#define NAME "mpi_train_f64"
+#else
+#define TOL 1e-5
+#define NAME "mpi_train"
+#endif
+
+static bp_comm g_comm;
+
+/* Seeded synthetic data: n rows of f features, labels from a fixed rule
+ * (classes > 0) or a smooth target (classes == 0, width tw). */
+static void make_data(bp_data *d, int n, int f, int classes, int tw, uint64_t seed)
+{
+    bp_rng r;
+    bp_rng_seed(&r, seed);
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->n_inputs = f;
+    d->n_targets = classes ? 1 : tw;
+    d->x = malloc((size_t)n * f * sizeof(bp_real));
+    d->y = malloc((size_t)n * d->n_targets * sizeof(bp_real));
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < f; j++) {
+            double v = 2.0 * bp_rng_uniform(&r) - 1.0;
+            d->x[(size_t)i * f + j] = (bp_real)v;
+            s += v * (j % 3 == 0 ? 1.0 : -0.5);
+        }
+        if (classes) d->y[i] = (bp_real)((int)floor(fabs(s) * 2.0) % classes);
+        else
+            for (int k = 0; k < tw; k++) d->y[(size_t)i * tw + k] = (bp_real)sin(s + k);
+    }
+}
+
+static void free_data(bp_data *d)
+{
+    free(d->x);
+    free(d->y);
+}
+
+/* The largest |a - b| of layer i's parameters relative to the norm of b
+ * (the one-process tensor). */
+static double layer_rel_diff(const bp_net *a, const bp_net *b, int i)
+{
+    const bp_layer *La = &a->layers[i], *Lb = &b->layers[i];
+    double worst = 0, norm = 0;
+    for (size_t k = 0; k < Lb->n_params; k++) norm += (double)b->params[Lb->offset + k] * b->params[Lb->offset + k];
+    norm = sqrt(norm);
+    for (size_t k = 0; k < La->n_params; k++) {
+        double d = fabs((double)a->params[La->offset + k] - (double)b->params[Lb->offset + k]);
+        if (d > worst) worst = d;
+    }
+    return norm > 0 ? worst / norm : worst;
+}
+
+static double buffers_rel_diff(const bp_net *a, const bp_net *b)
+{
+    double worst = 0, norm = 0;
+    for (size_t k = 0; k < b->n_buffers; k++) norm += (double)b->buffers[k] * b->buffers[k];
+    norm = sqrt(norm);
+    for (size_t k = 0; k < a->n_buffers; k++) {
+        double d = fabs((double)a->buffers[k] - (double)b->buffers[k]);
+        if (d > worst) worst = d;
+    }
+    return norm > 0 ? worst / norm : worst;
+}
+
+typedef struct record {
+    double train_loss[16], val_loss[16], val_acc[16];
+    int epochs;
+} record;
+
+static int on_epoch(const bp_epoch_info *ei, void *user)
+{
+    record *rec = user;
+    if (ei->epoch <= 16) {
+        rec->train_loss[ei->epoch - 1] = ei->train_loss;
+        rec->val_loss[ei->epoch - 1] = ei->val_loss;
+        rec->val_acc[ei->epoch - 1] = ei->val_accuracy;
+    }
+    rec->epochs = ei->epoch;
+    return 0;
+}
+
+static bp_net *train(bp_shape in, const char *spec, const bp_train_config *cfg0, const bp_data *tr,
+                     const bp_data *val, const bp_comm *comm, record *rec, bp_status *st,
+                     bp_error *e)
+{
+    bp_net *net = NULL;
+    bp_trainer *t = NULL;
+    bp_train_config cfg = *cfg0;
+    cfg.on_epoch = on_epoch;
+    cfg.user = rec;
+    memset(rec, 0, sizeof *rec);
+    *st = bp_net_create_shaped(&net, in, spec, 11, e);
+    int per_rank = cfg.batch_size / (comm ? comm->size : 1) + 1;
+    if (!*st) *st = bp_trainer_create(&t, net, &cfg, per_rank, e);
+    if (!*st && comm) *st = bp_trainer_set_comm(t, comm, e);
+    if (!*st) *st = bp_fit(t, tr, val, NULL, e);
+    bp_trainer_free(t);
+    if (*st) {
+        bp_net_free(net);
+        return NULL;
+    }
+    return net;
+}
+
+/* Train with every rank, then alone on rank 0, and compare. */
+static void equal_to_one_process(const char *what, bp_shape in, const char *spec,
+                                 const bp_train_config *cfg, const bp_data *tr, const bp_data *val)
+{
+    record rd, r1;
+    bp_status st;
+    bp_error e = {0};
+    bp_net *dist = train(in, spec, cfg, tr, val, &g_comm, &rd, &st, &e);
+    CHECK(dist != NULL, "%s: data-parallel training failed: %s", what, e.message);
+    if (!dist) return;
+    /* The ranks hold the same weights, bit for bit: rank 1's go to rank 0. */
+    size_t np = dist->n_params;
+    bp_real *other = malloc(np * sizeof(bp_real));
+    memcpy(other, dist->params, np * sizeof(bp_real));
+    int bc = g_comm.bcast(g_comm.ctx, other, np * sizeof(bp_real), 1);
+    CHECK(bc == 0, "%s: bcast failed", what);
+    if (g_comm.rank == 0) {
+        CHECK(memcmp(other, dist->params, np * sizeof(bp_real)) == 0,
+              "%s: rank 1's weights differ from rank 0's", what);
+        bp_net *one = train(in, spec, cfg, tr, val, NULL, &r1, &st, &e);
+        CHECK(one != NULL, "%s: one-process training failed: %s", what, e.message);
+        if (one) {
+            double worst = 0;
+            for (int i = 0; i < one->n_layers; i++) {
+                if (!one->layers[i].n_params) continue;
+                double d = layer_rel_diff(dist, one, i);
+                CHECK(d <= TOL, "%s: layer %d (%s) differs by %.3g of its norm (tol %g)", what, i,
+                      bp_layer_name(one->layers[i].kind), d, TOL);
+                if (d > worst) worst = d;
+            }
+            double db = buffers_rel_diff(dist, one);
+            CHECK(db <= TOL, "%s: buffers differ by %.3g of their norm", what, db);
+            CHECK(rd.epochs == r1.epochs && rd.epochs == cfg->epochs, "%s: epochs %d vs %d", what,
+                  rd.epochs, r1.epochs);
+            for (int k = 0; k < r1.epochs && k < 16; k++) {
+                CHECK_CLOSE(rd.train_loss[k], r1.train_loss[k], 1e3 * TOL, "train loss");
+                if (val) CHECK_CLOSE(rd.val_loss[k], r1.val_loss[k], 1e3 * TOL, "val loss");
+            }
+            printf("%s: 2 ranks vs 1 process: worst parameter difference %.3g of a tensor's norm, "
+                   "buffers %.3g; epoch losses %.6f vs %.6f\n", what, worst, db,
+                   rd.train_loss[r1.epochs - 1], r1.train_loss[r1.epochs - 1]);
+            bp_net_free(one);
+        }
+    }
+    free(other);
+    bp_net_free(dist);
+}
+
+static void expect_comm_error(const char *what, bp_status st, const bp_error *e, const char *want1,
+                              const char *want2)
+{
+    CHECK(st == BP_ECOMM && strstr(e->message, want1) && (!want2 || strstr(e->message, want2)),
+          "%s: status %s, message '%s' (want BP_ECOMM with '%s'%s%s)", what, bp_status_name(st),
+          e->message, want1, want2 ? " and " : "", want2 ? want2 : "");
+}
+
+int main(int argc, char **argv)
+{
+    bp_error e = {0};
+    if (bp_mpi_init(&g_comm, &argc, &argv, &e)) {
+        fprintf(stderr, "%s: %s\n", NAME, e.message);
+        return 1;
+    }
+    CHECK(g_comm.size == 2, "run with mpirun -np 2 (size %d)", g_comm.size);
+    if (g_comm.size != 2) {
+        bp_mpi_finalize(&g_comm);
+        return check_done(NAME);
+    }
+    bp_set_threads(1);
+
+    /* 1. MLP, cross-entropy, Adam, clipping, weight decay; 203 rows in
+     * batches of 32 (the last has 11: 5 and 6 per rank), validation 57. */
+    bp_data tr, val;
+    make_data(&tr, 203, 10, 3, 0, 1);
+    make_data(&val, 57, 10, 3, 0, 2);
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_ADAM);
+    cfg.lr = 0.01;
+    cfg.batch_size = 32;
+    cfg.epochs = 4;
+    cfg.seed = 5;
+    cfg.clip_norm = 0.5;
+    cfg.weight_decay = 1e-3;
+    equal_to_one_process("mlp", bp_shape_flat(10), "dense(16) tanh dense(12) relu dense(3)", &cfg,
+                         &tr, &val);
+
+    /* 2. Regression: MSE, Nesterov, l2, cosine; batch 25 (last 3). */
+    bp_data rt, rv;
+    make_data(&rt, 203, 6, 0, 2, 3);
+    make_data(&rv, 31, 6, 0, 2, 4);
+    bp_train_config_default(&cfg, BP_NESTEROV);
+    cfg.loss = BP_LOSS_MSE;
+    cfg.lr = 0.05;
+    cfg.l2 = 1e-3;
+    cfg.schedule = BP_SCHED_COSINE;
+    cfg.batch_size = 25;
+    cfg.epochs = 3;
+    cfg.seed = 9;
+    equal_to_one_process("mlp-mse", bp_shape_flat(6), "dense(8) sigmoid dense(2)", &cfg, &rt, &rv);
+
+    /* 3. CNN with batchnorm, sync_batchnorm; 3x8x8 images, batch 20 (90
+     * rows: the last has 10), momentum SGD. */
+    bp_data ct, cv;
+    make_data(&ct, 90, 3 * 8 * 8, 4, 0, 5);
+    make_data(&cv, 23, 3 * 8 * 8, 4, 0, 6);
+    bp_shape img = {3, {3, 8, 8}};
+    const char *cnn = "conv(16,3,1,1) batchnorm relu maxpool(2) conv(16,3,1,1) batchnorm relu "
+                      "flatten dense(4)";
+    bp_train_config_default(&cfg, BP_MOMENTUM);
+    cfg.lr = 0.05;
+    cfg.batch_size = 20;
+    cfg.epochs = 3;
+    cfg.seed = 3;
+    cfg.sync_batchnorm = 1;
+    equal_to_one_process("cnn-syncbn", img, cnn, &cfg, &ct, &cv);
+
+    /* Without sync_batchnorm the ranks still agree with each other. */
+    cfg.sync_batchnorm = 0;
+    record rec;
+    bp_status st;
+    bp_net *net = train(img, cnn, &cfg, &ct, &cv, &g_comm, &rec, &st, &e);
+    CHECK(net != NULL, "cnn per-rank batchnorm: %s", e.message);
+    if (net) {
+        size_t bytes = (net->n_params + net->n_buffers) * sizeof(bp_real);
+        bp_real *mine = malloc(bytes);
+        memcpy(mine, net->params, net->n_params * sizeof(bp_real));
+        memcpy(mine + net->n_params, net->buffers, net->n_buffers * sizeof(bp_real));
+        bp_real *theirs = malloc(bytes);
+        memcpy(theirs, mine, bytes);
+        g_comm.bcast(g_comm.ctx, theirs, bytes, 1);
+        CHECK(memcmp(mine, theirs, bytes) == 0, "per-rank batchnorm: the ranks' weights or "
+              "running statistics differ");
+        free(mine);
+        free(theirs);
+        bp_net_free(net);
+    }
+
+    /* 4. Failures, each on every rank with a message naming the rank. */
+    bp_train_config_default(&cfg, BP_ADAM);
+    cfg.batch_size = 32;
+    cfg.epochs = 1;
+    /* rank 1 has one row less */
+    bp_data short1 = tr;
+    if (g_comm.rank == 1) short1.n = tr.n - 1;
+    net = train(bp_shape_flat(10), "dense(4) dense(3)", &cfg, &short1, NULL, &g_comm, &rec, &st, &e);
+    expect_comm_error("row counts", st, &e, "rank 1's training row count is 202, rank 0's 203", NULL);
+    bp_net_free(net);
+    /* the same shape, one value changed on rank 1 */
+    bp_data changed = tr;
+    bp_real *x2 = malloc((size_t)tr.n * tr.n_inputs * sizeof(bp_real));
+    memcpy(x2, tr.x, (size_t)tr.n * tr.n_inputs * sizeof(bp_real));
+    if (g_comm.rank == 1) x2[100] += 1;
+    changed.x = x2;
+    net = train(bp_shape_flat(10), "dense(4) dense(3)", &cfg, &changed, NULL, &g_comm, &rec, &st, &e);
+    expect_comm_error("values", st, &e, "rank 1's training inputs' hash", NULL);
+    bp_net_free(net);
+    /* a NaN on rank 0: its own check fails, and every rank says so */
+    if (g_comm.rank == 0) x2[100] = NAN;
+    else x2[100] = tr.x[100];
+    net = train(bp_shape_flat(10), "dense(4) dense(3)", &cfg, &changed, NULL, &g_comm, &rec, &st, &e);
+    expect_comm_error("nan", st, &e, "rank 0: training data: row 11, feature 1 is nan", NULL);
+    bp_net_free(net);
+    free(x2);
+    /* a different learning rate on rank 1 */
+    bp_train_config c2 = cfg;
+    if (g_comm.rank == 1) c2.lr = 0.5;
+    net = train(bp_shape_flat(10), "dense(4) dense(3)", &c2, &tr, NULL, &g_comm, &rec, &st, &e);
+    expect_comm_error("settings", st, &e, "rank 1's learning rate is 0.5", NULL);
+    bp_net_free(net);
+    /* a different architecture (another class count) on rank 1 */
+    net = train(bp_shape_flat(10), g_comm.rank ? "dense(4) dense(4)" : "dense(4) dense(3)", &cfg,
+                &tr, NULL, &g_comm, &rec, &st, &e);
+    expect_comm_error("classes", st, &e, "rank 1's output count (classes) is 4, rank 0's 3", NULL);
+    bp_net_free(net);
+    /* batch 1 cannot give both ranks a row */
+    c2 = cfg;
+    c2.batch_size = 1;
+    net = train(bp_shape_flat(10), "dense(4) dense(3)", &c2, &tr, NULL, &g_comm, &rec, &st, &e);
+    CHECK(st == BP_EINVAL && strstr(e.message, "2 ranks need at least 2 rows in every batch"),
+          "batch 1: %s, '%s'", bp_status_name(st), e.message);
+    bp_net_free(net);
+    /* bp_comm_agree: rank 1 failed */
+    bp_error mine = {0};
+    bp_status local = BP_OK;
+    if (g_comm.rank == 1) {
+        local = BP_EIO;
+        snprintf(mine.message, sizeof mine.message, "cannot open 'x.csv'");
+    }
+    st = bp_comm_agree(&g_comm, local, &mine, &e);
+    expect_comm_error("agree", st, &e, "rank 1: cannot open 'x.csv'", NULL);
+    st = bp_comm_agree(&g_comm, BP_OK, NULL, &e);
+    CHECK(st == BP_OK, "agree all ok: %s", bp_status_name(st));
+
+    free_data(&tr);
+    free_data(&val);
+    free_data(&rt);
+    free_data(&rv);
+    free_data(&ct);
+    free_data(&cv);
+    int rc = check_done(NAME);
+    bp_mpi_finalize(&g_comm);
+    return rc;
+}
