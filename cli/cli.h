@@ -110,6 +110,9 @@ typedef struct cli_outfile {
     char *tmp;
 } cli_outfile;
 int cli_out_open(cli_outfile *o, const char *path);      /* CLI_FAIL + message */
+/* Remove the temporaries of every open cli_outfile (async-signal-safe:
+ * for a SIGTERM handler; the files are not closed). */
+void cli_remove_temps(void);
 /* "a,b,c": names joined by commas (a --target list); malloc'd, NULL if out of memory. */
 char *cli_join_names(char *const *names, int n);
 /* 1 if a and b name the same file (same text, or same device and inode). */
@@ -302,5 +305,28 @@ int cli_text_loss(bp_net *net, int softmax_out, const int32_t *ids, size_t n, in
  * the model's. */
 int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, const char *data,
                   int streams, int json);
+
+/* ---- data-parallel training (dist.c) ----
+ * cli_rank: this process's rank once launched by mpirun as several ranks,
+ * else -1 (cli_fail then prefixes "rank R: "). cli_dist_guess_rank reads
+ * it from the launcher's environment (before MPI starts); cli_dist_start
+ * starts MPI when launched as several ranks (CLI_OK, or a failure printed);
+ * cli_dist_comm is the communicator, or NULL for one process;
+ * cli_dist_leader is 1 on rank 0 and without MPI; cli_dist_settled says
+ * no rank waits for this one any more (a collective call failed the same
+ * on every rank, or training ended): a failure from then on finalizes;
+ * cli_dist_end finalizes, or ends the whole
+ * job (MPI_Abort) when this rank failed alone (the others may be waiting
+ * for it), and returns status. cli_dist_default_threads: threads per rank without
+ * --threads (-1 for one process). */
+extern int cli_rank;
+int cli_dist_launched(void);
+void cli_dist_guess_rank(void);
+int cli_dist_start(int *argc, char ***argv);
+const bp_comm *cli_dist_comm(void);
+int cli_dist_leader(void);
+void cli_dist_settled(void);
+int cli_dist_end(int status);
+int cli_dist_default_threads(void);
 
 #endif /* BP_CLI_H */

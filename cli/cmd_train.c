@@ -33,7 +33,7 @@ enum {
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
     O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
     O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_INPUT_SHAPE,
-    O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_COUNT
+    O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_SYNC_BN, O_COUNT
 };
 
 /* rnn, lstm, gru: the layers with gradient norms through time in the log. */
@@ -86,6 +86,7 @@ static const cli_opt train_opts[] = {
     [O_NEW_HEAD] = {"--new-head", NULL, 0},
     [O_SEQ_LEN] = {"--seq-len", NULL, 1},
     [O_ENCODING] = {"--encoding", NULL, 1},
+    [O_SYNC_BN] = {"--sync-batchnorm", NULL, 0},
     {NULL, NULL, 0},
 };
 
@@ -112,6 +113,7 @@ typedef struct train_args {
     uint64_t seed;
     bp_shape input_shape;  /* --input-shape (rank 0: not given) */
     int hflip, shift;      /* --augment hflip, shift(N) */
+    int sync_bn;           /* --sync-batchnorm */
     const char *augment;   /* the --augment text, for the metadata */
     int new_head;          /* --new-head */
     int text;              /* --task text (or --init-from a text model) */
@@ -271,6 +273,7 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_INPUT_SHAPE: r = cli_shape("--input-shape", v, &a->input_shape); break;
         case O_AUGMENT: r = parse_augment(v, &a->hflip, &a->shift), a->augment = v; break;
         case O_NEW_HEAD: a->new_head = 1; break;
+        case O_SYNC_BN: a->sync_bn = 1; break;
         case O_SEQ_LEN: r = cli_int(name, v, 1, 1000000, &a->seq_len); break;
         case O_ENCODING:
             r = cli_choice(name, v, encodings, &choice);
@@ -331,6 +334,15 @@ static void on_sigint(int sig)
 {
     (void)sig;
     g_interrupted = 1;
+}
+
+/* Killed (mpirun ends the other ranks with SIGTERM when one fails): no
+ * temporary file stays behind; then die of the signal as before. */
+static void on_sigterm(int sig)
+{
+    cli_remove_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 typedef struct progress {
@@ -1394,6 +1406,9 @@ static int store_meta(train_state *s, long batches)
         st = st ? st : meta_num(net, "gamma", a->gamma);
     if (a->schedule == BP_SCHED_COSINE) st = st ? st : meta_num(net, "min_lr", a->min_lr);
     st = st ? st : meta_int(net, "batch", a->batch);
+    const bp_comm *comm = cli_dist_comm();
+    st = st ? st : meta_int(net, "ranks", comm ? comm->size : 1);
+    if (a->sync_bn) st = st ? st : meta_set(net, "sync_batchnorm", "1");
     st = st ? st : meta_int(net, "steps_per_epoch", batches);
     st = st ? st : meta_int(net, "epochs", a->epochs);
     st = st ? st : meta_set(net, "shuffle", a->no_shuffle || s->text ? "0" : "1");
@@ -1489,15 +1504,21 @@ static void notices(const train_state *s, bp_optimizer opt, long batches)
 /* Train with Ctrl-C caught: it only sets a flag, checked after each step. */
 static int run(train_state *s)
 {
-    cli_set_threads(s->a.threads);
+    cli_set_threads(s->a.threads >= 0 ? s->a.threads : cli_dist_default_threads());
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
     sigaction(SIGINT, &sa, &old);
+    struct sigaction ta, told;
+    memset(&ta, 0, sizeof ta);
+    ta.sa_handler = on_sigterm;
+    sigemptyset(&ta.sa_mask);
+    sigaction(SIGTERM, &ta, &told);
     int st = run_steps(s);
     sigaction(SIGINT, &old, NULL);
+    sigaction(SIGTERM, &told, NULL);
     return st;
 }
 
@@ -1534,6 +1555,11 @@ static int run_steps(train_state *s)
         return cli_fail(CLI_USAGE, "train: %s is for --task text; %s is not a text model",
                         a->given[O_SEQ_LEN] ? "--seq-len" : "--encoding", a->init_from);
     s->text = a->text;
+    const bp_comm *comm = cli_dist_comm();
+    int leader = cli_dist_leader();
+    if (s->text && comm)
+        return cli_fail(CLI_USAGE, "train: --task text does not train data-parallel yet (its "
+                        "streams are read in order): run it as one process, without mpirun");
     if (s->text) {
         if ((st = prepare_text(s))) return st;
     } else if ((st = prepare_data(s))) return st;
@@ -1569,6 +1595,7 @@ static int run_steps(train_state *s)
     cfg.seed = a->seed;
     cfg.patience = a->early_stop;
     cfg.min_delta = a->min_delta;
+    cfg.sync_batchnorm = a->sync_bn;
     int n = s->train->n;
     int batch = a->batch == 0 || a->batch > n ? n : a->batch;
     long batches = (n + batch - 1) / batch;
@@ -1587,7 +1614,7 @@ static int run_steps(train_state *s)
 
     s->pg.net = s->net;
     s->pg.tty = isatty(STDERR_FILENO);
-    s->pg.quiet = a->quiet;
+    s->pg.quiet = a->quiet || !leader; /* rank 0 shows the progress */
     s->pg.classify = s->classify;
     s->pg.text = s->text;
     s->pg.steps = s->text ? s->seq_len : 1;
@@ -1595,23 +1622,38 @@ static int run_steps(train_state *s)
     cfg.on_step = on_step;
     cfg.on_epoch = on_epoch;
     cfg.user = &s->pg;
-    if (bp_trainer_create(&s->tr, s->net, &cfg, batch, &err) != BP_OK)
+    /* Data-parallel: each rank holds its share of a batch. */
+    int ranks = comm ? comm->size : 1;
+    if (bp_trainer_create(&s->tr, s->net, &cfg, (batch + ranks - 1) / ranks, &err) != BP_OK)
         return cli_fail(err.code == BP_EINVAL ? CLI_USAGE : CLI_FAIL, "%s", err.message);
     if ((st = store_meta(s, batches))) return st;
 
-    /* Output files: fail now, not after training. */
-    cli_outfile probe;
-    if ((st = cli_out_open(&probe, out))) return st;
-    cli_out_abort(&probe);
-    if (a->log) {
-        if ((st = cli_out_open(&s->log, a->log))) return st;
-        write_log_header(s->log.f, s->net);
-        s->pg.log = s->log.f;
+    /* Output files (rank 0 writes them): fail now, not after training. */
+    if (leader) {
+        cli_outfile probe;
+        if ((st = cli_out_open(&probe, out))) return st;
+        cli_out_abort(&probe);
+        if (a->log) {
+            if ((st = cli_out_open(&s->log, a->log))) return st;
+            write_log_header(s->log.f, s->net);
+            s->pg.log = s->log.f;
+        }
+        if (a->plot && (st = cli_out_open(&s->plot, a->plot))) return st;
     }
-    if (a->plot && (st = cli_out_open(&s->plot, a->plot))) return st;
-    notices(s, opt, batches); /* after every check: an error stays one line */
+    if (comm) {
+        /* Collective: the ranks agree on network and settings, rank 0's
+         * weights go to all. A failure here is every rank's. */
+        bp_status cs = bp_trainer_set_comm(s->tr, comm, &err);
+        if (cs == BP_ECOMM) cli_dist_settled();
+        if (cs != BP_OK) return leader || cs != BP_ECOMM ? cli_fail(CLI_FAIL, "%s", err.message) : CLI_FAIL;
+    }
+    if (leader) notices(s, opt, batches); /* after every check: an error stays one line */
 
-    if (!a->quiet) {
+    if (!a->quiet && leader) {
+        if (comm)
+            fprintf(stderr, "data-parallel: %d ranks, global batch %d (%d-%d rows per rank), "
+                    "%s batchnorm statistics\n", ranks, batch, batch / ranks,
+                    (batch + ranks - 1) / ranks, a->sync_bn ? "synchronized" : "per-rank");
         if (s->text) {
             char c1[32], c2[32];
             cli_fmt_count(c1, sizeof c1, s->train_chars);
@@ -1654,7 +1696,10 @@ static int run_steps(train_state *s)
     if (g_interrupted) {
         return cli_fail(CLI_INTERRUPTED, "interrupted (nothing written)");
     }
-    if (fs != BP_OK) return cli_fail(CLI_FAIL, "training failed: %s", err.message);
+    /* With several ranks the failure is the same on each: rank 0 says it. */
+    cli_dist_settled(); /* bp_fit ended the same way on every rank */
+    if (fs != BP_OK) return leader ? cli_fail(CLI_FAIL, "training failed: %s", err.message) : CLI_FAIL;
+    if (!leader) return CLI_OK; /* rank 0 writes the model, log and plot */
     if (s->pg.oom) return cli_fail(CLI_FAIL, "out of memory");
     double seconds = cli_now() - s->pg.t_start;
 
@@ -1719,10 +1764,13 @@ int cmd_train(int argc, char **argv)
 {
     train_state s;
     memset(&s, 0, sizeof s);
+    cli_dist_guess_rank(); /* for messages before MPI starts */
     int st = parse_args(&s.a, argc, argv);
     if (st < 0) return CLI_OK; /* --help */
     if (st) return st;
+    /* mpirun -np N: one rank of a data-parallel run (dist.c). */
+    if ((st = cli_dist_start(NULL, NULL))) return cli_dist_end(st);
     st = run(&s);
     state_free(&s);
-    return st;
+    return cli_dist_end(st);
 }

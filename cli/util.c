@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+int cli_rank = -1; /* dist.c */
+
 int cli_fail(int status, const char *fmt, ...)
 {
     char msg[1024];
@@ -27,6 +29,12 @@ int cli_fail(int status, const char *fmt, ...)
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
     fflush(stdout);
+    if (cli_rank >= 0) {
+        /* Several ranks: usage errors are the same on each, rank 0 says it. */
+        if (cli_rank > 0 && status == CLI_USAGE) return status;
+        fprintf(stderr, "backprop: rank %d: %s\n", cli_rank, msg);
+        return status;
+    }
     fprintf(stderr, "backprop: %s\n", msg);
     return status;
 }
@@ -289,6 +297,33 @@ int cli_check_outputs(const char *const *outs, const char *const *out_names, int
     return CLI_OK;
 }
 
+/* Temporary files open now, removed by cli_remove_temps (a signal
+ * handler: unlink only, async-signal-safe) when a kill ends the run:
+ * mpirun stops the other ranks with SIGTERM when one fails. */
+#define MAX_TEMPS 8
+static char *volatile g_temps[MAX_TEMPS];
+
+static void temps_add(char *tmp)
+{
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (!g_temps[i]) {
+            g_temps[i] = tmp;
+            return;
+        }
+}
+
+static void temps_drop(const char *tmp)
+{
+    for (int i = 0; tmp && i < MAX_TEMPS; i++)
+        if (g_temps[i] == tmp) g_temps[i] = NULL;
+}
+
+void cli_remove_temps(void)
+{
+    for (int i = 0; i < MAX_TEMPS; i++)
+        if (g_temps[i]) unlink(g_temps[i]);
+}
+
 int cli_out_open(cli_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
@@ -325,6 +360,7 @@ int cli_out_open(cli_outfile *o, const char *path)
         cli_out_abort(o);
         return cli_fail(CLI_FAIL, "%s: cannot write: %s", path, strerror(e));
     }
+    temps_add(o->tmp);
     return CLI_OK;
 }
 
@@ -336,6 +372,7 @@ int cli_out_commit(cli_outfile *o)
     if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
     o->f = NULL;
     if (!bad && o->tmp && rename(o->tmp, o->path) != 0) bad = 1, e = errno;
+    if (!bad) temps_drop(o->tmp);
     if (bad) {
         cli_fail(CLI_FAIL, "%s: cannot write: %s", o->path, strerror(e));
         cli_out_abort(o);
@@ -349,6 +386,7 @@ int cli_out_commit(cli_outfile *o)
 
 void cli_out_abort(cli_outfile *o)
 {
+    temps_drop(o->tmp);
     if (o->f) fclose(o->f);
     if (o->tmp) remove(o->tmp);
     free(o->tmp);

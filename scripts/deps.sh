@@ -10,8 +10,10 @@ case $level in build|test|bench) ;; *) echo "deps: unknown level '$level' (build
 # OpenCL dev files and we install without recommends, so name them here. We keep
 # oneDNN's own CMake package (rather than find_library) because it carries the
 # library's version, compile flags and transitive link libraries as packaged.
+# libopenmpi-dev, openmpi-bin: data-parallel training (`mpirun -np N backprop
+# train`, libbackprop_mpi); without them the tool builds for one process.
 pkgs=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcjson-dev zlib1g-dev
-      dataset-fashion-mnist)
+      dataset-fashion-mnist libopenmpi-dev openmpi-bin)
 if [ "$level" = test ] || [ "$level" = bench ]; then
   # sklearn ships the iris/wine CSVs of the end-to-end tests; torch checks
   # that saved models load in PyTorch; clang builds the fuzz targets.
