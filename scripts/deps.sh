@@ -18,6 +18,9 @@ if [ "$level" = test ] || [ "$level" = bench ]; then
   # sklearn ships the iris/wine CSVs of the end-to-end tests; torch checks
   # that saved models load in PyTorch; clang builds the fuzz targets.
   pkgs+=(python3-sklearn python3-torch python3-numpy clang libclang-rt-14-dev)
+  # iproute2 for the data-parallel test across two network namespaces
+  # (tests/mpi/netns.sh; Open MPI itself is in the build level).
+  pkgs+=(iproute2)
 fi
 if [ "$level" = bench ]; then
   # bench/run.sh: FANN for bench_fann, /usr/bin/time for peak RSS, OpenBLAS

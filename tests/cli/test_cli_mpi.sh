@@ -30,7 +30,8 @@ fi
 # slots are found.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_base_warn_component_unused=0
 # The ASan build: Open MPI's own allocations are not ours to report.
-export LSAN_OPTIONS="suppressions=$SRC/tests/mpi/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$SRC/tests/mpi/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 MPI=(timeout --kill-after=5 120 "$MPIRUN" --oversubscribe -np 2)
 F=/usr/share/datasets/fashion-mnist
 check "Fashion-MNIST is installed (scripts/deps.sh installs dataset-fashion-mnist)" \

@@ -32,6 +32,17 @@
 
 static bp_comm g_comm;
 
+/* The bytes this rank handed to iallreduce (every rank must receive at
+ * least as many from the others): tests/mpi/netns.sh compares them with
+ * the traffic it counts on the link between two network namespaces. */
+static size_t g_reduced;
+static int (*g_mpi_iallreduce)(void *, int, void *, size_t, bp_comm_type);
+static int counting_iallreduce(void *ctx, int slot, void *buf, size_t count, bp_comm_type type)
+{
+    g_reduced += count * (type == BP_COMM_F64 ? sizeof(double) : sizeof(float));
+    return g_mpi_iallreduce(ctx, slot, buf, count, type);
+}
+
 /* Seeded synthetic data: n rows of f features, labels from a fixed rule
  * (classes > 0) or a smooth target (classes == 0, width tw). */
 static void make_data(bp_data *d, int n, int f, int classes, int tw, uint64_t seed)
@@ -193,6 +204,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", NAME, e.message);
         return 1;
     }
+    g_mpi_iallreduce = g_comm.iallreduce;
+    g_comm.iallreduce = counting_iallreduce;
     CHECK(g_comm.size == 2, "run with mpirun -np 2 (size %d)", g_comm.size);
     if (g_comm.size != 2) {
         bp_mpi_finalize(&g_comm);
@@ -329,6 +342,7 @@ int main(int argc, char **argv)
     free_data(&rv);
     free_data(&ct);
     free_data(&cv);
+    printf("%s: rank %d: allreduced %zu bytes\n", NAME, g_comm.rank, g_reduced);
     int rc = check_done(NAME);
     bp_mpi_finalize(&g_comm);
     return rc;
