@@ -434,74 +434,53 @@ static int first_nonfinite_layer(const bp_net *net, int n)
 static void record_time_grads(bp_trainer *tr, int n);
 static bp_status grad_norms(bp_trainer *tr, long step, bp_error *err);
 
-/* Complete every started bucket; 0, or -1 if a reduction failed. */
-static int wait_buckets(bp_trainer *tr, int started)
+/* Data-parallel: start bucket b's sum over the ranks once layer i's
+ * backward is done (i is the bucket's lowest layer), else let the started
+ * ones progress. Returns non-zero if a call failed. */
+static int reduce_after_layer(bp_trainer *tr, int i, int *started)
 {
-    int bad = 0;
-    for (int b = 0; b < started; b++) bad |= tr->comm.wait(tr->comm.ctx, b) != 0;
-    return bad ? -1 : 0;
+    int b = tr->bucket_at[i], failed = 0;
+    if (b >= 0) {
+        bp_comm_type type = sizeof(bp_real) == 8 ? BP_COMM_F64 : BP_COMM_F32;
+        failed = tr->comm.iallreduce(tr->comm.ctx, b, tr->grad + tr->bucket_lo[b],
+                                     tr->bucket_hi[b] - tr->bucket_lo[b], type) != 0;
+        *started = b + 1;
+    } else if (tr->comm.test) {
+        for (int q = 0; q < *started; q++) failed |= tr->comm.test(tr->comm.ctx, q) < 0;
+    }
+    return failed;
 }
 
-/* The data-parallel backward: the same pass, with each bucket's gradients
- * summed over the ranks as soon as its lowest layer is done (the reductions
- * progress while the layers below run), then the flags in the tail. */
-static bp_status backward_dist(bp_trainer *tr, const bp_real *x, int n, bp_real *delta,
-                               bp_real *other, int loss_finite, bp_error *err)
+/* Data-parallel: complete the started buckets, then read the flags of the
+ * tail: a rank's non-finite loss (every rank fails alike), a rank's
+ * request to stop (BP_ESTOPPED: no rank updates). */
+static bp_status finish_reduction(bp_trainer *tr, int n, int started, int failed, long step,
+                                  bp_error *err)
 {
     bp_net *net = tr->net;
-    long step = tr->t + 1;
-    bp_real *tail = tr->grad + net->n_params;
-    memset(tail, 0, tr->tail * sizeof(bp_real));
-    tail[0] = (bp_real)(tr->pending_stop != 0);
-    tail[1 + tr->comm.rank] = (bp_real)!loss_finite;
-    tr->pending_stop = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        if (net->layers[i].kind != BP_RELU) continue;
-        bp_k_colmax(tr->active + tr->active_off[i], net->act[i], n, net->layers[i].out);
-    }
-    int started = 0, failed = 0;
-    for (int i = tr->logits_layer; i >= tr->first_trainable; i--) {
-        bp_layer *L = &net->layers[i];
-        const bp_real *in = i ? net->act[i - 1] : x;
-        int need_dx = i > tr->first_trainable;
-        bp_real *dparam = L->n_params ? tr->grad + L->offset : NULL;
-        L->ops->backward(net, L, need_dx ? other : NULL, dparam, delta, in, net->act[i], n);
-        if (need_dx) {
-            bp_real *t = delta;
-            delta = other;
-            other = t;
-        }
-        int b = tr->bucket_at[i];
-        if (b >= 0) {
-            bp_comm_type type = sizeof(bp_real) == 8 ? BP_COMM_F64 : BP_COMM_F32;
-            failed |= tr->comm.iallreduce(tr->comm.ctx, b, tr->grad + tr->bucket_lo[b],
-                                          tr->bucket_hi[b] - tr->bucket_lo[b], type) != 0;
-            started = b + 1;
-        } else if (tr->comm.test) {
-            for (int q = 0; q < started; q++) failed |= tr->comm.test(tr->comm.ctx, q) < 0;
-        }
-    }
-    if (wait_buckets(tr, started) || failed)
+    for (int b = 0; b < started; b++) failed |= tr->comm.wait(tr->comm.ctx, b) != 0;
+    if (failed)
         return bp_fail(err, BP_ECOMM, "step %ld: summing the gradients over the ranks failed", step);
+    const bp_real *tail = tr->grad + net->n_params;
     for (int r = 0; r < tr->comm.size; r++)
         if (tail[1 + r] != 0) {
-            if (r == tr->comm.rank) {
-                int bad = first_nonfinite_layer(net, n);
-                if (bad >= 0)
-                    return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss on rank %d; first "
-                                   "non-finite values in the output of layer %d (%s)", step, r,
-                                   bad, bp_layer_name(net->layers[bad].kind));
-            }
+            int bad = r == tr->comm.rank ? first_nonfinite_layer(net, n) : -1;
+            if (bad >= 0)
+                return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss on rank %d; first "
+                               "non-finite values in the output of layer %d (%s)", step, r, bad,
+                               bp_layer_name(net->layers[bad].kind));
             return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss on rank %d", step, r);
         }
-    if (tail[0] != 0) return BP_ESTOPPED; /* no update: every rank stops here */
-    record_time_grads(tr, n);
-    return grad_norms(tr, step, err);
+    return tail[0] != 0 ? BP_ESTOPPED : BP_OK;
 }
 
 /* Forward, loss and backward on one batch; fills tr->grad for trainable
  * layers and tr->norm2. Returns BP_ENONFINITE (parameters untouched) if the
- * loss or a gradient is not finite. */
+ * loss or a gradient is not finite. In a data-parallel step of bp_fit
+ * (net->global_n set), the gradients are summed over the ranks in buckets
+ * started as the backward pass finishes each one (the sums progress while
+ * the layers below run), and a non-finite loss on any rank is found after
+ * the sums, the same on every rank. */
 static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_real *y, int n,
                                   double *loss_out, bp_error *err)
 {
@@ -521,8 +500,14 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     bp_real *delta = tr->d0, *other = tr->d1;
     double loss = bp_net_loss_of(net, tr->cfg.loss, y, n, delta, &tr->last_correct);
     if (loss_out) *loss_out = loss;
-    if (tr->dist && net->global_n > 0) return backward_dist(tr, x, n, delta, other, isfinite(loss), err);
-    if (!isfinite(loss)) {
+    int dist = tr->dist && net->global_n > 0;
+    if (dist) {
+        bp_real *tail = tr->grad + net->n_params;
+        memset(tail, 0, tr->tail * sizeof(bp_real));
+        tail[0] = (bp_real)(tr->pending_stop != 0);
+        tail[1 + tr->comm.rank] = (bp_real)!isfinite(loss);
+        tr->pending_stop = 0;
+    } else if (!isfinite(loss)) {
         int bad = first_nonfinite_layer(net, n);
         if (bad >= 0)
             return bp_fail(err, BP_ENONFINITE, "step %ld: non-finite loss; first non-finite values in the output of layer %d (%s)",
@@ -538,6 +523,7 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     }
     /* Backward through each layer's table, from the logits down to the
      * first trainable layer; delta holds dL/d(output of layer i). */
+    int started = 0, failed = 0;
     for (int i = k; i >= tr->first_trainable; i--) {
         bp_layer *L = &net->layers[i];
         const bp_real *in = i ? net->act[i - 1] : x;
@@ -549,6 +535,11 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
             delta = other;
             other = t;
         }
+        if (dist) failed |= reduce_after_layer(tr, i, &started);
+    }
+    if (dist) {
+        bp_status s = finish_reduction(tr, n, started, failed, step, err);
+        if (s) return s;
     }
     record_time_grads(tr, n);
     return grad_norms(tr, step, err);

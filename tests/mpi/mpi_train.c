@@ -324,6 +324,25 @@ int main(int argc, char **argv)
     CHECK(st == BP_EINVAL && strstr(e.message, "2 ranks need at least 2 rows in every batch"),
           "batch 1: %s, '%s'", bp_status_name(st), e.message);
     bp_net_free(net);
+    /* a loss that overflows on rank 1's share only (the last rows of a
+     * full batch in file order): every rank stops with the same message */
+    bp_data big = tr;
+    bp_real *x3 = malloc((size_t)tr.n * tr.n_inputs * sizeof(bp_real));
+    memcpy(x3, tr.x, (size_t)tr.n * tr.n_inputs * sizeof(bp_real));
+    for (int j = 0; j < tr.n_inputs; j++) x3[(size_t)(tr.n - 1) * tr.n_inputs + j] = (bp_real)(sizeof(bp_real) == 8 ? 1e308 : 3e38);
+    big.x = x3;
+    c2 = cfg;
+    c2.batch_size = 0;
+    c2.shuffle = 0;
+    net = train(bp_shape_flat(10), "dense(64) dense(3)", &c2, &big, NULL, &g_comm, &rec, &st, &e);
+    /* float: the logits overflow, the loss is not finite on rank 1; double:
+     * the loss stays finite, the summed gradient does not (on both ranks) */
+    const char *want = sizeof(bp_real) == 4 ? "step 1: non-finite loss on rank 1"
+                                            : "step 1: non-finite gradient in layer 1 (dense)";
+    CHECK(st == BP_ENONFINITE && strstr(e.message, want), "overflow on rank 1: %s, '%s' (want '%s')",
+          bp_status_name(st), e.message, want);
+    bp_net_free(net);
+    free(x3);
     /* bp_comm_agree: rank 1 failed */
     bp_error mine = {0};
     bp_status local = BP_OK;
