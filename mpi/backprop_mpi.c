@@ -92,6 +92,18 @@ bp_status bp_mpi_init(bp_comm *comm, int *argc, char ***argv, bp_error *err)
     int inited = 0, rc;
     MPI_Initialized(&inited);
     if (!inited) {
+#ifdef OPEN_MPI
+        /* Open MPI's nonblocking allreduce (coll/libnbc) uses a binomial
+         * tree for every in-place call and below 4 ranks: the whole buffer
+         * is reduced at rank 0 and broadcast back, 2 log2(N) full-size
+         * transfers through one rank, where a ring or Rabenseifner's
+         * reduce-scatter + allgather moves 2 (N-1)/N of the bytes per rank.
+         * The trainer's buckets are in-place MPI_Iallreduce calls, so make
+         * Rabenseifner's (3; libnbc itself falls back to its ring for
+         * counts below the largest power of two <= N) the default, unless
+         * the user chose (measured in bench/NOTES.md, "Data-parallel scaling"). */
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
+#endif
         int provided = 0;
         if ((rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
             return fail(err, rc, "MPI_Init_thread");
