@@ -33,8 +33,9 @@
  * the best and median time of R repetitions (each the mean of enough calls
  * for ~20 ms), GB/s (bytes / time) and the ring model's bus bandwidth
  * (2 (N-1) / N bytes / time), then a line with the model's parameters
- * fitted to the nonblocking op: alpha = t(smallest) / (2 (N - 1)),
- * B = 2 (N-1) / N bytes / (t - 2 (N-1) alpha) at the largest size.
+ * fitted to the nonblocking op (the trainer's): alpha = t(smallest) /
+ * (2 (N - 1)); B the least-squares fit, in relative error, of
+ * t - 2 (N-1) alpha = 2 (N-1) / N bytes / B over the sizes >= 256 KiB.
  */
 #include "backprop.h"
 #include "backprop_mpi.h"
@@ -193,8 +194,9 @@ static int sweep(int size, int reps, size_t min_bytes, size_t max_bytes)
     if (!buf) die("allocating the sweep buffer", NULL);
     for (size_t i = 0; i < max_bytes / sizeof(float); i++) buf[i] = 0;
     double bus = size > 1 ? 2.0 * (size - 1) / size : 1.0;
-    double t_small = 0, t_big = 0;
-    size_t b_big = 0;
+    double t_small = 0, t_nb[64];
+    size_t b_nb[64];
+    int n_nb = 0;
     for (int nb = 0; nb < 2; nb++) {
         for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 2) {
             int count = (int)(bytes / sizeof(float));
@@ -208,8 +210,10 @@ static int sweep(int size, int reps, size_t min_bytes, size_t max_bytes)
             allreduce_stats(buf, count, reps, iters, nb, &best, &median);
             if (nb) {
                 if (bytes == min_bytes) t_small = best;
-                t_big = best;
-                b_big = bytes;
+                if (n_nb < 64) {
+                    t_nb[n_nb] = best;
+                    b_nb[n_nb++] = bytes;
+                }
             }
             if (g_rank == 0)
                 printf("{\"prog\":\"mpi_sweep\",\"op\":\"%s\",\"ranks\":%d,\"bytes\":%zu,"
@@ -220,15 +224,26 @@ static int sweep(int size, int reps, size_t min_bytes, size_t max_bytes)
         }
     }
     /* Ring model t = 2 (N-1) alpha + 2 (N-1)/N bytes / B, fitted to the
-     * nonblocking op (the trainer's). */
+     * nonblocking op: with r = 2 (N-1)/N bytes / (t - 2 (N-1) alpha), the
+     * 1 / B minimizing the sum of (1 - r / B)^2 is sum r / sum r^2. */
     double alpha = size > 1 ? t_small / (2.0 * (size - 1)) : 0;
-    double rest = t_big - 2.0 * (size - 1) * alpha;
-    double B = rest > 0 ? bus * b_big / rest : 0;
+    double sr = 0, srr = 0;
+    size_t fit_lo = 0, fit_hi = 0;
+    for (int i = 0; i < n_nb; i++) {
+        double rest = t_nb[i] - 2.0 * (size - 1) * alpha;
+        if (b_nb[i] < ((size_t)256 << 10) || rest <= 0) continue;
+        double r = bus * b_nb[i] / rest;
+        sr += r;
+        srr += r * r;
+        if (!fit_lo) fit_lo = b_nb[i];
+        fit_hi = b_nb[i];
+    }
+    double B = sr > 0 ? srr / sr : 0;
     if (g_rank == 0) {
         printf("{\"prog\":\"mpi_sweep\",\"op\":\"model\",\"ranks\":%d,\"alpha_us\":%.6g,"
-               "\"bandwidth_gbps\":%.6g,\"fit_small_bytes\":%zu,\"fit_big_bytes\":%zu,"
-               "\"rss_kb\":%ld}\n",
-               size, alpha * 1e6, B * 1e-9, min_bytes, b_big, bench_peak_rss_kb());
+               "\"bandwidth_gbps\":%.6g,\"fit_small_bytes\":%zu,\"fit_from_bytes\":%zu,"
+               "\"fit_to_bytes\":%zu,\"rss_kb\":%ld}\n",
+               size, alpha * 1e6, B * 1e-9, min_bytes, fit_lo, fit_hi, bench_peak_rss_kb());
         fflush(stdout);
     }
     free(buf);

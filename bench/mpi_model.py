@@ -12,6 +12,9 @@ the same for W5 (b 64, 16, 2) and mpi_sweep_2.
 Model, per optimizer step with N ranks and a global batch G:
     T(N) = T_c(G / N) + T_ar(N, bytes) - hidden
     T_ar(N, bytes) = 2 (N-1) alpha + 2 (N-1)/N * bytes / B        (ring)
+(Rabenseifner's reduce-scatter + allgather, what backprop_mpi asks Open
+MPI's nonblocking allreduce for, moves the same bytes with 2 log2(N)
+latencies instead of 2 (N-1): printed beside the ring.)
 T_c(b): one rank's step at batch b, measured (the 1x1 rows at G/N), and
 for comparison the plain split T_c(G) / N. bytes: the float32 gradient.
 hidden: the part of the reduction that can run behind the backward pass
@@ -54,6 +57,10 @@ def ring(n, nbytes, alpha, bw):
     return 0.0 if n == 1 else 2 * (n - 1) * alpha + 2.0 * (n - 1) / n * nbytes / bw
 
 
+def rabenseifner(n, nbytes, alpha, bw):
+    return 0.0 if n == 1 else 2 * math.log2(n) * alpha + 2.0 * (n - 1) / n * nbytes / bw
+
+
 def interp(points, x):
     """log-log interpolation of the sweep's (bytes, seconds)."""
     pts = sorted(points)
@@ -92,9 +99,10 @@ def main():
     fit = sweep[-1]
     nb = [(r["bytes"], r["seconds"]) for r in sweep[:-1] if r["op"] == "iallreduce+wait"]
     blk = [(r["bytes"], r["seconds"]) for r in sweep[:-1] if r["op"] == "allreduce"]
-    print("shared memory, 2 ranks (the sweep): ring fit alpha %.2f us, B %.2f GB/s "
-          "(alpha from %d B, B from %d B)" % (fit["alpha_us"], fit["bandwidth_gbps"],
-                                              fit["fit_small_bytes"], fit["fit_big_bytes"]))
+    print("shared memory, 2 ranks (the sweep, MPI_Iallreduce): ring fit alpha %.2f us (%d B), "
+          "B %.2f GB/s (%d .. %d B)" % (fit["alpha_us"], fit["fit_small_bytes"],
+                                        fit["bandwidth_gbps"], fit["fit_from_bytes"],
+                                        fit["fit_to_bytes"]))
     print("networks: B = %.2f x line rate, alpha = %.0f us" % (eff, alpha * 1e6))
 
     for w in ("W3", "W5"):
@@ -123,6 +131,7 @@ def main():
                   % (fixed * 1e3, per * 1e3, g, g // 2, 100 * fixed / tc[g], g))
         if two:
             t2 = two["us_per_step_steady"] * 1e-6
+            ar_me = two.get("allreduce_grad_s") or interp(nb, nbytes)
             ar_nb = interp(nb, nbytes)
             ar_blk = interp(blk, nbytes)
             ar_fit = ring(2, nbytes, fit["alpha_us"] * 1e-6, fit["bandwidth_gbps"] * 1e9)
@@ -131,25 +140,26 @@ def main():
                   "the communicator (rank 0; slowest rank %.2f)"
                   % (t2 * 1e3, tc[g] * 1e3, tc[g] / t2, comm * 1e3,
                      two["comm_us_per_step_max"] * 1e-3))
-            print("    allreduce of %s B alone: %.2f ms in training's program (MPI_Iallreduce), "
-                  "sweep interpolated %.2f ms (MPI_Iallreduce) / %.2f ms (MPI_Allreduce), "
-                  "ring fit %.2f ms"
-                  % (format(nbytes, ","), (two.get("allreduce_grad_s") or 0) * 1e3, ar_nb * 1e3,
-                     ar_blk * 1e3, ar_fit * 1e3))
+            print("    allreduce of %s B alone: %.2f ms (MPI_Iallreduce in bench_mpi before "
+                  "training; used below), sweep interpolated %.2f ms (MPI_Iallreduce) / %.2f ms "
+                  "(MPI_Allreduce), ring fit %.2f ms"
+                  % (format(nbytes, ","), ar_me * 1e3, ar_nb * 1e3, ar_blk * 1e3, ar_fit * 1e3))
             for name, tcn in (("T_c(%d) / 2" % g, tc[g] / 2), ("T_c(%d)" % (g // 2), tc.get(g // 2))):
                 if tcn is None:
                     continue
-                pred = tcn + ar_nb
+                pred = tcn + ar_me
                 print("    model, compute %-12s %.2f + allreduce %.2f = %.2f ms -> %.2fx "
                       "(measured %.2f ms, %.2fx; model/measured %.2f)"
-                      % (name + ":", tcn * 1e3, ar_nb * 1e3, pred * 1e3, tc[g] / pred, t2 * 1e3,
+                      % (name + ":", tcn * 1e3, ar_me * 1e3, pred * 1e3, tc[g] / pred, t2 * 1e3,
                          tc[g] / t2, pred / t2))
-        print("    predictions at global batch %d (per-rank batch %d and %d), no overlap; "
-              "hide = most of the allreduce that could run behind the backward below the first "
-              "bucket:" % (g, g // 8, g // 64))
-        print("      %-9s %4s %7s %9s %9s %9s %8s %8s %7s %9s"
-              % ("link", "N", "b/rank", "T_c ms", "T_ar ms", "step ms", "speedup", "effic.",
-                 "hide ms", "(T_c/N)"))
+        print("    predictions at global batch %d (per-rank batch %d and %d; T_c measured on one "
+              "rank at that batch), no overlap; speedup against T_c(%d) on one rank; hide = most "
+              "of the allreduce that could run behind the backward below the first bucket; last: "
+              "the speedup if compute divided by N (T_c(%d) / N + ring):"
+              % (g, g // 8, g // 64, g, g))
+        print("      %-9s %4s %7s %8s %8s %8s %8s %7s | %8s %8s | %7s %8s"
+              % ("link", "N", "b/rank", "T_c ms", "ring ms", "step ms", "speedup", "effic.",
+                 "Rab. ms", "speedup", "hide ms", "T_c(G)/N"))
         for lname, line in LINKS:
             bw = eff * line
             for n in (8, 64):
@@ -160,11 +170,12 @@ def main():
                 if tcn is None:
                     continue
                 hide = min(HIDE_SHARE[w] * tcn, tar)
+                rab = rabenseifner(n, nbytes, alpha, bw)
                 step = tcn + tar
                 sp = tc[g] / step
-                print("      %-9s %4d %7d %9.2f %9.2f %9.2f %7.2fx %7.0f%% %7.2f %9s"
+                print("      %-9s %4d %7d %8.2f %8.2f %8.2f %7.2fx %6.0f%% | %8.2f %7.2fx | %7.2f %7.2fx"
                       % (lname, n, b, tcn * 1e3, tar * 1e3, step * 1e3, sp, 100 * sp / n,
-                         hide * 1e3, "%.2fx" % (tc[g] / (naive + tar))))
+                         rab * 1e3, tc[g] / (tcn + rab), hide * 1e3, tc[g] / (naive + tar)))
         print("    growing the global batch to N x %d (per-rank batch %d, lr scaled by N):" % (g, g))
         for lname, line in LINKS:
             bw = eff * line

@@ -317,9 +317,10 @@ def main():
                                                  if (op, b) in pts))
                               for b in sizes if ("allreduce", b) in pts)
                   + " us (MPI_Allreduce / MPI_Iallreduce + MPI_Wait)")
-            print("    ring model fitted to MPI_Iallreduce: alpha %.2f us, B %.2f GB/s (from %s B and %s B)"
-                  % (sweep["alpha_us"], sweep["bandwidth_gbps"], format(sweep["fit_small_bytes"], ","),
-                     format(sweep["fit_big_bytes"], ",")))
+            print("    ring model fitted to MPI_Iallreduce: alpha %.2f us (%s B), B %.2f GB/s (%s .. %s B)"
+                  % (sweep["alpha_us"], format(sweep["fit_small_bytes"], ","),
+                     sweep["bandwidth_gbps"], format(sweep["fit_from_bytes"], ","),
+                     format(sweep["fit_to_bytes"], ",")))
             summary["mpi_sweep"] = sweep
 
     if busy:
