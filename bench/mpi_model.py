@@ -20,7 +20,8 @@ for comparison the plain split T_c(G) / N. bytes: the float32 gradient.
 hidden: the part of the reduction that can run behind the backward pass
 of the layers below the first bucket; 0 in this implementation on these
 machines (no MPI progress inside a layer's backward, and on shared memory
-the copies take the same cores), the bound is printed as `hide`.
+the copies take the same cores); the bound, min(the first bucket's
+reduction, the backward left after it starts), is printed as `hide`.
 Networks: B = E x the line rate (E = --eff, 0.9), alpha = --alpha-us (20).
 """
 import glob
@@ -37,6 +38,9 @@ import sys
 # 3 * 4,241,152.
 HIDE_SHARE = {"W3": 784 * 2048 / (3 * 5820416.0),
               "W5": (2 * 3612672 + 225792) / (3 * 4241152.0)}
+# Bytes of that first bucket (the trainer's 1 MiB buckets are whole layers
+# from the top: W3 dense(10) + dense(2048x2048), W5 dense(10) + dense(128)).
+BUCKET0 = {"W3": 4 * (20490 + 4196352), "W5": 4 * (1290 + 401536)}
 GLOBAL = {"W3": 256, "W5": 128}
 LINKS = (("25 Gb/s", 25e9 / 8), ("100 Gb/s", 100e9 / 8))
 
@@ -101,8 +105,8 @@ def main():
     blk = [(r["bytes"], r["seconds"]) for r in sweep[:-1] if r["op"] == "allreduce"]
     print("shared memory, 2 ranks (the sweep, MPI_Iallreduce): ring fit alpha %.2f us (%d B), "
           "B %.2f GB/s (%d .. %d B)" % (fit["alpha_us"], fit["fit_small_bytes"],
-                                        fit["bandwidth_gbps"], fit["fit_from_bytes"],
-                                        fit["fit_to_bytes"]))
+                                        fit["bandwidth_gbps"], fit.get("fit_from_bytes", 0),
+                                        fit.get("fit_to_bytes", 0)))
     print("networks: B = %.2f x line rate, alpha = %.0f us" % (eff, alpha * 1e6))
 
     for w in ("W3", "W5"):
@@ -122,13 +126,11 @@ def main():
         print("%s: %s parameters, %s gradient bytes; T_c(b) one rank, ms: %s"
               % (w, format(one["params"], ","), format(nbytes, ","),
                  ", ".join("b %d %.2f" % (b, tc[b] * 1e3) for b in sorted(tc, reverse=True))))
-        if len(tc) >= 2 and g // 2 in tc:
-            # T_c(b) = fixed + per_sample * b from the full and half batch
-            per = (tc[g] - tc[g // 2]) / (g - g // 2)
-            fixed = tc[g] - per * g
-            print("    T_c(b) = %.2f ms + %.4f ms x b (fit to b %d and %d): the batch-independent "
-                  "part (optimizer update, gradient norms, per-layer calls) is %.0f%% of T_c(%d)"
-                  % (fixed * 1e3, per * 1e3, g, g // 2, 100 * fixed / tc[g], g))
+        if g // 2 in tc:
+            # above 1: work that does not shrink with the batch (the optimizer
+            # update of every parameter, gradient norms, per-layer calls)
+            print("    per-rank batch efficiency: T_c(%d) = %.2f x T_c(%d) / 2"
+                  % (g // 2, tc[g // 2] / (tc[g] / 2), g))
         if two:
             t2 = two["us_per_step_steady"] * 1e-6
             ar_me = two.get("allreduce_grad_s") or interp(nb, nbytes)
@@ -169,7 +171,7 @@ def main():
                 tar = ring(n, nbytes, alpha, bw)
                 if tcn is None:
                     continue
-                hide = min(HIDE_SHARE[w] * tcn, tar)
+                hide = min(HIDE_SHARE[w] * tcn, ring(n, BUCKET0[w], alpha, bw))
                 rab = rabenseifner(n, nbytes, alpha, bw)
                 step = tcn + tar
                 sp = tc[g] / step
