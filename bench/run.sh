@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
     --no-compile) DO_COMPILE=0 ;;
     --no-fann) DO_FANN=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
