@@ -6,7 +6,8 @@
 Reads RESULTS_DIR/*.json (one JSON line per measurement, named TAG.json) and
 TAG.rss (peak RSS in KiB from /usr/bin/time -f %M; the program's own
 getrusage figure is used when it is missing), prints the table and the
-targets of issue 4 as pass/miss, and writes RESULTS_DIR/summary.json.
+targets of issue 4 as pass/miss (with issue 10's data-parallel scaling from
+bench_mpi's rows), and writes RESULTS_DIR/summary.json.
 Exit status: 0 (missed targets are not failures), 1 if no result was read.
 """
 import glob
@@ -148,7 +149,8 @@ def main():
               % (load0, env.get("nproc", "?")))
 
     for w in WORKLOADS:
-        rows = [r for r in res.values() if r.get("workload") == w and r.get("prog") != "gemm_rate"]
+        rows = [r for r in res.values() if r.get("workload") == w
+                and r.get("prog") not in ("gemm_rate", "backprop_mpi", "mpi_sweep")]
         if not rows:
             continue
         order = {"backprop": 0, "torch": 1, "fann": 2}
@@ -254,6 +256,73 @@ def main():
         print("    * = best backprop row (the one the ratios use) and best PyTorch row "
               "(any version, compiled or not)")
 
+    # Data-parallel scaling (issue 10): bench_mpi's rows.
+    mpi = sorted((r for r in res.values() if r.get("prog") == "backprop_mpi"),
+                 key=lambda r: (r["workload"], r["ranks"], r["threads"], -r["batch"]))
+    sweep = next((r for r in res.values() if r.get("prog") == "mpi_sweep"), None)
+    mpi_speedup = {}
+    if mpi or sweep:
+        print()
+        print("MPI  data-parallel training through bp_fit (mpirun -np N, 1 thread a rank): the "
+              "same global batches and steps for every N")
+        hdr = ("  %-10s %5s %9s %11s %9s %10s %10s %10s %8s %8s %7s"
+               % ("workload", "NxT", "batch", "samples/s", "steps/s", "us/step", "steady", "comm us",
+                  "GFLOP/s", "RSS MiB", "spread"))
+        print(hdr)
+        print("  " + "-" * (len(hdr) - 2))
+        for r in mpi:
+            rss = r.get("peak_rss_kb")
+            sp = spread(r)
+            comm = ("%.0f/%.0f" % (r["comm_us_per_step"], r["comm_us_per_step_max"])
+                    if r["ranks"] > 1 else "-")
+            print("  %-10s %5s %9s %11s %9s %10s %10s %10s %8s %8s %7s"
+                  % (r["workload"], "%dx%d" % (r["ranks"], r["threads"]),
+                     "%d/%d" % (r["batch"], r["rank_batch"]),
+                     fmt(r["samples_per_s"], ",.0f", 11), fmt(r["steps_per_s"], ",.2f", 9),
+                     fmt(r["us_per_step"], ",.0f", 10), fmt(r.get("us_per_step_steady"), ",.0f", 10),
+                     comm.rjust(10), fmt(r["gflops"], ".1f", 8),
+                     fmt(rss / 1024.0 if rss else None, ".0f", 8),
+                     fmt(sp, ".0f", 6) + ("%" if sp is not None else " ")))
+            summary.setdefault("mpi", []).append(
+                {k: r.get(k) for k in ("tag", "workload", "ranks", "threads", "batch", "rank_batch",
+                                        "samples_per_s", "samples_per_s_median", "us_per_step",
+                                        "us_per_step_steady", "comm_us_per_step",
+                                        "comm_us_per_step_max", "allreduce_grad_s", "grad_bytes",
+                                        "rates")})
+        for w in sorted({r["workload"] for r in mpi}):
+            full = {"W3": 256, "W5": 128}.get(w)
+            one = best([r for r in mpi if r["workload"] == w and r["ranks"] == 1 and r["threads"] == 1
+                        and r["batch"] == full])
+            two = best([r for r in mpi if r["workload"] == w and r["ranks"] == 2 and r["threads"] == 1
+                        and r["batch"] == full])
+            if one and two:
+                mpi_speedup[w] = two["samples_per_s"] / one["samples_per_s"]
+                med = two["samples_per_s_median"] / one["samples_per_s_median"]
+                ar = two.get("allreduce_grad_s")
+                print("    %s: 2x1 / 1x1 = %.2fx (medians %.2fx); gradient %s bytes, one "
+                      "MPI_Iallreduce of it alone %s ms" % (w, mpi_speedup[w], med,
+                                                            format(two["grad_bytes"], ","),
+                                                            fmt(ar * 1e3 if ar else None, ".2f", 0)))
+        print("    batch: global/per rank; rows with a smaller global batch on 1 rank are the cost "
+              "model's compute term at 2, 8, 64 ranks (bench/mpi_model.py)")
+        print("    steady: us a step inside bp_fit (without its data checks); comm us: time in the "
+              "communicator's calls a step, rank 0 / the slowest rank")
+        if sweep:
+            pts = {(d["op"], d["bytes"]): d for d in sweep["detail"]}
+            sizes = [1024, 65536, 1 << 20, 4 << 20, 16 << 20, 32 << 20]
+            print("    allreduce sweep, %d ranks, float sum in place, best of repetitions: " % sweep["ranks"]
+                  + "; ".join("%s %s" % (("%d KiB" % (b >> 10)) if b < (1 << 20) else ("%d MiB" % (b >> 20)),
+                                        "/".join(fmt(pts[(op, b)]["seconds"] * 1e6, ".0f", 0)
+                                                 for op in ("allreduce", "iallreduce+wait")
+                                                 if (op, b) in pts))
+                              for b in sizes if ("allreduce", b) in pts)
+                  + " us (MPI_Allreduce / MPI_Iallreduce + MPI_Wait)")
+            print("    ring model fitted to MPI_Iallreduce: alpha %.2f us (%s B), B %.2f GB/s (%s .. %s B)"
+                  % (sweep["alpha_us"], format(sweep["fit_small_bytes"], ","),
+                     sweep["bandwidth_gbps"], format(sweep["fit_from_bytes"], ","),
+                     format(sweep["fit_to_bytes"], ",")))
+            summary["mpi_sweep"] = sweep
+
     if busy:
         print()
         print("BUSY  the backprop CLI while two other processes keep both cores busy "
@@ -309,6 +378,10 @@ def main():
            r is not None and r <= 1.2)
     r = ratio("W7", get("torch", "W7"))
     target("W7 tokens/s, backprop / PyTorch best", r, ">= 1.5x", r is not None and r >= 1.5)
+    for w in ("W3", "W5"):
+        r = mpi_speedup.get(w)
+        target("%s bp_fit, 2 ranks x 1 thread / 1 rank x 1 thread (MPI)" % w, r, ">= 1.8x",
+               r is not None and r >= 1.8)
     bw = [x["peak_rss_kb"] for x in get("backprop", "W1", "step") if x.get("peak_rss_kb")]
     tw = [x["peak_rss_kb"] for x in get("torch", "W1") if x.get("peak_rss_kb")]
     r = max(bw) / min(tw) if (bw and tw) else None

@@ -2,12 +2,16 @@
 # run.sh - build the benchmark programs, run every measurement of issue 4 as
 # its own process, print the comparison table (see bench/README.md).
 #
-#   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,W7,BUSY] [--no-torch] [--no-torch-pip]
+#   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,W7,MPI,BUSY] [--no-torch] [--no-torch-pip]
 #                [--no-compile] [--no-fann] [--out DIR]
 #
 # --quick   smoke test: 1 repetition, 0.2 s minimum, W3/W5 10 steps, W7 5 (numbers meaningless)
 # --only    run these workloads only (the GEMM rate runs with W3, W5 or W6; BUSY: the CLI's
-#           default threads against --threads 1 while two busy processes run, bench_busy.sh)
+#           default threads against --threads 1 while two busy processes run, bench_busy.sh;
+#           MPI: data-parallel scaling of issue 10, W3 and W5 through bp_fit with
+#           `mpirun -np 1` and `mpirun -np 2`, 1 thread a rank, and the allreduce sweep,
+#           bench_mpi; needs mpirun and an MPI build, skipped with a message otherwise).
+#           Data-parallel scaling alone: bench/run.sh --only MPI --no-torch --no-fann
 # --no-torch      no PyTorch rows at all; --no-torch-pip: Debian's torch only (no venv);
 # --no-compile    no torch.compile rows (W1, W5 with the pip torch)
 # --out     where the JSON results, logs and the table go
@@ -33,7 +37,7 @@ MIN_TIME=${BP_BENCH_MIN_TIME:-1.0}
 W3_STEPS=60
 W5_STEPS=40
 W7_STEPS=20
-ONLY=W1,W2,W3,W4,W5,W6,W7,BUSY
+ONLY=W1,W2,W3,W4,W5,W6,W7,MPI,BUSY
 DO_TORCH=1
 DO_TORCH_PIP=1
 DO_COMPILE=1
@@ -51,7 +55,7 @@ while [ $# -gt 0 ]; do
     --no-compile) DO_COMPILE=0 ;;
     --no-fann) DO_FANN=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -79,6 +83,22 @@ if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBP_BUILD_BENCH=
   tail -n 30 "$OUT/build.log" >&2
   echo "bench: build failed" >&2
   exit 1
+fi
+# bench_mpi exists when CMake found MPI (libbackprop_mpi); the MPI rows also
+# need a launcher.
+MPI_SKIP=""
+MPIRUN=""
+if want MPI; then
+  MPIRUN=$(command -v mpirun || command -v mpiexec || true)
+  if [ -z "$MPIRUN" ]; then
+    MPI_SKIP="no mpirun (apt-get install openmpi-bin libopenmpi-dev)"
+  elif ! cmake --build "$BUILD" --target help 2>/dev/null | grep -qw bench_mpi; then
+    MPI_SKIP="CMake found no MPI, so bench_mpi is not built (apt-get install libopenmpi-dev)"
+  elif ! cmake --build "$BUILD" -j"$(nproc)" --target bench_mpi >>"$OUT/build.log" 2>&1; then
+    tail -n 30 "$OUT/build.log" >&2
+    echo "bench: build of bench_mpi failed" >&2
+    exit 1
+  fi
 fi
 if [ $DO_FANN = 1 ] && [ ! -x "$BUILD/bench_fann" ]; then
   echo "bench: bench_fann was not built (libfann-dev missing?)" >&2
@@ -198,7 +218,8 @@ measure() { # TAG THREADS CMD...
     return 0
   fi
   "$PY" -c 'import json,sys; r=json.loads(open(sys.argv[1]).readlines()[-1])
-if "samples_per_s" in r: print("  %-28s %12.1f samples/s %10.1f steps/s  (%ss)" % (sys.argv[2], r["samples_per_s"], r["steps_per_s"], sys.argv[3]))
+if "alpha_us" in r: print("  %-28s alpha %.2f us, B %.2f GB/s (ring fit, %d ranks)  (%ss)" % (sys.argv[2], r["alpha_us"], r["bandwidth_gbps"], r["ranks"], sys.argv[3]))
+elif "samples_per_s" in r: print("  %-28s %12.1f samples/s %10.1f steps/s  (%ss)" % (sys.argv[2], r["samples_per_s"], r["steps_per_s"], sys.argv[3]))
 else: print("  %-28s %12.1f GFLOP/s  (%ss)" % (sys.argv[2], r["gflops"], sys.argv[3]))' \
     "$OUT/$tag.json" "$tag" "$((SECONDS - t0))"
 }
@@ -257,6 +278,39 @@ for w in W1 W2 W3 W4 W5 W6 W7; do
     esac
   fi
 done
+
+# Data-parallel scaling (issue 10): bench_mpi trains W3 and W5 through bp_fit
+# on the same global batches with 1 rank and with 2 ranks of 1 thread each
+# (mpirun's default binding: a core a rank), then the allreduce sweep behind
+# the cost model of bench/NOTES.md. Only rank 0 prints.
+if want MPI; then
+  echo "bench: MPI (data-parallel bp_fit, ranks x 1 thread)"
+  if [ -n "$MPI_SKIP" ]; then
+    echo "  skipped: $MPI_SKIP"
+  else
+    MPICMD=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+            OMPI_MCA_btl="${OMPI_MCA_btl:-self,vader,tcp}" OMPI_MCA_btl_base_warn_component_unused=0
+            timeout --kill-after=10 600 "$MPIRUN" --oversubscribe)
+    for w in W3 W5; do
+      steps=$W3_STEPS
+      [ $w = W5 ] && steps=$W5_STEPS
+      for np in 1 2; do
+        measure mpi_${w}_${np}x1 1 "${MPICMD[@]}" -np $np "$BUILD/bench_mpi" $w --threads 1 \
+          --reps "$REPS" --steps "$steps"
+      done
+    done
+    # One rank at the per-rank batches of 2, 8 and 64 ranks (the same steps):
+    # the compute term of the cost model (bench/mpi_model.py).
+    for wb in W3:128 W3:32 W3:4 W5:64 W5:16 W5:2; do
+      w=${wb%:*} b=${wb#*:}
+      steps=$W3_STEPS
+      [ $w = W5 ] && steps=$W5_STEPS
+      measure mpi_${w}_1x1_b$b 1 "${MPICMD[@]}" -np 1 "$BUILD/bench_mpi" $w --threads 1 \
+        --reps "$REPS" --steps "$steps" --batch $b
+    done
+    measure mpi_sweep_2 1 "${MPICMD[@]}" -np 2 "$BUILD/bench_mpi" sweep --reps "$REPS"
+  fi
+fi
 
 # The CLI on a busy machine (issue 7): wine training and a 500k-row eval,
 # default threads vs --threads 1, two `while :; do :; done` loops running

@@ -28,7 +28,13 @@ int bp_mpi_launched(void);
  * MPI; the trainer's OpenMP threads never do) unless it is initialized
  * already, and fill *comm with MPI_COMM_WORLD's rank and size. Errors in
  * MPI calls are returned, not fatal. BP_ECOMM with MPI's message on
- * failure. argc, argv may be NULL. */
+ * failure. argc, argv may be NULL.
+ * With Open MPI, when it initializes MPI, it sets the environment variable
+ * OMPI_MCA_coll_libnbc_iallreduce_algorithm to 3 (Rabenseifner's
+ * reduce-scatter + allgather) unless it is set already: Open MPI's own
+ * choice for in-place MPI_Iallreduce, the trainer's, is a binomial tree
+ * that sends the whole gradient to rank 0 and back (set it to 0 to keep
+ * Open MPI's choice). */
 bp_status bp_mpi_init(bp_comm *comm, int *argc, char ***argv, bp_error *err);
 
 /* Finalize MPI if bp_mpi_init initialized it (a no-op otherwise). */

@@ -2,8 +2,8 @@
  * backprop_mpi.c - bp_comm over MPI_COMM_WORLD (contract in
  * include/backprop_mpi.h): MPI_Iallreduce with MPI_SUM in place for the
  * trainer's buckets (each in its slot's request, so nothing is allocated
- * per step), MPI_Test to progress them while the backward pass goes on,
- * MPI_Bcast for the initial weights.
+ * per step; up to 64 KiB a blocking MPI_Allreduce), MPI_Test to progress
+ * them while the backward pass goes on, MPI_Bcast for the initial weights.
  */
 #include "backprop_mpi.h"
 
@@ -50,13 +50,27 @@ int bp_mpi_launched(void)
 
 static int slot_ok(int slot) { return slot >= 0 && slot < BP_COMM_SLOTS; }
 
+/* Reductions of at most this many bytes run as a blocking MPI_Allreduce. */
+#define SMALL_BYTES ((size_t)64 << 10)
+
 static int c_iallreduce(void *ctx, int slot, void *buf, size_t count, bp_comm_type type)
 {
     mpi_ctx *c = ctx;
     if (!slot_ok(slot) || count > INT_MAX || c->req[slot] != MPI_REQUEST_NULL) return -1;
     MPI_Datatype t = type == BP_COMM_F64 ? MPI_DOUBLE : MPI_FLOAT;
+    /* Small reductions (the epoch's sums, sync batchnorm's statistics, a
+     * small last bucket) are latency-bound and waited for at once: done
+     * here, blocking (Open MPI: recursive doubling, 2 log2 N latencies),
+     * the slot stays free. The nonblocking path with Rabenseifner's
+     * algorithm (bp_mpi_init) falls back to libnbc's ring, 2 (N-1)
+     * latencies, below a power of two of values. Every rank takes the
+     * same branch for the same count, so the collectives stay in order. */
+    int rc;
     MPI_IN();
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, t, MPI_SUM, MPI_COMM_WORLD, &c->req[slot]);
+    if (count * (type == BP_COMM_F64 ? 8 : 4) <= SMALL_BYTES)
+        rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, t, MPI_SUM, MPI_COMM_WORLD);
+    else
+        rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)count, t, MPI_SUM, MPI_COMM_WORLD, &c->req[slot]);
     MPI_OUT();
     return rc == MPI_SUCCESS ? 0 : -1;
 }
@@ -120,6 +134,18 @@ bp_status bp_mpi_init(bp_comm *comm, int *argc, char ***argv, bp_error *err)
     int inited = 0, rc;
     MPI_Initialized(&inited);
     if (!inited) {
+#ifdef OPEN_MPI
+        /* Open MPI's nonblocking allreduce (coll/libnbc) uses a binomial
+         * tree for every in-place call and below 4 ranks: the whole buffer
+         * is reduced at rank 0 and broadcast back, 2 log2(N) full-size
+         * transfers through one rank, where a ring or Rabenseifner's
+         * reduce-scatter + allgather moves 2 (N-1)/N of the bytes per rank.
+         * The trainer's buckets are in-place MPI_Iallreduce calls, so make
+         * Rabenseifner's (3; libnbc itself falls back to its ring for
+         * counts below the largest power of two <= N) the default, unless
+         * the user chose (measured in bench/NOTES.md, "Data-parallel scaling"). */
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
+#endif
         int provided = 0;
         MPI_IN();
         rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
