@@ -229,6 +229,19 @@ int main(int argc, char **argv)
     equal_to_one_process("mlp", bp_shape_flat(10), "dense(16) tanh dense(12) relu dense(3)", &cfg,
                          &tr, &val);
 
+    /* 1b. A layer of 4.4 MB of gradients (8.8 in double): buckets of whole
+     * layers well above the 1 MiB target. */
+    bp_data wt;
+    make_data(&wt, 48, 1000, 3, 0, 7);
+    bp_train_config_default(&cfg, BP_MOMENTUM);
+    cfg.lr = 0.01;
+    cfg.batch_size = 16;
+    cfg.epochs = 2;
+    cfg.seed = 2;
+    equal_to_one_process("mlp-wide", bp_shape_flat(1000), "dense(1100) relu dense(3)", &cfg, &wt,
+                         NULL);
+    free_data(&wt);
+
     /* 2. Regression: MSE, Nesterov, l2, cosine; batch 25 (last 3). */
     bp_data rt, rv;
     make_data(&rt, 203, 6, 0, 2, 3);
