@@ -31,6 +31,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BN_EPS 1e-5
 #define BN_MOMENTUM 0.1
@@ -103,49 +104,68 @@ static int bn_synced(const bp_net *net, const bp_layer *L)
     return net->sync_bn && net->comm && net->comm->size > 1 && net->global_n > 0 && !L->frozen;
 }
 
+/* The synchronized passes walk x [n, C, S] in memory order (plain: blk 1;
+ * nChw{blk}c: C a multiple of blk), each row of `blk` channels at
+ * x + row(...) + j, channel c = cb blk + j: contiguous, vectorizable, and
+ * for each channel the same order over (sample, position) as the
+ * reference loop (bp_bn_forward_train_ref). */
+static inline size_t bn_row(int C, int S, int blk, int b, int cb, int k)
+{
+    return (size_t)b * C * S + ((size_t)cb * S + k) * blk;
+}
+
 /* Training forward over the ranks' global batch (layout blk). */
 static void bn_forward_sync(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int blk)
 {
-    int C = bn_channels(L), S = bn_spatial(L);
+    int C = bn_channels(L), S = bn_spatial(L), CB = C / blk;
     bp_real *mean = L->ws, *invstd = (bp_real *)L->ws + C;
-    double *sum = bn_sums(L), *sq = sum + C;
+    double *mu = bn_sums(L), *sq = mu + C; /* sums, then mean and sum of squares, then invstd */
     const long M = (long)(net->global_n > n ? net->global_n : n) * S;
-    for (int c = 0; c < C; c++) {
-        double a = 0;
-        for (int b = 0; b < n; b++)
-            for (int k = 0; k < S; k++) a += x[bp_blk_at(blk, C, S, b, c, k)];
-        sum[c] = a;
-    }
-    if (bp_comm_sum(net->comm, sum, (size_t)C, BP_COMM_F64)) {
+    memset(mu, 0, 2 * (size_t)C * sizeof(double));
+    for (int b = 0; b < n; b++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int k = 0; k < S; k++) {
+                const bp_real *r = x + bn_row(C, S, blk, b, cb, k);
+                double *a = mu + (size_t)cb * blk;
+                for (int j = 0; j < blk; j++) a[j] += r[j];
+            }
+    if (bp_comm_sum(net->comm, mu, (size_t)C, BP_COMM_F64)) {
         bp_layer_fail(y, (size_t)n * L->out);
         return;
     }
-    for (int c = 0; c < C; c++) {
-        double mu = sum[c] / (double)M, a = 0;
-        sum[c] = mu;
-        for (int b = 0; b < n; b++)
+    for (int c = 0; c < C; c++) mu[c] /= (double)M;
+    for (int b = 0; b < n; b++)
+        for (int cb = 0; cb < CB; cb++)
             for (int k = 0; k < S; k++) {
-                double d = x[bp_blk_at(blk, C, S, b, c, k)] - mu;
-                a += d * d;
+                const bp_real *r = x + bn_row(C, S, blk, b, cb, k);
+                const double *m = mu + (size_t)cb * blk;
+                double *a = sq + (size_t)cb * blk;
+                for (int j = 0; j < blk; j++) {
+                    double d = r[j] - m[j];
+                    a[j] += d * d;
+                }
             }
-        sq[c] = a;
-    }
     if (bp_comm_sum(net->comm, sq, (size_t)C, BP_COMM_F64)) {
         bp_layer_fail(y, (size_t)n * L->out);
         return;
     }
-    const bp_real *gamma = L->w, *beta = L->b;
     for (int c = 0; c < C; c++) {
-        double mu = sum[c], var = sq[c] / (double)M, is = 1 / sqrt(var + BN_EPS);
-        mean[c] = (bp_real)mu;
-        invstd[c] = (bp_real)is;
-        for (int b = 0; b < n; b++)
-            for (int k = 0; k < S; k++) {
-                size_t o = bp_blk_at(blk, C, S, b, c, k);
-                y[o] = (bp_real)(gamma[c] * (x[o] - mu) * is + beta[c]);
-            }
-        bp_bn_running_update(L->buf, L->buf + C, c, mu, var, M, BN_MOMENTUM);
+        double var = sq[c] / (double)M;
+        sq[c] = 1 / sqrt(var + BN_EPS);
+        mean[c] = (bp_real)mu[c];
+        invstd[c] = (bp_real)sq[c];
+        bp_bn_running_update(L->buf, L->buf + C, c, mu[c], var, M, BN_MOMENTUM);
     }
+    const bp_real *gamma = L->w, *beta = L->b;
+    for (int b = 0; b < n; b++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int k = 0; k < S; k++) {
+                size_t o = bn_row(C, S, blk, b, cb, k);
+                int c0 = cb * blk;
+                for (int j = 0; j < blk; j++)
+                    y[o + j] = (bp_real)(gamma[c0 + j] * (x[o + j] - mu[c0 + j]) * sq[c0 + j] +
+                                         beta[c0 + j]);
+            }
 }
 
 /* Training backward over the ranks' global batch: dgamma and dbeta are
@@ -153,37 +173,43 @@ static void bn_forward_sync(bp_net *net, bp_layer *L, bp_real *y, const bp_real 
 static void bn_backward_sync(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dgamma,
                              bp_real *dbeta, const bp_real *dy, const bp_real *x, int n, int blk)
 {
-    int C = bn_channels(L), S = bn_spatial(L);
+    int C = bn_channels(L), S = bn_spatial(L), CB = C / blk;
     const bp_real *mean = L->ws, *invstd = (const bp_real *)L->ws + C;
     double *db = bn_sums(L), *dg = db + C;
     const long M = (long)(net->global_n > n ? net->global_n : n) * S;
-    for (int c = 0; c < C; c++) {
-        double a = 0, g = 0, mu = mean[c], is = invstd[c];
-        for (int b = 0; b < n; b++)
+    memset(db, 0, 2 * (size_t)C * sizeof(double));
+    for (int b = 0; b < n; b++)
+        for (int cb = 0; cb < CB; cb++)
             for (int k = 0; k < S; k++) {
-                size_t o = bp_blk_at(blk, C, S, b, c, k);
-                a += dy[o];
-                g += dy[o] * (x[o] - mu) * is;
+                size_t o = bn_row(C, S, blk, b, cb, k);
+                int c0 = cb * blk;
+                for (int j = 0; j < blk; j++) {
+                    double g = dy[o + j];
+                    db[c0 + j] += g;
+                    dg[c0 + j] += g * (x[o + j] - (double)mean[c0 + j]) * (double)invstd[c0 + j];
+                }
             }
-        db[c] = a;
-        dg[c] = g;
-        if (dgamma) dgamma[c] = (bp_real)g;
-        if (dbeta) dbeta[c] = (bp_real)a;
+    for (int c = 0; c < C; c++) {
+        if (dgamma) dgamma[c] = (bp_real)dg[c];
+        if (dbeta) dbeta[c] = (bp_real)db[c];
     }
     if (bp_comm_sum(net->comm, db, 2 * (size_t)C, BP_COMM_F64)) {
         bp_layer_fail(dx, (size_t)n * L->in);
         return;
     }
     if (!dx) return;
-    for (int c = 0; c < C; c++) {
-        double mu = mean[c], is = invstd[c], scale = L->w[c] * is / (double)M;
-        for (int b = 0; b < n; b++)
+    for (int b = 0; b < n; b++)
+        for (int cb = 0; cb < CB; cb++)
             for (int k = 0; k < S; k++) {
-                size_t o = bp_blk_at(blk, C, S, b, c, k);
-                double xhat = (x[o] - mu) * is;
-                dx[o] = (bp_real)(scale * ((double)M * dy[o] - db[c] - xhat * dg[c]));
+                size_t o = bn_row(C, S, blk, b, cb, k);
+                int c0 = cb * blk;
+                for (int j = 0; j < blk; j++) {
+                    int c = c0 + j;
+                    double mu = mean[c], is = invstd[c], scale = L->w[c] * is / (double)M;
+                    double xhat = (x[o + j] - mu) * is;
+                    dx[o + j] = (bp_real)(scale * ((double)M * dy[o + j] - db[c] - xhat * dg[c]));
+                }
             }
-    }
 }
 
 static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
