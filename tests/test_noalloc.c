@@ -22,17 +22,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 20 steps of `spec` on 64 inputs of per-sample shape `shape`. */
-static void run_shaped(bp_shape shape, const char *spec, bp_optimizer opt, bp_loss loss, int batch,
-                       int threads)
+/* `threads` threads and a network of `spec` on inputs of shape `shape`
+ * (NULL, with a failed check, if it cannot be built). */
+static bp_net *make_net(bp_shape shape, const char *spec, int threads)
 {
     bp_set_threads(threads);
     bp_error err;
     bp_net *net = NULL;
     if (bp_net_create_shaped(&net, shape, spec, 1, &err) != BP_OK) {
         CHECK(0, "create '%s': %s", spec, err.message);
-        return;
+        return NULL;
     }
+    return net;
+}
+
+/* 20 steps of `spec` on 64 inputs of per-sample shape `shape`. */
+static void run_shaped(bp_shape shape, const char *spec, bp_optimizer opt, bp_loss loss, int batch,
+                       int threads)
+{
+    bp_error err;
+    bp_net *net = make_net(shape, spec, threads);
+    if (!net) return;
     bp_train_config cfg;
     bp_train_config_default(&cfg, opt);
     cfg.loss = loss;
@@ -83,14 +93,10 @@ static void run(const char *spec, bp_optimizer opt, bp_loss loss, int batch, int
  * steps (truncated BPTT, bp_net_set_stateful with streams = batch). */
 static void run_seq(const char *spec, int stateful, int batch, int threads)
 {
-    bp_set_threads(threads);
     bp_error err;
-    bp_net *net = NULL;
     const int T = 24, V = 40;
-    if (bp_net_create_shaped(&net, bp_shape_flat(T), spec, 1, &err) != BP_OK) {
-        CHECK(0, "create '%s': %s", spec, err.message);
-        return;
-    }
+    bp_net *net = make_net(bp_shape_flat(T), spec, threads);
+    if (!net) return;
     if (stateful) CHECK(bp_net_set_stateful(net, batch, &err) == BP_OK, "%s", err.message);
     bp_train_config cfg;
     bp_train_config_default(&cfg, BP_ADAM);
@@ -163,13 +169,9 @@ static int count_steps(const bp_step_info *si, void *user)
 
 static void run_dist(bp_shape shape, const char *spec, int sync, int threads)
 {
-    bp_set_threads(threads);
     bp_error err;
-    bp_net *net = NULL;
-    if (bp_net_create_shaped(&net, shape, spec, 1, &err) != BP_OK) {
-        CHECK(0, "create '%s': %s", spec, err.message);
-        return;
-    }
+    bp_net *net = make_net(shape, spec, threads);
+    if (!net) return;
     bp_train_config cfg;
     bp_train_config_default(&cfg, BP_ADAM);
     cfg.batch_size = 32;
