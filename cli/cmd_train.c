@@ -1557,16 +1557,20 @@ static int run_steps(train_state *s)
     s->text = a->text;
     const bp_comm *comm = cli_dist_comm();
     int leader = cli_dist_leader();
-    if (s->text && comm)
-        return cli_fail(CLI_USAGE, "train: --task text does not train data-parallel yet (its "
-                        "streams are read in order): run it as one process, without mpirun");
     if (s->text) {
         if ((st = prepare_text(s))) return st;
     } else if ((st = prepare_data(s))) return st;
     if ((st = prepare_norm(s))) return st;
     if ((st = prepare_net(s))) return st;
-    /* Truncated BPTT: each pass of --batch rows continues the streams. */
-    if (s->text && bp_net_set_stateful(s->net, a->batch, &err) != BP_OK)
+    /* Truncated BPTT: each pass of --batch rows continues the streams
+     * (data-parallel: each rank carries the streams of its share). */
+    int streams = comm ? (int)((int64_t)a->batch * (comm->rank + 1) / comm->size -
+                               (int64_t)a->batch * comm->rank / comm->size)
+                       : a->batch;
+    if (s->text && streams < 1)
+        return cli_fail(CLI_USAGE, "train: --batch %d gives no stream to each of %d ranks", a->batch,
+                        comm ? comm->size : 1);
+    if (s->text && bp_net_set_stateful(s->net, streams, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "%s", err.message);
 
     /* Trainer configuration. */

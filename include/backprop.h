@@ -941,8 +941,11 @@ typedef struct bp_comm {
  * each rank's own slice and the running statistics are rank 0's (copied
  * at every epoch's end, as DDP's broadcast_buffers). bp_train_step and
  * bp_trainer_backward stay local (one rank's batch, no communication).
- * Stateful (bp_net_set_stateful) networks are not supported:
- * BP_EUNSUPPORTED. A comm with size 1 is accepted and changes nothing.
+ * A stateful network (bp_net_set_stateful, truncated BPTT) trains data-
+ * parallel too: each batch holds one window of every stream, so each rank
+ * carries the streams of its share of the batch; set its stream count to
+ * that share, cfg.batch_size * (rank + 1) / size - cfg.batch_size * rank /
+ * size (bp_fit checks). A comm with size 1 is accepted and changes nothing.
  * On BP_ECOMM from any later call the other ranks' state is unknown: stop. */
 bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err);
 

@@ -360,9 +360,6 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
      * is refused on every rank with the same message. */
     bp_error lerr = {0};
     bp_status local = BP_OK;
-    if (net->streams)
-        local = bp_fail(&lerr, BP_EUNSUPPORTED, "data-parallel training of a stateful (text) network "
-                        "is not supported yet: train it with one process");
     const bp_train_config *c = &tr->cfg;
     double spec_hi, spec_lo;
     const char *spec = bp_net_spec(net);
@@ -717,14 +714,15 @@ static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, c
 }
 
 /* Loss and accuracy in inference mode, in chunks of the reserved batch
- * (the training one, or an inference one of up to 256). */
+ * (the training one, or an inference one of up to 256). Data-parallel
+ * (comm): this rank's contiguous share of the rows, or for a stateful
+ * network of this rank's streams, its share of each window of `window`
+ * rows (one per stream of all ranks); the sums are added over the ranks. */
 static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, const bp_comm *comm,
-                          double *loss_out, double *acc_out, bp_error *err)
+                          int window, double *loss_out, double *acc_out, bp_error *err)
 {
-    /* Data-parallel: this rank's contiguous share of the rows; the sums
-     * are added over the ranks (a share may be empty). */
-    int lo = 0, hi = d->n;
-    if (comm && comm->size > 1) {
+    int lo = 0, hi = d->n, dist = comm && comm->size > 1;
+    if (dist && !(net->streams && window > 0)) {
         lo = (int)((int64_t)d->n * comm->rank / comm->size);
         hi = (int)((int64_t)d->n * (comm->rank + 1) / comm->size);
     }
@@ -745,7 +743,12 @@ static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, const bp_
     int dz = bp_net_loss_width(net, loss), tw = targets_width(net, loss);
     double sum = 0;
     long hits = 0;
-    for (int start = lo; start < hi; start += chunk) {
+    int stride = chunk, first = lo;
+    if (dist && net->streams && window > 0) { /* rows [w + s0, w + s0 + streams) of each window w */
+        stride = window;
+        first = (int)((int64_t)window * comm->rank / comm->size);
+    }
+    for (int start = first; start < hi; start += stride) {
         int m = hi - start < chunk ? hi - start : chunk;
         bp_net_forward_ws(net, d->x + (size_t)start * d->n_inputs, m, 0);
         long c = 0;
@@ -753,7 +756,7 @@ static bp_status evaluate(bp_net *net, bp_loss loss, const bp_data *d, const bp_
         hits += c;
     }
     if (net->streams) bp_net_reset_state(net);
-    if (comm && comm->size > 1) {
+    if (dist) {
         double v[2] = {sum, (double)hits};
         if (bp_comm_sum(comm, v, 2, BP_COMM_F64))
             return bp_fail(err, BP_ECOMM, "evaluation: summing over the ranks failed");
@@ -776,7 +779,7 @@ bp_status bp_evaluate(bp_net *net, bp_loss loss, const bp_data *data, double *lo
     if ((int)loss < BP_LOSS_MSE || loss > BP_LOSS_BCE) return bp_fail(err, BP_EINVAL, "unknown loss %d", (int)loss);
     bp_status s = check_data(net, loss, data, "evaluation", err);
     if (s) return s;
-    return evaluate(net, loss, data, NULL, loss_out, accuracy_out, err);
+    return evaluate(net, loss, data, NULL, 0, loss_out, accuracy_out, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -876,12 +879,15 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         return bp_fail(err, BP_EINVAL, "%d ranks need at least %d rows in every batch: batch %d of "
                        "%d rows leaves %d in the last one (choose another batch size)", ranks, ranks,
                        batch, n, n % batch ? n % batch : batch);
-    if (net->streams && (c->shuffle || batch != net->streams || n % net->streams ||
-                         (val && val->n % net->streams) || c->augment_hflip || c->augment_shift))
+    /* Stateful: each batch holds one window of every stream; with several
+     * ranks, each carries the streams of its share of the batch. */
+    if (net->streams && (c->shuffle || share(batch, rank, ranks) != net->streams || n % batch ||
+                         (val && val->n % batch) || c->augment_hflip || c->augment_shift))
         return bp_fail(err, BP_EINVAL, "a stateful network (%d streams) trains in order: shuffle "
                        "off, batch size %d, as many rows as a multiple of it in the training and "
                        "validation data (got shuffle %d, batch %d, %d and %d rows), no augmentation",
-                       net->streams, net->streams, c->shuffle, batch, n, val ? val->n : 0);
+                       net->streams, tr->dist ? batch : net->streams, c->shuffle, batch, n,
+                       val ? val->n : 0);
     int local_full = share(batch, rank, ranks), local_last = share(n % batch, rank, ranks);
     s = trainer_reserve(tr, (batch + ranks - 1) / ranks, err);
     if (s) return s;
@@ -1017,7 +1023,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
                                                              : NAN;
         ei.val_loss = ei.val_accuracy = NAN;
         if (val) {
-            s = evaluate(net, c->loss, val, tr->dist ? &tr->comm : NULL, &ei.val_loss,
+            s = evaluate(net, c->loss, val, tr->dist ? &tr->comm : NULL, batch, &ei.val_loss,
                          &ei.val_accuracy, err);
             if (s) goto done;
         }

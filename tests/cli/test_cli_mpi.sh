@@ -11,7 +11,9 @@
 #     unreadable; rank 1's data with a row less, another feature count,
 #     another class; rank 1 out of memory (ulimit -v; under ASan its
 #     allocator's limit); rank 1 killed with
-#     SIGKILL while training; --task text under mpirun (refused).
+#     SIGKILL while training;
+#  3. a character model (--task text): each rank carries its share of the
+#     streams; the same model as one process.
 # Rank-specific arguments come from a wrapper that mpirun starts on each
 # rank (what different hosts with different files would see).
 # Usage: bash test_cli_mpi.sh PATH_TO_BACKPROP SOURCE_DIR
@@ -218,8 +220,11 @@ else
     bad "rank 1 killed (rc=$rc, ${secs}s; $(tail -c 400 err); files: $(ls | tr '\n' ' '))"
 fi
 unset R1_PIDFILE
-printf 'the quick brown fox jumps over the lazy dog\n%.0s' $(seq 50) >t.txt
-mrun "$BP" train t.txt --task text --seq-len 8 --batch 4 --epochs 1 -o m.safetensors
-check "--task text under mpirun: refused by rank 0 alone, status 2, no model" \
-    eval '[ $rc -eq 2 ] && [ $(grep -c "^backprop: rank 0: train: --task text does not train data-parallel yet" err) -eq 1 ] && no_model'
+# ---- text: truncated BPTT with each rank carrying its share of the streams ----
+TXT=(train /usr/share/common-licenses/GPL-3 --task text --seq-len 16 --batch 8 --epochs 2 --arch "embedding(8) gru(32)")
+run "${TXT[@]}" --threads 1 -o text1.safetensors
+check "text, one process" [ "$rc" -eq 0 ]
+mrun "$BP" "${TXT[@]}" -o text2.safetensors
+check "text, mpirun -np 2 (rc=$rc: $(head -c 300 err))" [ "$rc" -eq 0 ]
+close_models "text (4 streams a rank)" text2.safetensors text1.safetensors
 finish

@@ -293,6 +293,79 @@ int main(int argc, char **argv)
         bp_net_free(net);
     }
 
+    /* 3b. A stateful character model (truncated BPTT): 8 streams of 12
+     * windows of 6 token ids, in order; each rank carries its 4 streams,
+     * validation split by stream too. */
+    {
+        const int T = 6, V = 9, B = 8, W = 12, WV = 3;
+        bp_data tx = {0}, tv = {0};
+        tx.n = B * W, tv.n = B * WV;
+        tx.n_inputs = tv.n_inputs = tx.n_targets = tv.n_targets = T;
+        tx.x = malloc((size_t)tx.n * T * sizeof(bp_real));
+        tx.y = malloc((size_t)tx.n * T * sizeof(bp_real));
+        tv.x = malloc((size_t)tv.n * T * sizeof(bp_real));
+        tv.y = malloc((size_t)tv.n * T * sizeof(bp_real));
+        for (int r = 0; r < tx.n + tv.n; r++) /* row = window * B + stream */
+            for (int t = 0; t < T; t++) {
+                int stream = r % B, pos = (r / B) * T + t, tok = (stream * 5 + pos * pos) % V;
+                bp_real *x = r < tx.n ? tx.x + (size_t)r * T : tv.x + (size_t)(r - tx.n) * T;
+                bp_real *y = r < tx.n ? tx.y + (size_t)r * T : tv.y + (size_t)(r - tx.n) * T;
+                x[t] = (bp_real)tok;
+                y[t] = (bp_real)((tok * 2 + 1) % V);
+            }
+        bp_train_config_default(&cfg, BP_ADAM);
+        cfg.lr = 0.01;
+        cfg.batch_size = B;
+        cfg.shuffle = 0;
+        cfg.epochs = 3;
+        cfg.clip_norm = 1;
+        bp_real *first = NULL;
+        record lr[2];
+        memset(lr, 0, sizeof lr);
+        cfg.on_epoch = on_epoch;
+        /* pass 0: every rank with its 4 streams; pass 1: rank 0 alone with 8 */
+        for (int pass = 0; pass < 2 && (pass == 0 || g_comm.rank == 0); pass++) {
+            bp_net *lm = NULL;
+            bp_trainer *t = NULL;
+            int streams = pass ? B : B / g_comm.size;
+            bp_status s2 = bp_net_create_shaped(&lm, bp_shape_flat(T), "embedding(5,9) lstm(12) dense(9)",
+                                                11, &e);
+            if (!s2) s2 = bp_net_set_stateful(lm, streams, &e);
+            cfg.user = &lr[pass];
+            if (!s2) s2 = bp_trainer_create(&t, lm, &cfg, streams, &e);
+            if (!s2 && !pass) s2 = bp_trainer_set_comm(t, &g_comm, &e);
+            if (!s2) s2 = bp_fit(t, &tx, &tv, NULL, &e);
+            CHECK(s2 == BP_OK, "stateful lstm, pass %d: %s", pass, e.message);
+            if (!s2 && pass == 0 && g_comm.rank == 0) {
+                first = malloc(lm->n_params * sizeof(bp_real));
+                memcpy(first, lm->params, lm->n_params * sizeof(bp_real));
+            }
+            if (!s2 && pass == 1 && first) {
+                double worst = 0, norm = 0;
+                for (size_t k = 0; k < lm->n_params; k++) {
+                    double d = fabs((double)first[k] - (double)lm->params[k]);
+                    norm += (double)lm->params[k] * lm->params[k];
+                    if (d > worst) worst = d;
+                }
+                worst /= sqrt(norm);
+                CHECK(worst <= TOL, "stateful lstm: 2 ranks vs 1 process differ by %.3g of the "
+                      "parameters' norm (tol %g)", worst, TOL);
+                for (int k = 0; k < 3; k++) { /* validation split by stream, summed */
+                    CHECK_CLOSE(lr[0].val_loss[k], lr[1].val_loss[k], 1e3 * TOL, "stateful val loss");
+                    CHECK_CLOSE(lr[0].train_loss[k], lr[1].train_loss[k], 1e3 * TOL, "stateful loss");
+                }
+                printf("stateful lstm: 2 ranks (4 streams each) vs 1 process (8 streams): worst "
+                       "parameter difference %.3g of the parameters' norm; val loss %.6f vs %.6f\n",
+                       worst, lr[0].val_loss[2], lr[1].val_loss[2]);
+            }
+            bp_trainer_free(t);
+            bp_net_free(lm);
+        }
+        free(first);
+        free_data(&tx);
+        free_data(&tv);
+    }
+
     /* 4. Failures, each on every rank with a message naming the rank. */
     bp_train_config_default(&cfg, BP_ADAM);
     cfg.batch_size = 32;
