@@ -320,6 +320,7 @@ int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, cons
  * for it), and returns status. cli_dist_default_threads: threads per rank without
  * --threads (-1 for one process). */
 extern int cli_rank;
+extern int cli_mpi_started; /* MPI started: usage errors may differ by rank */
 int cli_dist_launched(void);
 void cli_dist_guess_rank(void);
 int cli_dist_start(int *argc, char ***argv);

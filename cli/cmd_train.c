@@ -1701,8 +1701,12 @@ static int run_steps(train_state *s)
         return cli_fail(CLI_INTERRUPTED, "interrupted (nothing written)");
     }
     /* With several ranks the failure is the same on each: rank 0 says it. */
-    cli_dist_settled(); /* bp_fit ended the same way on every rank */
-    if (fs != BP_OK) return leader ? cli_fail(CLI_FAIL, "training failed: %s", err.message) : CLI_FAIL;
+    /* Outcomes the ranks agree on (the library decides them together):
+     * no rank waits for another. Any other failure is this rank's alone. */
+    if (fs == BP_OK || fs == BP_ECOMM || fs == BP_ENONFINITE) cli_dist_settled();
+    if (fs == BP_ECOMM || fs == BP_ENONFINITE)
+        return leader ? cli_fail(CLI_FAIL, "training failed: %s", err.message) : CLI_FAIL;
+    if (fs != BP_OK) return cli_fail(CLI_FAIL, "training failed: %s", err.message);
     if (!leader) return CLI_OK; /* rank 0 writes the model, log and plot */
     if (s->pg.oom) return cli_fail(CLI_FAIL, "out of memory");
     double seconds = cli_now() - s->pg.t_start;

@@ -2,16 +2,19 @@
  * dist.c - data-parallel training in the tool: `mpirun -np N backprop
  * train ...` (issue 10). Detects the launcher, starts MPI through
  * libbackprop_mpi (when the tool is built with it), and keeps the rank for
- * messages: "backprop: rank R: ..." once several ranks run; usage errors,
- * the same on every rank, are printed by rank 0 only.
+ * messages: "backprop: rank R: ..." once several ranks run; usage errors
+ * found before MPI starts (the command line's, the same on every rank) are
+ * printed by rank 0 only.
  *
  * Failures: a rank that fails alone (its data do not read, its network
  * does not fit, rank 0 cannot write the model) may leave the others
  * waiting in a collective, so it ends the whole job (cli_dist_end with a
  * failure: MPI_Abort; mpirun stops every rank within seconds, with
- * SIGTERM: the tool removes its temporary files). A failure of a
- * collective call (bp_trainer_set_comm, bp_fit) is the same on every rank
- * (the library agrees on it): the ranks finalize and exit with it.
+ * SIGTERM: the tool removes its temporary files; a model that bp_net_save
+ * is writing at that moment may leave its own). A failure a collective
+ * call agreed on (BP_ECOMM from bp_trainer_set_comm or bp_fit, a
+ * non-finite loss) is the same on every rank: the ranks finalize and exit
+ * with it.
  */
 #include "cli.h"
 
@@ -53,7 +56,7 @@ int cli_dist_start(int *argc, char ***argv)
     bp_error err = {0};
     if (bp_mpi_init(&g_comm, argc, argv, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "cannot start data-parallel training: %s", err.message);
-    g_started = 1;
+    g_started = cli_mpi_started = 1;
     cli_rank = g_comm.rank;
     return CLI_OK;
 #else
@@ -87,9 +90,9 @@ int cli_dist_end(int status)
 {
 #ifdef BP_HAVE_MPI
     if (!g_started) return status;
-    /* A usage error is the same on every rank: they all stop here. */
-    if (status != CLI_OK && status != CLI_USAGE && !g_shared && g_comm.size > 1)
-        bp_mpi_abort(&g_comm, status);
+    /* A failure no collective call agreed on may be this rank's alone:
+     * end the job (even a usage error: some depend on a rank's files). */
+    if (status != CLI_OK && !g_shared && g_comm.size > 1) bp_mpi_abort(&g_comm, status);
     bp_mpi_finalize(&g_comm);
     g_started = 0;
 #endif

@@ -16,7 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-int cli_rank = -1; /* dist.c */
+int cli_rank = -1;          /* dist.c */
+int cli_mpi_started = 0;    /* dist.c */
 
 int cli_fail(int status, const char *fmt, ...)
 {
@@ -30,8 +31,9 @@ int cli_fail(int status, const char *fmt, ...)
         if (*p == '\n' || *p == '\r') *p = ' ';
     fflush(stdout);
     if (cli_rank >= 0) {
-        /* Several ranks: usage errors are the same on each, rank 0 says it. */
-        if (cli_rank > 0 && status == CLI_USAGE) return status;
+        /* Several ranks: the command line's usage errors (before MPI starts)
+         * are the same on each, rank 0 says them. */
+        if (cli_rank > 0 && status == CLI_USAGE && !cli_mpi_started) return status;
         fprintf(stderr, "backprop: rank %d: %s\n", cli_rank, msg);
         return status;
     }

@@ -944,15 +944,17 @@ typedef struct bp_comm {
  * A stateful network (bp_net_set_stateful, truncated BPTT) trains data-
  * parallel too: each batch holds one window of every stream, so each rank
  * carries the streams of its share of the batch; set its stream count to
- * that share, cfg.batch_size * (rank + 1) / size - cfg.batch_size * rank /
- * size (bp_fit checks). A comm with size 1 is accepted and changes nothing.
+ * that share, B (rank + 1) / size - B rank / size with B bp_fit's batch
+ * (cfg.batch_size, or every row for 0 or more than the rows; bp_fit
+ * checks). A comm with size 1 is accepted and changes nothing.
  * On BP_ECOMM from any later call the other ranks' state is unknown: stop. */
 bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err);
 
 /* Collective agreement on a failure: every rank passes the status of its
  * own last step (and its error, or NULL); if any rank failed, every rank
  * gets BP_ECOMM with "rank R: MESSAGE" of the first failing rank, else
- * BP_OK. For callers that prepare data and networks on every rank before
+ * BP_OK. With a NULL or one-rank comm it returns `local` (and copies
+ * local_err into err). For callers that prepare data and networks on every rank before
  * training, so one rank's unreadable file stops all of them with its
  * message instead of leaving the others waiting. */
 bp_status bp_comm_agree(const bp_comm *comm, bp_status local, const bp_error *local_err,

@@ -356,8 +356,7 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
         tr->comm = *comm;
         return BP_OK;
     }
-    /* The ranks must hold the same network and settings; a stateful one
-     * is refused on every rank with the same message. */
+    /* The ranks must hold the same network and settings. */
     bp_error lerr = {0};
     bp_status local = BP_OK;
     const bp_train_config *c = &tr->cfg;
@@ -368,12 +367,14 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
         "layer count", "input count", "output count (classes)", "parameter count", "buffer count",
         "architecture (hash of the spec, high half)", "architecture (hash of the spec, low half)",
         "batch size", "epochs", "seed (high half)", "seed (low half)", "shuffle", "loss",
-        "optimizer", "learning rate", "freeze", "sync_batchnorm", "patience"};
+        "optimizer", "learning rate", "freeze", "sync_batchnorm", "patience", "min_delta",
+        "augment_hflip", "augment_shift", "stateful"};
     double vals[] = {net->n_layers, net->n_inputs, net->layers[net->n_layers - 1].out,
                      (double)net->n_params, (double)net->n_buffers, spec_hi, spec_lo,
                      c->batch_size, c->epochs, (double)(c->seed >> 32), (double)(c->seed & 0xffffffffu),
                      c->shuffle, (double)c->loss, (double)c->optimizer, c->lr, c->freeze,
-                     c->sync_batchnorm != 0, c->patience};
+                     c->sync_batchnorm != 0, c->patience, c->min_delta, c->augment_hflip != 0,
+                     c->augment_shift, net->streams > 0};
     bp_status s = bp_comm_check(comm, local, &lerr, vals, names, (int)(sizeof vals / sizeof vals[0]),
                                 "the ranks' networks and settings differ", err);
     if (s) return s;
@@ -390,6 +391,7 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
     memset(g, 0, (net->n_params + tail) * sizeof(bp_real));
     free(tr->grad);
     tr->grad = g;
+    free(tr->bucket_at); /* a second call after a failed broadcast */
     tr->bucket_at = at;
     tr->tail = tail;
     size_t cap = BUCKET_BYTES;
@@ -867,53 +869,59 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
     bp_train_config *c = &tr->cfg;
     bp_status s = check_data(net, c->loss, train, "training", err);
     if (!s && val) s = check_data(net, c->loss, val, "validation", err);
-    if (tr->dist) s = agree_data(tr, train, val, s, err);
-    if (s) return s;
 
-    int n = train->n, in = train->n_inputs, tw = train->n_targets;
+    /* Every check and allocation of this call comes before the ranks'
+     * agreement, which carries its status: a rank that fails here stops
+     * every rank with its message, none waits for it. */
+    int n = s ? 1 : train->n, in = train->n_inputs, tw = train->n_targets;
     int batch = c->batch_size == 0 || c->batch_size > n ? n : c->batch_size;
     /* Data-parallel: rank r takes rows [m r / N, m (r + 1) / N) of each
-     * global batch of m rows; each needs one at least. */
+     * global batch of m rows; each needs one at least. A rank's share of
+     * the last batch may exceed its share of a full one: buffers hold the
+     * largest share, ceil(batch / N). */
     int ranks = tr->dist ? tr->comm.size : 1, rank = tr->dist ? tr->comm.rank : 0;
-    if (tr->dist && (batch < ranks || (n % batch && n % batch < ranks)))
-        return bp_fail(err, BP_EINVAL, "%d ranks need at least %d rows in every batch: batch %d of "
-                       "%d rows leaves %d in the last one (choose another batch size)", ranks, ranks,
-                       batch, n, n % batch ? n % batch : batch);
+    int local_max = (batch + ranks - 1) / ranks;
+    if (!s && tr->dist && (batch < ranks || (n % batch && n % batch < ranks)))
+        s = bp_fail(err, BP_EINVAL, "%d ranks need at least %d rows in every batch: batch %d of "
+                    "%d rows leaves %d in the last one (choose another batch size)", ranks, ranks,
+                    batch, n, n % batch ? n % batch : batch);
     /* Stateful: each batch holds one window of every stream; with several
      * ranks, each carries the streams of its share of the batch. */
-    if (net->streams && (c->shuffle || share(batch, rank, ranks) != net->streams || n % batch ||
-                         (val && val->n % batch) || c->augment_hflip || c->augment_shift))
-        return bp_fail(err, BP_EINVAL, "a stateful network (%d streams) trains in order: shuffle "
-                       "off, batch size %d, as many rows as a multiple of it in the training and "
-                       "validation data (got shuffle %d, batch %d, %d and %d rows), no augmentation",
-                       net->streams, tr->dist ? batch : net->streams, c->shuffle, batch, n,
-                       val ? val->n : 0);
-    int local_full = share(batch, rank, ranks), local_last = share(n % batch, rank, ranks);
-    s = trainer_reserve(tr, (batch + ranks - 1) / ranks, err);
-    if (s) return s;
+    if (!s && net->streams &&
+        (c->shuffle || share(batch, rank, ranks) != net->streams || n % batch ||
+         (val && val->n % batch) || c->augment_hflip || c->augment_shift))
+        s = bp_fail(err, BP_EINVAL, "a stateful network (%d streams) trains in order: shuffle "
+                    "off, batch size %d, as many rows as a multiple of it in the training and "
+                    "validation data (got shuffle %d, batch %d, %d and %d rows), no augmentation",
+                    net->streams, tr->dist ? batch : net->streams, c->shuffle, batch, n,
+                    val ? val->n : 0);
+    if (!s) s = trainer_reserve(tr, local_max, err);
+    long user_total = c->total_steps;
+    int *perm = NULL;
+    bp_real *xb = NULL, *yb = NULL, *best = NULL, *aug_tmp = NULL;
+    int augment = c->augment_hflip || c->augment_shift;
+    if (!s) {
+        perm = bp_alloc_array((size_t)n, sizeof *perm);
+        xb = bp_alloc_aligned((size_t)local_max * in, sizeof(bp_real));
+        yb = bp_alloc_aligned((size_t)local_max * tw, sizeof(bp_real));
+        /* best weights: parameters, then buffers (running statistics) */
+        if (c->patience > 0) best = bp_alloc_aligned(net->n_params + net->n_buffers, sizeof(bp_real));
+        if (augment) aug_tmp = bp_alloc_aligned((size_t)in, sizeof(bp_real));
+        if (!perm || !xb || !yb || (c->patience > 0 && !best) || (augment && !aug_tmp))
+            s = bp_fail(err, BP_ENOMEM, "out of memory preparing training");
+    }
+    if (tr->dist) s = agree_data(tr, train, val, s, err);
+    if (s) goto done;
+
     int batches = (n + batch - 1) / batch;
     /* GEMM kernels for the full and the last partial batch, made now so no
      * step compiles one. */
-    bp_net_prepare(net, local_full, 1);
-    if (n % batch) bp_net_prepare(net, local_last, 1);
+    bp_net_prepare(net, share(batch, rank, ranks), 1);
+    if (n % batch) bp_net_prepare(net, share(n % batch, rank, ranks), 1);
     /* Cosine with total_steps 0: this call's steps end the curve. Set for
      * the duration of the call only; the caller's 0 is restored below. */
-    long user_total = c->total_steps;
     if (c->schedule == BP_SCHED_COSINE && c->total_steps == 0)
         c->total_steps = tr->t + (long)c->epochs * batches;
-
-    int *perm = bp_alloc_array((size_t)n, sizeof *perm);
-    bp_real *xb = bp_alloc_aligned((size_t)local_full * in, sizeof(bp_real));
-    bp_real *yb = bp_alloc_aligned((size_t)local_full * tw, sizeof(bp_real));
-    /* best weights: parameters, then buffers (running statistics) */
-    size_t n_state = net->n_params + net->n_buffers;
-    bp_real *best = c->patience > 0 ? bp_alloc_aligned(n_state, sizeof(bp_real)) : NULL;
-    int augment = c->augment_hflip || c->augment_shift;
-    bp_real *aug_tmp = augment ? bp_alloc_aligned((size_t)in, sizeof(bp_real)) : NULL;
-    if (!perm || !xb || !yb || (c->patience > 0 && !best) || (augment && !aug_tmp)) {
-        s = bp_fail(err, BP_ENOMEM, "out of memory preparing training");
-        goto done;
-    }
     for (int i = 0; i < n; i++) perm[i] = i;
 
     bp_fit_result r = {0};
@@ -1065,6 +1073,7 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
         ei.seconds = now_seconds() - t0;
         int stop = r.stopped_early;
         if (c->on_epoch && c->on_epoch(&ei, c->user)) stop = 1;
+        if (c->patience > 0 && wait >= c->patience) stop = 1;
         if (tr->dist) { /* a stop asked on any rank stops them all */
             double v = stop;
             if (bp_comm_sum(&tr->comm, &v, 1, BP_COMM_F64)) {
@@ -1073,7 +1082,6 @@ bp_status bp_fit(bp_trainer *tr, const bp_data *train, const bp_data *val, bp_fi
             }
             stop = v != 0;
         }
-        if (c->patience > 0 && wait >= c->patience) stop = 1;
         if (stop) {
             r.stopped_early = 1;
             break;

@@ -17,6 +17,7 @@
 #include "backprop.h"
 #include "check.h"
 #include "count_allocs.h"
+#include "fake_comm.h"
 #include "internal.h"
 
 #include <stdlib.h>
@@ -128,35 +129,10 @@ static void run_seq(const char *spec, int stateful, int batch, int threads)
     bp_net_free(net);
 }
 
-/* Data-parallel steps (bp_trainer_set_comm) inside bp_fit, with a stand-in
- * communicator: rank 0 of 2 whose partner holds the same numbers (a sum
- * doubles them, a broadcast keeps them; the ranks' agreement exchange,
- * where each fills its own half, gets the second half equal to the
- * first). Counted from the end of the first step to the end of the
- * epoch's last: the batch gathers, the bucketed reductions, and
- * synchronized batchnorm when sync. */
-static int fake_sum(void *ctx, int slot, void *buf, size_t n, bp_comm_type t)
-{
-    (void)ctx, (void)slot;
-    if (t == BP_COMM_F64 && n % 2 == 0 && n > 200) {
-        double *d = buf;
-        int second_empty = 1;
-        for (size_t i = n / 2; i < n && second_empty; i++) second_empty = d[i] == 0;
-        if (second_empty) {
-            memcpy(d + n / 2, d, n / 2 * sizeof *d);
-            return 0;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (t == BP_COMM_F64) ((double *)buf)[i] *= 2;
-        else ((float *)buf)[i] *= 2;
-    }
-    return 0;
-}
-static int fake_test(void *ctx, int slot) { return (void)ctx, (void)slot, 1; }
-static int fake_wait(void *ctx, int slot) { return (void)ctx, (void)slot, 0; }
-static int fake_bcast(void *ctx, void *b, size_t n, int root) { return (void)ctx, (void)b, (void)n, (void)root, 0; }
-
+/* Data-parallel steps (bp_trainer_set_comm) inside bp_fit, with the
+ * stand-in communicator of fake_comm.h. Counted from the end of the first
+ * step to the end of the epoch's last: the batch gathers, the bucketed
+ * reductions, and synchronized batchnorm when sync. */
 static long dist_steps;
 static int count_steps(const bp_step_info *si, void *user)
 {
@@ -167,23 +143,26 @@ static int count_steps(const bp_step_info *si, void *user)
     return 0;
 }
 
-static void run_dist(bp_shape shape, const char *spec, int sync, int threads)
+/* `rows` rows in batches of `batch` as rank `rank` of `size` (1 epoch). */
+static void run_dist(bp_shape shape, const char *spec, int sync, int threads, int rank, int size,
+                     int batch, int rows)
 {
     bp_error err;
     bp_net *net = make_net(shape, spec, threads);
     if (!net) return;
     bp_train_config cfg;
     bp_train_config_default(&cfg, BP_ADAM);
-    cfg.batch_size = 32;
+    cfg.batch_size = batch;
     cfg.epochs = 1;
     cfg.clip_norm = 1;
     cfg.sync_batchnorm = sync;
     cfg.on_step = count_steps;
-    bp_comm comm = {0, 2, NULL, fake_sum, fake_test, fake_wait, fake_bcast};
+    int rs[2] = {rank, size};
+    bp_comm comm = {rank, size, rs, fake_sum, fake_test, fake_wait, fake_bcast};
     bp_trainer *tr = NULL;
-    CHECK(bp_trainer_create(&tr, net, &cfg, 16, &err) == BP_OK, "%s", err.message);
+    CHECK(bp_trainer_create(&tr, net, &cfg, 1, &err) == BP_OK, "%s", err.message);
     CHECK(bp_trainer_set_comm(tr, &comm, &err) == BP_OK, "set_comm: %s", err.message);
-    int n = 32 * 12, in = (int)bp_shape_size(shape);
+    int n = rows, in = (int)bp_shape_size(shape), batches = (rows + batch - 1) / batch;
     bp_data d = {0};
     d.n = n;
     d.n_inputs = in;
@@ -197,12 +176,13 @@ static void run_dist(bp_shape shape, const char *spec, int sync, int threads)
     bp_status s = bp_fit(tr, &d, NULL, NULL, &err);
     counting = 0;
     CHECK(s == BP_OK, "data-parallel fit: %s", err.message);
-    CHECK(dist_steps == 11, "counted %ld data-parallel steps (want steps 2-12: 11)", dist_steps);
+    CHECK(dist_steps == batches - 1, "counted %ld data-parallel steps (want steps 2-%d: %d)",
+          dist_steps, batches, batches - 1);
     CHECK(allocations == 0, "%s data-parallel%s, %d thread(s): %ld allocations in %ld steps", spec,
           sync ? " sync batchnorm" : "", threads, allocations, dist_steps);
-    printf("  %-52.52s %-8s rank 0 of 2%s, %d thread(s): libbackprop %ld, GEMM/OpenMP libraries "
-           "%ld allocations in %ld steps\n", spec, "adam", sync ? ", sync bn" : "", threads,
-           allocations, foreign, dist_steps);
+    printf("  %-52.52s %-8s rank %d of %d%s, %d thread(s): libbackprop %ld, GEMM/OpenMP "
+           "libraries %ld allocations in %ld steps\n", spec, "adam", rank, size,
+           sync ? ", sync bn" : "", threads, allocations, foreign, dist_steps);
     free(d.x);
     free(d.y);
     bp_trainer_free(tr);
@@ -234,8 +214,11 @@ int main(void)
     run_seq("embedding(16,40) lstm(256) dense(40)", 1, 64, 2);
     run_seq("embedding(16,40) gru(128) rnn(64) dense(40)", 0, 64, 2);
     /* Data-parallel (a stand-in partner): gathers, buckets, sync batchnorm. */
-    run_dist(bp_shape_flat(64), "dense(128) relu dense(64) relu dense(4)", 0, 2);
-    run_dist(img, "conv(16,3,1,1) batchnorm relu maxpool(2) flatten dense(4)", 1, 1);
-    run_dist(img, "conv(16,3,1,1) batchnorm relu maxpool(2) flatten dense(4)", 0, 2);
+    run_dist(bp_shape_flat(64), "dense(128) relu dense(64) relu dense(4)", 0, 2, 0, 2, 32, 384);
+    run_dist(img, "conv(16,3,1,1) batchnorm relu maxpool(2) flatten dense(4)", 1, 1, 0, 2, 32, 384);
+    run_dist(img, "conv(16,3,1,1) batchnorm relu maxpool(2) flatten dense(4)", 0, 2, 0, 2, 32, 384);
+    /* Rank 2 of 5, batch 8 of 15 rows: its share of the last batch (2 of 7)
+     * is larger than of a full one (1 of 8); the batch buffers hold it. */
+    run_dist(bp_shape_flat(64), "dense(16) relu dense(4)", 0, 1, 2, 5, 8, 15);
     return check_done("test_noalloc");
 }

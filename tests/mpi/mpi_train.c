@@ -407,7 +407,7 @@ int main(int argc, char **argv)
     c2 = cfg;
     c2.batch_size = 1;
     net = train(bp_shape_flat(10), "dense(4) dense(3)", &c2, &tr, NULL, &g_comm, &rec, &st, &e);
-    CHECK(st == BP_EINVAL && strstr(e.message, "2 ranks need at least 2 rows in every batch"),
+    CHECK(st == BP_ECOMM && strstr(e.message, "rank 0: 2 ranks need at least 2 rows in every batch"),
           "batch 1: %s, '%s'", bp_status_name(st), e.message);
     bp_net_free(net);
     /* a loss that overflows on rank 1's share only (the last rows of a
