@@ -87,11 +87,8 @@ bp_status bp_comm_check(const bp_comm *c, bp_status local, const bp_error *local
 bp_status bp_comm_agree(const bp_comm *comm, bp_status local, const bp_error *local_err,
                         bp_error *err)
 {
-    if (!comm || comm->size <= 1) {
-        if (local && err && local_err && err != local_err) *err = *local_err;
-        return local;
-    }
-    if (!bp_comm_valid(comm)) return bp_fail(err, BP_EINVAL, "bp_comm_agree: invalid communicator");
+    if (comm && comm->size > 1 && !bp_comm_valid(comm))
+        return bp_fail(err, BP_EINVAL, "bp_comm_agree: invalid communicator");
     return bp_comm_check(comm, local, local_err, NULL, NULL, 0, "agreement", err);
 }
 

@@ -58,7 +58,6 @@ struct bp_trainer {
     /* Data-parallel training (bp_trainer_set_comm); dist = comm.size > 1. */
     bp_comm comm;
     int dist;
-    int n_buckets;
     size_t bucket_lo[BP_COMM_SLOTS], bucket_hi[BP_COMM_SLOTS]; /* grad ranges */
     int *bucket_at;        /* [n_layers] bucket started once layer i's backward is done, or -1 */
     /* grad[n_params ..]: flags reduced with the first bucket: [0] a rank's
@@ -395,8 +394,7 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
     tr->bucket_at = at;
     tr->tail = tail;
     size_t cap = BUCKET_BYTES;
-    while (plan_buckets(tr, cap) > BP_COMM_SLOTS - 2) cap *= 2;
-    tr->n_buckets = plan_buckets(tr, cap);
+    while (plan_buckets(tr, cap) > BP_COMM_SLOTS - 2) cap *= 2; /* the last call's plan fits */
 
     /* Rank 0's weights and buffers everywhere (its initialization, or the
      * model it fine-tunes). */

@@ -23,6 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 20 steps of bp_train_step with the allocation counter on (zeroed first). */
+static void counted_steps(bp_trainer *tr, const bp_real *x, const bp_real *y, int batch)
+{
+    bp_error err = {0};
+    double loss_v;
+    allocations = foreign = 0;
+    counting = 1;
+    int ok = 1;
+    for (int k = 0; k < 20; k++) ok &= bp_train_step(tr, x, y, batch, &loss_v, &err) == BP_OK;
+    counting = 0;
+    CHECK(ok, "steps succeed: %s", err.message);
+}
+
 /* `threads` threads and a network of `spec` on inputs of shape `shape`
  * (NULL, with a failed check, if it cannot be built). */
 static bp_net *make_net(bp_shape shape, const char *spec, int threads)
@@ -67,12 +80,7 @@ static void run_shaped(bp_shape shape, const char *spec, bp_optimizer opt, bp_lo
             blocked |= net->mm_batch[q] == batch && net->layers[i].blk_out[q] > 1;
     if (shape.rank == 3 && net->cblk > 1)
         CHECK(blocked, "%s: runs on the blocked layout (engine block %d)", spec, net->cblk);
-    allocations = foreign = 0;
-    counting = 1;
-    int ok = 1;
-    for (int k = 0; k < 20; k++) ok &= bp_train_step(tr, x, y, batch, &loss_v, &err) == BP_OK;
-    counting = 0;
-    CHECK(ok, "steps succeed: %s", err.message);
+    counted_steps(tr, x, y, batch);
     CHECK(allocations == 0, "%s, %s, batch %d, %d thread(s): %ld allocations in 20 steps", spec,
           bp_optimizer_name(opt), batch, threads, allocations);
     printf("  %-52.52s %-8s batch %3d, %d thread(s)%s: libbackprop %ld, GEMM/OpenMP libraries %ld "
@@ -112,12 +120,7 @@ static void run_seq(const char *spec, int stateful, int batch, int threads)
     for (int i = 0; i < batch * tw; i++) y[i] = (bp_real)((i * 7 + 7) % V);
     double loss_v;
     bp_train_step(tr, x, y, batch, &loss_v, &err); /* warm-up */
-    allocations = foreign = 0;
-    counting = 1;
-    int ok = 1;
-    for (int k = 0; k < 20; k++) ok &= bp_train_step(tr, x, y, batch, &loss_v, &err) == BP_OK;
-    counting = 0;
-    CHECK(ok, "steps succeed: %s", err.message);
+    counted_steps(tr, x, y, batch);
     CHECK(allocations == 0, "%s%s, batch %d, %d thread(s): %ld allocations in 20 steps", spec,
           stateful ? " stateful" : "", batch, threads, allocations);
     printf("  %-52.52s %-8s batch %3d, %d thread(s): libbackprop %ld, GEMM/OpenMP libraries %ld "
