@@ -4,7 +4,7 @@
  *
  *   bench_backprop W1|W2|W3|W4|W5|W6|W7 [--threads N] [--api step|fit] [--reps R]
  *                  [--min-time S] [--steps N] [--batch N] [--data DIR]
- *                  [--seed N] [--stateful 0|1]
+ *                  [--seed N] [--stateful 0|1] [--precision f32|bf16]
  *
  * W1  MLP 784-256-128-10 relu, cross-entropy, Adam(1e-3), batch 128, on the
  *     60,000 Fashion-MNIST training images (a repetition = whole epochs).
@@ -33,6 +33,9 @@
  *     into a contiguous buffer, bp_train_step. --api fit: bp_fit with
  *     epochs = 1, called once per epoch (W1, W2 only; it also checks the data
  *     and collects the per-epoch diagnostics).
+ * --precision bf16: bp_train_config.precision (training) or
+ *     bp_net_set_precision (inference) BP_PRECISION_BF16; the JSON line says
+ *     which ("precision").
  * Every repetition runs whole units (epochs, W3's step blocks, W4's passes)
  * until at least --min-time seconds have passed; rates are per repetition,
  * after one warm-up unit (W3: 3 steps). The JSON reports the best and the
@@ -101,7 +104,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_backprop W1|W2|W3|W4|W5|W6|W7 [--threads N] [--api step|fit] [--reps R]\n"
             "                      [--min-time S] [--steps N] [--batch N] [--data DIR] [--seed N]\n"
-            "                      [--stateful 0|1]\n");
+            "                      [--stateful 0|1] [--precision f32|bf16]\n");
     exit(2);
 }
 
@@ -213,7 +216,7 @@ int main(int argc, char **argv)
     int threads = 1, reps = 3, batch = w->batch, stateful = 1;
     int steps_per_rep = !strcmp(w->name, "W5") ? 40 : !strcmp(w->name, "W7") ? 20 : 60;
     double min_time = 1.0;
-    const char *api = "step";
+    const char *api = "step", *prec = "f32";
     const char *dir = getenv("BP_BENCH_DATA") ? getenv("BP_BENCH_DATA") : BENCH_DEFAULT_DATA;
     if (w->text) dir = getenv("BP_BENCH_TEXT") ? getenv("BP_BENCH_TEXT") : BENCH_DEFAULT_TEXT;
     uint64_t seed = 42;
@@ -230,6 +233,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--data")) dir = v;
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--stateful")) stateful = atoi(v);
+        else if (!strcmp(a, "--precision") && (!strcmp(v, "f32") || !strcmp(v, "bf16")))
+            prec = v;
         else usage();
     }
     int fit = !strcmp(api, "fit");
@@ -280,6 +285,8 @@ int main(int argc, char **argv)
     bp_shape in = w->image ? (bp_shape){3, {1, 28, 28}} : bp_shape_flat(w->inputs);
     if (bp_net_create_shaped(&net, in, w->spec, seed, &e)) die("bp_net_create", &e);
     if (w->text && stateful && bp_net_set_stateful(net, batch, &e)) die("bp_net_set_stateful", &e);
+    bp_precision precision = !strcmp(prec, "bf16") ? BP_PRECISION_BF16 : BP_PRECISION_F32;
+    if (bp_net_set_precision(net, precision, &e)) die("bp_net_set_precision", &e);
     size_t params = bp_net_param_count(net);
     /* FLOPs per sample: the forward's, 3 times that for a training step
      * (forward, input gradient, weight gradient). */
@@ -298,6 +305,7 @@ int main(int argc, char **argv)
         cfg.epochs = 1;
         cfg.shuffle = 1;
         cfg.seed = seed;
+        cfg.precision = precision;
         bp_trainer *tr;
         if (bp_trainer_create(&tr, net, &cfg, batch, &e)) die("bp_trainer_create", &e);
 
@@ -397,8 +405,10 @@ int main(int argc, char **argv)
     bench_stats(step_rate, reps, &sbest, &smedian);
     if (w->text) flop_per_sample /= w->inputs; /* per token */
     printf("{\"prog\":\"backprop\",\"workload\":\"%s\",\"api\":\"%s\",\"threads\":%d,"
-           "\"batch\":%d,\"params\":%zu,\"flop_per_sample\":%.0f,\"reps\":%d,\"rep_seconds\":",
-           w->name, w->train ? api : "forward", threads, batch, params, flop_per_sample, reps);
+           "\"precision\":\"%s\",\"batch\":%d,\"params\":%zu,\"flop_per_sample\":%.0f,"
+           "\"reps\":%d,\"rep_seconds\":",
+           w->name, w->train ? api : "forward", threads, prec, batch, params, flop_per_sample,
+           reps);
     bench_print_rates(secs, reps);
     printf(",\"rates\":");
     bench_print_rates(rate, reps);

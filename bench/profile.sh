@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # profile.sh - where a backprop training step spends its time.
 #
-#   bench/profile.sh W1|W2|W3|W4|W5|W6|W7 [--threads N] [--callgrind]
+#   bench/profile.sh W1|W2|W3|W4|W5|W6|W7 [--threads N] [--precision f32|bf16] [--callgrind]
 #
 # perf (default): `perf record -k CLOCK_MONOTONIC` over bench_backprop, then
 #   `perf report` restricted to the timed repetitions (bench_backprop prints
@@ -18,10 +18,12 @@ BUILD=${BP_BENCH_BUILD:-$ROOT/build-bench}
 W=${1:-W1}
 shift || true
 THREADS=1
+PREC=f32
 CALLGRIND=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift ;;
+    --precision) PREC=$2; shift ;;
     --callgrind) CALLGRIND=1 ;;
     *) echo "profile.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -43,7 +45,7 @@ if [ $CALLGRIND = 1 ]; then
   args=(--reps 1 --min-time 0.01)
   case $W in W3|W5|W7) args+=(--steps 2) ;; esac
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --toggle-collect="$fn" \
-    "$BUILD/bench_backprop" "$W" --threads "$THREADS" "${args[@]}" >"$TMP/out.json" 2>"$TMP/vg.log" ||
+    "$BUILD/bench_backprop" "$W" --threads "$THREADS" --precision "$PREC" "${args[@]}" >"$TMP/out.json" 2>"$TMP/vg.log" ||
     { tail "$TMP/vg.log" >&2; exit 1; }
   # Steps inside the collected region = warm-up unit + timed repetition.
   /usr/bin/python3 - "$TMP/out.json" "$TMP/cg.out" "$W" <<'EOF'
@@ -73,7 +75,7 @@ EOF
 fi
 
 perf record -q -k CLOCK_MONOTONIC -g -o "$TMP/perf.data" \
-  "$BUILD/bench_backprop" "$W" --threads "$THREADS" --reps 3 --min-time 2 >"$TMP/out.json" 2>"$TMP/perf.log" ||
+  "$BUILD/bench_backprop" "$W" --threads "$THREADS" --precision "$PREC" --reps 3 --min-time 2 >"$TMP/out.json" 2>"$TMP/perf.log" ||
   { tail "$TMP/perf.log" >&2; exit 1; }
 cat "$TMP/out.json"
 span=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read()); a,b=r["timed_monotonic"]; print("%.6f,%.6f" % (a, b))' "$TMP/out.json")

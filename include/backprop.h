@@ -108,6 +108,25 @@ bp_status bp_memory_check(uint64_t bytes, const char *subject, const char *detai
  * GOMP_SPINCOUNT in the environment (the backprop tool does). */
 int bp_set_threads(int n);
 
+/* Arithmetic of the matrix products and convolutions.
+ * BP_PRECISION_F32 (default): float32 throughout.
+ * BP_PRECISION_BF16: mixed precision, the usual recipe (torch.autocast on a
+ * CPU, with bfloat16): the inputs of dense layers' and convolutions'
+ * products (activations, weights, output gradients) are rounded to
+ * bfloat16 (8 bits of mantissa, float32's range) and the products
+ * accumulate in float32; weights (the master copy), gradients, optimizer
+ * state, losses, reductions, batch norm, pooling and activation functions
+ * stay float32, and models are saved in float32. It needs a CPU with the
+ * AVX512_BF16 instructions (bp_bf16_supported) and the float build. Only
+ * prepared products take bfloat16 (batch sizes bp_fit, bp_train_step and
+ * bp_forward prepare; products of at least 65,536 multiply-adds); smaller
+ * ones, recurrent layers' and embeddings' run in float32. */
+typedef enum bp_precision { BP_PRECISION_F32 = 0, BP_PRECISION_BF16 = 1 } bp_precision;
+
+/* 1 when BP_PRECISION_BF16 can run here: the float build, on a CPU with
+ * AVX512_BF16 that oneDNN uses (ONEDNN_MAX_CPU_ISA may forbid it). */
+int bp_bf16_supported(void);
+
 /* ------------------------------------------------------------------------ */
 /* Networks                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -222,6 +241,15 @@ bp_layer_desc bp_net_layer(const bp_net *net, int i);
 /* Input shape, and the output shape of layer i (0 <= i < bp_net_layers). */
 bp_shape bp_net_input_shape(const bp_net *net);
 bp_shape bp_net_layer_shape(const bp_net *net, int i);
+
+/* The precision of the network's products from now on, in training and
+ * inference (see bp_precision; a new network computes in float32).
+ * BP_EINVAL when p is not a precision or is BP_PRECISION_BF16 where
+ * bp_bf16_supported() is 0 ("bf16 needs a CPU with AVX512_BF16 ...");
+ * the network is unchanged then. Changing it frees the prepared fast
+ * paths (made again at the next pass). */
+bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err);
+bp_precision bp_net_precision(const bp_net *net);
 /* Trainable parameters of layer i (weights and biases; not buffers). */
 size_t bp_net_layer_param_count(const bp_net *net, int i);
 /* 1 for the kinds that hold parameters (dense, conv, batchnorm, rnn,
@@ -774,6 +802,10 @@ typedef struct bp_train_config {
                              normalize with the statistics of the whole global batch
                              (torch's SyncBatchNorm); 0 (default): each rank's own
                              slice, as DistributedDataParallel does */
+    bp_precision precision; /* BP_PRECISION_F32 (default) or _BF16 (see bp_precision):
+                             bp_trainer_create sets the network's precision to it
+                             (bp_net_set_precision), which stays after the trainer
+                             is freed. Added after 0.1.0, at the end. */
 } bp_train_config;
 
 /* Fill `cfg` with PyTorch's defaults for `opt` (lr: SGD family 0.01, Adam

@@ -58,10 +58,15 @@ int bp_conv_block(bp_gemm_ctx *ctx);
 typedef struct bp_conv_prim bp_conv_prim;
 /* training: also prepare the backward (weights, and data when need_dx).
  * blk_x: layout of x and dx (1 or a block dividing C); blk_y: of y and dy
- * (1 or a block dividing OC). NULL when unavailable (double build, oneDNN
- * failure, a block that does not divide its channels). */
+ * (1 or a block dividing OC). bf16: the passes read x, w and dy rounded to
+ * bfloat16 and accumulate and write y, dx, dw and db in float
+ * (BP_PRECISION_BF16); the caller's tensors stay float either way, and the
+ * backward may read x as the last forward rounded it (the trainer's
+ * order: the backward of the batch the forward just ran). NULL
+ * when unavailable (double build, oneDNN failure, a block that does not
+ * divide its channels, bf16 where bp_bf16_supported() is 0). */
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx, int blk_x, int blk_y);
+                                  int need_dx, int blk_x, int blk_y, int bf16);
 /* Same contracts as the reference loops; return 1 on success, 0 if nothing
  * was done (the caller then runs the reference loop). */
 int bp_conv_prim_forward(bp_conv_prim *p, bp_real *y, const bp_real *x, const bp_real *w,

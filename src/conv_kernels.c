@@ -13,6 +13,7 @@
  * shared by all the passes and reorders included, is allocated at creation.
  */
 #include "cnn_kernels.h"
+#include "kernels.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -136,9 +137,9 @@ int bp_conv_block(bp_gemm_ctx *ctx)
 }
 
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx, int blk_x, int blk_y)
+                                  int need_dx, int blk_x, int blk_y, int bf16)
 {
-    (void)ctx, (void)g, (void)training, (void)need_dx, (void)blk_x, (void)blk_y;
+    (void)ctx, (void)g, (void)training, (void)need_dx, (void)blk_x, (void)blk_y, (void)bf16;
     return NULL;
 }
 int bp_conv_prim_forward(bp_conv_prim *p, bp_real *y, const bp_real *x, const bp_real *w,
@@ -204,6 +205,11 @@ typedef struct conv_port {
     dnnl_memory_t user, inner;
     dnnl_primitive_t reorder;
     dnnl_memory_t reorder_sp; /* its scratchpad (NULL: needs none) */
+    /* An input whose inner layout is the caller's in bfloat16: rounded by
+     * bp_k_to_bf16 into cvt_to (cvt_n values) instead of the reorder,
+     * which is slower at it (~1 ms on a [128, 32, 28, 28] dy). */
+    uint16_t *cvt_to;
+    size_t cvt_n;
 } conv_port;
 
 /* One pass: the primitive and its scratchpad view (NULL: needs none). */
@@ -230,6 +236,8 @@ struct bp_conv_prim {
     conv_pass bwd_d;
     conv_port d_ddst, d_w, d_dsrc;
     int dy_shared; /* d_ddst unused: dy in backward weights' layout, reordered once */
+    int x_shared;  /* bf16 only; w_src unused: backward weights reads x as the
+                      forward converted it (same layout and type) */
     /* backward weights (training): src = x, diff_dst = dy, diff_weights = dw, diff_bias = db */
     conv_pass bwd_w;
     conv_port w_src, w_ddst, w_dw;
@@ -296,6 +304,15 @@ static int port_init(bp_conv_prim *p, conv_port *pt, const dnnl_memory_desc_t *p
     if (!chosen || dnnl_memory_create(&pt->user, plain, e, DNNL_MEMORY_NONE)) return 0;
     if (dnnl_memory_desc_equal(plain, chosen)) return 1;
     if (dnnl_memory_create(&pt->inner, chosen, e, DNNL_MEMORY_ALLOCATE)) return 0;
+    dnnl_memory_desc_t as_bf16 = *plain;
+    as_bf16.data_type = dnnl_bf16;
+    if (input && plain->data_type == dnnl_f32 && dnnl_memory_desc_equal(&as_bf16, chosen)) {
+        void *h = NULL;
+        if (dnnl_memory_get_data_handle(pt->inner, &h) || !h) return 0;
+        pt->cvt_to = h;
+        pt->cvt_n = dnnl_memory_desc_get_size(plain) / sizeof(float);
+        return 1;
+    }
     dnnl_primitive_desc_t rpd = NULL;
     if (dnnl_reorder_primitive_desc_create(&rpd, input ? plain : chosen, e, input ? chosen : plain,
                                            e, attr))
@@ -321,9 +338,9 @@ static int pass_init(bp_conv_prim *p, conv_pass *ps, const void *desc,
 #define MD(pd, what) dnnl_primitive_desc_query_md(pd, what, 0)
 
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
-                                  int need_dx, int blk_x, int blk_y)
+                                  int need_dx, int blk_x, int blk_y, int bf16)
 {
-    if (!ctx || !g) return NULL;
+    if (!ctx || !g || (bf16 && !bp_bf16_supported())) return NULL;
     bp_conv_geom gg = *g;
     if (!bp_conv_geom_init(&gg) || gg.OH != g->OH || gg.OW != g->OW) return NULL;
     bp_conv_prim *p = calloc(1, sizeof *p);
@@ -359,14 +376,22 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
     dnnl_dims_t pad_r = {(gg.OH - 1) * gg.stride + gg.K - gg.H - gg.pad,
                          (gg.OW - 1) * gg.stride + gg.K - gg.W - gg.pad};
     /* x_plain, y_plain: the caller's layouts (plain, or blocked by blk_x / blk_y). */
-    dnnl_memory_desc_t x_plain, w_plain, b_plain, y_plain, x_any, w_any, y_any;
+    /* The passes' own layouts (any: oneDNN chooses). Outputs x_any (dx),
+     * w_any (dw), y_any (y) are float; the inputs xi (x), wi (w) and yi
+     * (dy) are bfloat16 in bfloat16 precision (the ports' reorders round
+     * the caller's floats into them), else the same as the outputs. */
+    dnnl_memory_desc_t x_plain, w_plain, b_plain, y_plain, x_any, w_any, y_any, xi, wi, yi;
+    dnnl_data_type_t it = bf16 ? dnnl_bf16 : dnnl_f32;
     if (!bp_act_md(&x_plain, gg.N, gg.C, gg.H, gg.W, blk_x) ||
         dnnl_memory_desc_init_by_tag(&w_plain, 4, dw, dnnl_f32, dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&b_plain, 1, db, dnnl_f32, dnnl_a) ||
         !bp_act_md(&y_plain, gg.N, gg.OC, gg.OH, gg.OW, blk_y) ||
         dnnl_memory_desc_init_by_tag(&x_any, 4, dx, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&w_any, 4, dw, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&y_any, 4, dy, dnnl_f32, dnnl_format_tag_any))
+        dnnl_memory_desc_init_by_tag(&y_any, 4, dy, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&xi, 4, dx, it, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&wi, 4, dw, it, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&yi, 4, dy, it, dnnl_format_tag_any))
         goto fail;
 
     /* Forward. */
@@ -374,7 +399,7 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
     if (dnnl_convolution_forward_desc_init(&fd,
                                            p->training ? dnnl_forward_training
                                                        : dnnl_forward_inference,
-                                           dnnl_convolution_direct, &x_any, &w_any, &b_plain,
+                                           dnnl_convolution_direct, &xi, &wi, &b_plain,
                                            &y_any, strides, pad_l, pad_r) ||
         !pass_init(p, &p->fwd, &fd, attr, NULL, &fpd) ||
         !port_init(p, &p->f_src, &x_plain, MD(fpd, dnnl_query_src_md), 1, attr) ||
@@ -389,11 +414,17 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
         p->dw_tmp = bp_alloc_array(wsize, sizeof(bp_real));
         p->db_tmp = bp_alloc_array((size_t)gg.OC, sizeof(bp_real));
         if (!p->dw_tmp || !p->db_tmp ||
-            dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &x_any,
-                                                        &w_any, &b_plain, &y_any, strides,
+            dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &xi,
+                                                        &w_any, &b_plain, &yi, strides,
                                                         pad_l, pad_r) ||
-            !pass_init(p, &p->bwd_w, &wd, attr, fpd, &wpd) ||
-            !port_init(p, &p->w_src, &x_plain, MD(wpd, dnnl_query_src_md), 1, attr) ||
+            !pass_init(p, &p->bwd_w, &wd, attr, fpd, &wpd))
+            goto fail;
+        /* Both passes read x: when the forward converted it into the
+         * layout backward weights wants, the backward reads that. */
+        const dnnl_memory_desc_t *wsrc_md = MD(wpd, dnnl_query_src_md);
+        p->x_shared = bf16 && p->f_src.inner && wsrc_md &&
+                      dnnl_memory_desc_equal(wsrc_md, MD(fpd, dnnl_query_src_md));
+        if ((!p->x_shared && !port_init(p, &p->w_src, &x_plain, wsrc_md, 1, attr)) ||
             !port_init(p, &p->w_ddst, &y_plain, MD(wpd, dnnl_query_diff_dst_md), 1, attr) ||
             !port_init(p, &p->w_dw, &w_plain, MD(wpd, dnnl_query_diff_weights_md), 0, attr) ||
             dnnl_memory_create(&p->w_db, &b_plain, p->engine, DNNL_MEMORY_NONE))
@@ -402,8 +433,8 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
     if (p->need_dx) {
         /* Backward data. */
         dnnl_convolution_desc_t dd;
-        if (dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &x_any, &w_any,
-                                                     &y_any, strides, pad_l, pad_r) ||
+        if (dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &x_any, &wi,
+                                                     &yi, strides, pad_l, pad_r) ||
             !pass_init(p, &p->bwd_d, &dd, attr, fpd, &dpd))
             goto fail;
         /* Both passes read dy: when they want it in the same (non-plain)
@@ -456,6 +487,10 @@ static int port_in(bp_conv_prim *p, conv_port *pt, const bp_real *data, dnnl_mem
     *m = pt->user;
     if (!pt->inner) return 1;
     *m = pt->inner;
+    if (pt->cvt_to) {
+        bp_k_to_bf16(pt->cvt_to, data, pt->cvt_n);
+        return 1;
+    }
     dnnl_exec_arg_t a[3] = {{DNNL_ARG_FROM, pt->user}, {DNNL_ARG_TO, pt->inner}};
     return exec(p, pt->reorder, pt->reorder_sp, 2, a);
 }
@@ -524,7 +559,8 @@ int bp_conv_prim_backward(bp_conv_prim *p, bp_real *dx, bp_real *dw, bp_real *db
     if (dw || db) {
         dnnl_memory_t src, ddst, dwei;
         ok = dnnl_memory_set_data_handle(p->w_db, db ? db : p->db_tmp) == dnnl_success &&
-             port_in(p, &p->w_src, x, &src) && port_in(p, &p->w_ddst, dy, &ddst) &&
+             (p->x_shared ? (src = p->f_src.inner, 1) : port_in(p, &p->w_src, x, &src)) &&
+             port_in(p, &p->w_ddst, dy, &ddst) &&
              port_out(&p->w_dw, dw ? dw : p->dw_tmp, &dwei);
         if (ok) {
             dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src},

@@ -138,7 +138,19 @@ int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias
     (void)mm, (void)A, (void)B, (void)bias, (void)C;
     return 0;
 }
+bp_mm *bp_mm_create_bf16(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+{
+    (void)ctx, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)with_bias;
+    return NULL;
+}
+int bp_mm_run_bf16(bp_mm *mm, const uint16_t *A, const uint16_t *B, const bp_real *bias,
+                   bp_real *C)
+{
+    (void)mm, (void)A, (void)B, (void)bias, (void)C;
+    return 0;
+}
 void bp_mm_free(bp_mm *mm) { (void)mm; }
+int bp_bf16_supported(void) { return 0; }
 
 #else
 
@@ -232,7 +244,17 @@ void bp_mm_free(bp_mm *mm)
     free(mm);
 }
 
-bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+int bp_bf16_supported(void)
+{
+    /* oneDNN's effective ISA: what the CPU has, lowered by ONEDNN_MAX_CPU_ISA. */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    unsigned need = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return (isa & need) == need;
+}
+
+/* A and B in `type` (f32 or bf16), bias and C in f32. */
+static bp_mm *mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias,
+                        dnnl_data_type_t type)
 {
     if (!ctx || (double)M * N * K < BP_MM_MIN_WORK) return NULL;
     bp_mm *mm = calloc(1, sizeof *mm);
@@ -249,8 +271,8 @@ bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int w
     dnnl_dims_t da = {M, K}, db = {K, N}, dbias = {1, N}, dc = {M, N};
     dnnl_primitive_desc_t pd = NULL;
     dnnl_matmul_desc_t desc;
-    if (dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_f32, ta ? dnnl_ba : dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, tb ? dnnl_ba : dnnl_ab) ||
+    if (dnnl_memory_desc_init_by_tag(&a, 2, da, type, ta ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&b, 2, db, type, tb ? dnnl_ba : dnnl_ab) ||
         dnnl_memory_desc_init_by_tag(&bias, 2, dbias, dnnl_f32, dnnl_ab) ||
         dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab) ||
         dnnl_matmul_desc_init(&desc, &a, &b, with_bias ? &bias : NULL, &c) ||
@@ -275,7 +297,18 @@ fail:
     return NULL;
 }
 
-int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
+bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+{
+    return mm_create(ctx, ta, tb, M, N, K, with_bias, dnnl_f32);
+}
+
+bp_mm *bp_mm_create_bf16(bp_gemm_ctx *ctx, int ta, int tb, int M, int N, int K, int with_bias)
+{
+    if (!bp_bf16_supported()) return NULL;
+    return mm_create(ctx, ta, tb, M, N, K, with_bias, dnnl_bf16);
+}
+
+static int mm_run(bp_mm *mm, const void *A, const void *B, const bp_real *bias, bp_real *C)
 {
     /* Made for another count (bp_set_threads changed since): the
      * caller's bp_gemm then picks the count itself. */
@@ -294,6 +327,17 @@ int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias
              dnnl_stream_wait(mm->ctx->stream) == dnnl_success;
     if (mm->threads != old) omp_set_num_threads(old);
     return ok;
+}
+
+int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C)
+{
+    return mm_run(mm, A, B, bias, C);
+}
+
+int bp_mm_run_bf16(bp_mm *mm, const uint16_t *A, const uint16_t *B, const bp_real *bias,
+                   bp_real *C)
+{
+    return mm_run(mm, A, B, bias, C);
 }
 
 #endif

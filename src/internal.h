@@ -95,6 +95,14 @@ bp_mm *bp_mm_create(bp_gemm_ctx *ctx, int trans_a, int trans_b, int M, int N, in
  * (did nothing) if that choice is different now (bp_set_threads changed),
  * so the caller falls back to bp_gemm. */
 int bp_mm_run(bp_mm *mm, const bp_real *A, const bp_real *B, const bp_real *bias, bp_real *C);
+/* The same with A and B in bfloat16 (uint16_t: the high half of a float's
+ * bits), accumulated and written in float (BP_PRECISION_BF16). NULL where
+ * bp_bf16_supported() is 0, besides bp_mm_create's cases. A bp_mm runs
+ * with the function of its making only. */
+bp_mm *bp_mm_create_bf16(bp_gemm_ctx *ctx, int trans_a, int trans_b, int M, int N, int K,
+                         int with_bias);
+int bp_mm_run_bf16(bp_mm *mm, const uint16_t *A, const uint16_t *B, const bp_real *bias,
+                   bp_real *C);
 void bp_mm_free(bp_mm *mm);
 
 /* ---- the network ---- */
@@ -188,6 +196,12 @@ struct bp_net {
     int mm_threads[BP_MM_SLOTS];  /* bp_threads_max() it was prepared for */
     int cblk;  /* channel block of the engine's convolutions: 16, 8, or 1 (plain
                   layouts only); 0 until bp_net_prepare asks (bp_conv_block) */
+    /* bp_net_set_precision: with BP_PRECISION_BF16, slots are prepared with
+     * bfloat16 products, and params_bf16 [n_params] holds the bfloat16
+     * copy of the parameters a dense layer's products read (each layer
+     * rounds its own weights at the start of its forward pass). */
+    bp_precision precision;
+    uint16_t *params_bf16;
 };
 
 /* Prepare every layer's fast path (GEMMs, oneDNN primitives: forward, and

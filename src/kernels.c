@@ -132,6 +132,27 @@ void bp_k_relu(bp_real *y, const bp_real *x, size_t m)
     SPLIT(m, relu_span(y + a, x + a, b - a));
 }
 
+#ifndef BP_DOUBLE
+/* Round to nearest even on the upper 16 bits; a NaN stays a (quiet) NaN
+ * rather than rounding into infinity. Written with integer operations so
+ * it vectorizes on every instruction set. */
+static BP_HOT void to_bf16_span(uint16_t *restrict y, const float *restrict x, size_t m)
+{
+    for (size_t k = 0; k < m; k++) {
+        uint32_t u;
+        memcpy(&u, &x[k], sizeof u);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        uint32_t q = (u >> 16) | 0x40u;
+        y[k] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+    }
+}
+
+void bp_k_to_bf16(uint16_t *y, const float *x, size_t m)
+{
+    SPLIT(m, to_bf16_span(y + a, x + a, b - a));
+}
+#endif
+
 static BP_HOT void leaky_relu_span(bp_real *y, const bp_real *x, size_t m, bp_real s)
 {
     for (size_t k = 0; k < m; k++) y[k] = x[k] > 0 ? x[k] : s * x[k];

@@ -319,6 +319,7 @@ void bp_net_free(bp_net *net)
         if (net->layers[i].ops && net->layers[i].ops->release)
             net->layers[i].ops->release(&net->layers[i], -1);
     bp_gemm_ctx_free(net->gemm);
+    free(net->params_bf16);
     for (int i = 0; i < net->n_meta; i++) {
         free(net->meta_key[i]);
         free(net->meta_val[i]);
@@ -590,6 +591,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *net, bp_error *err)
     memcpy(c->buffers, net->buffers, net->n_buffers * sizeof(bp_real));
     for (int i = 0; i < net->n_layers; i++) c->layers[i].count = net->layers[i].count;
     c->rng = net->rng;
+    s = bp_net_set_precision(c, net->precision, err);
     /* The keys are distinct already: append without searching (linear). */
     for (int i = 0; i < net->n_meta && !s; i++)
         s = bp_net_meta_append(c, net->meta_key[i], net->meta_val[i], err);
@@ -988,6 +990,43 @@ static int prepare_layers(bp_net *net, int q, int n, int training)
         parametric_before |= L->n_params > 0;
     }
     return ok;
+}
+
+bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_set_precision: NULL network");
+    if (p != BP_PRECISION_F32 && p != BP_PRECISION_BF16)
+        return bp_fail(err, BP_EINVAL, "unknown precision %d", (int)p);
+    if (p == net->precision) return BP_OK;
+    if (p == BP_PRECISION_BF16) {
+#ifdef BP_DOUBLE
+        return bp_fail(err, BP_EINVAL, "bf16 precision needs the float build of the library");
+#else
+        if (!bp_bf16_supported())
+            return bp_fail(err, BP_EINVAL, "bf16 precision needs a CPU with AVX512_BF16 "
+                           "instructions, which this one lacks (or ONEDNN_MAX_CPU_ISA forbids)");
+        bp_status ms = bp_mem_check(bp_mul_sat(net->n_params, 2), bp_mul_sat(net->n_params, 2),
+                                    "the bfloat16 copy of the weights", NULL, err);
+        if (ms) return ms;
+        uint16_t *wb = bp_alloc_aligned(net->n_params ? net->n_params : 1, sizeof *wb);
+        if (!wb) return bp_fail(err, BP_ENOMEM, "out of memory for the bfloat16 weights");
+        free(net->params_bf16);
+        net->params_bf16 = wb;
+#endif
+    } else {
+        free(net->params_bf16);
+        net->params_bf16 = NULL;
+    }
+    /* The prepared primitives were made for the other precision. */
+    for (int q = 0; q < BP_MM_SLOTS; q++)
+        if (net->mm_batch[q]) release_slot(net, q);
+    net->precision = p;
+    return BP_OK;
+}
+
+bp_precision bp_net_precision(const bp_net *net)
+{
+    return net ? net->precision : BP_PRECISION_F32;
 }
 
 void bp_net_prepare(bp_net *net, int n, int training)

@@ -120,7 +120,18 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
     if (c->augment_shift < 0) BAD("augment shift must be >= 0, got %d", c->augment_shift);
     if ((c->augment_hflip || c->augment_shift) && net->input_shape.rank != 3)
         BAD("augmentation needs image inputs [C, H, W]");
+    if (c->precision != BP_PRECISION_F32 && c->precision != BP_PRECISION_BF16)
+        BAD("unknown precision %d", (int)c->precision);
 #undef BAD
+    if (c->precision == BP_PRECISION_BF16 && !bp_bf16_supported())
+        return bp_fail(err, BP_EINVAL, "bf16 precision needs %s",
+#ifdef BP_DOUBLE
+                       "the float build of the library"
+#else
+                       "a CPU with AVX512_BF16 instructions, which this one lacks (or "
+                       "ONEDNN_MAX_CPU_ISA forbids)"
+#endif
+        );
     int outs = net->layers[bp_loss_input_layer(net, c->loss)].out;
     if (c->loss == BP_LOSS_CROSS_ENTROPY && outs < 2)
         return bp_fail(err, BP_ESHAPE, "cross-entropy needs at least 2 outputs, the network has %d",
@@ -235,6 +246,8 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     bp_status s = check_config(cfg, net, err);
     if (s) return s;
     s = check_memory(net, cfg, max_batch, err);
+    if (s) return s;
+    s = bp_net_set_precision(net, cfg->precision, err);
     if (s) return s;
     bp_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
@@ -367,13 +380,13 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
         "architecture (hash of the spec, high half)", "architecture (hash of the spec, low half)",
         "batch size", "epochs", "seed (high half)", "seed (low half)", "shuffle", "loss",
         "optimizer", "learning rate", "freeze", "sync_batchnorm", "patience", "min_delta",
-        "augment_hflip", "augment_shift", "stateful"};
+        "augment_hflip", "augment_shift", "stateful", "precision"};
     double vals[] = {net->n_layers, net->n_inputs, net->layers[net->n_layers - 1].out,
                      (double)net->n_params, (double)net->n_buffers, spec_hi, spec_lo,
                      c->batch_size, c->epochs, (double)(c->seed >> 32), (double)(c->seed & 0xffffffffu),
                      c->shuffle, (double)c->loss, (double)c->optimizer, c->lr, c->freeze,
                      c->sync_batchnorm != 0, c->patience, c->min_delta, c->augment_hflip != 0,
-                     c->augment_shift, net->streams > 0};
+                     c->augment_shift, net->streams > 0, (double)net->precision};
     bp_status s = bp_comm_check(comm, local, &lerr, vals, names, (int)(sizeof vals / sizeof vals[0]),
                                 "the ranks' networks and settings differ", err);
     if (s) return s;

@@ -319,7 +319,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     bp_conv_backward_ref(dx0, dw0, db0, dy, x, w, &g);
 
     /* Training, with dx. */
-    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1, 0);
     CHECK(p != NULL, "%s: primitive created (training, need_dx)", name);
     if (p) {
         CHECK(bp_conv_prim_forward(p, y, x, w, b), "%s: forward runs", name);
@@ -356,7 +356,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     }
 
     /* Training without dx (a first layer): dw, db only; asking dx does nothing. */
-    p = bp_conv_prim_create(ctx, &g, 1, 0, 1, 1);
+    p = bp_conv_prim_create(ctx, &g, 1, 0, 1, 1, 0);
     CHECK(p != NULL, "%s: primitive created (training, no dx)", name);
     if (p) {
         for (size_t i = 0; i < nw; i++) dw[i] = (bp_real)NAN;
@@ -376,7 +376,7 @@ static void check_prim(bp_gemm_ctx *ctx, bp_conv_geom g, uint64_t *s, int verbos
     }
 
     /* Inference: forward only. */
-    p = bp_conv_prim_create(ctx, &g, 0, 1, 1, 1);
+    p = bp_conv_prim_create(ctx, &g, 0, 1, 1, 1, 0);
     CHECK(p != NULL, "%s: primitive created (inference)", name);
     if (p) {
         for (size_t i = 0; i < ny; i++) y[i] = (bp_real)NAN;
@@ -408,14 +408,14 @@ static void test_prim(void)
     /* A geometry whose OH / OW disagree with bp_conv_geom_init: refused. */
     bp_conv_geom bad = geom(1, 1, 5, 5, 1, 3, 1, 0);
     bad.OH = 5;
-    CHECK(bp_conv_prim_create(ctx, &bad, 1, 1, 1, 1) == NULL, "inconsistent OH refused");
+    CHECK(bp_conv_prim_create(ctx, &bad, 1, 1, 1, 1, 0) == NULL, "inconsistent OH refused");
 
     /* Made for 2 threads, run after bp_set_threads(1): does nothing (the
      * caller falls back), as bp_mm_run. Needs 2 cores to mean anything. */
     if (bp_cores() >= 2) {
         bp_set_threads(2);
         bp_conv_geom g = geom(8, 32, 14, 14, 64, 3, 1, 1);
-        bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
+        bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1, 0);
         CHECK(p != NULL, "2-thread primitive created");
         bp_set_threads(1);
         bp_real *x = rnd(xsize(&g), &s), *w = rnd(wsize(&g), &s), *y = nans(ysize(&g));
@@ -522,7 +522,7 @@ static void check_prim_blk(bp_gemm_ctx *ctx, bp_conv_geom g, int bx, int by, uin
     int ok;
 
     /* Training, with dx. */
-    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, bx, by);
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, bx, by, 0);
     CHECK(p != NULL, "%s: primitive created (training, need_dx)", name);
     if (p) {
         ok = bp_conv_prim_forward(p, yb, xb, w, b);
@@ -569,7 +569,7 @@ static void check_prim_blk(bp_gemm_ctx *ctx, bp_conv_geom g, int bx, int by, uin
     }
 
     /* Training without dx (a first layer): dw and db; asking dx writes nothing. */
-    p = bp_conv_prim_create(ctx, &g, 1, 0, bx, by);
+    p = bp_conv_prim_create(ctx, &g, 1, 0, bx, by, 0);
     CHECK(p != NULL, "%s: primitive created (training, no dx)", name);
     if (p) {
         out_nan(yb, ny);
@@ -596,7 +596,7 @@ static void check_prim_blk(bp_gemm_ctx *ctx, bp_conv_geom g, int bx, int by, uin
     }
 
     /* Inference: forward only. */
-    p = bp_conv_prim_create(ctx, &g, 0, 1, bx, by);
+    p = bp_conv_prim_create(ctx, &g, 0, 1, bx, by, 0);
     CHECK(p != NULL, "%s: primitive created (inference)", name);
     if (p) {
         out_nan(yb, ny);
@@ -664,13 +664,13 @@ static void test_prim_blocked(void)
      * geometry in blocks of 8 is not (so the refusals are the block's). */
     bp_conv_geom g24 = geom(1, 24, 5, 5, 24, 3, 1, 1);
     for (int training = 0; training < 2; training++) {
-        bp_conv_prim *p = bp_conv_prim_create(ctx, &g24, training, 1, 16, 1);
+        bp_conv_prim *p = bp_conv_prim_create(ctx, &g24, training, 1, 16, 1, 0);
         CHECK(p == NULL, "C 24, blk_x 16 (training %d): refused", training);
         bp_conv_prim_free(p);
-        p = bp_conv_prim_create(ctx, &g24, training, 1, 1, 16);
+        p = bp_conv_prim_create(ctx, &g24, training, 1, 1, 16, 0);
         CHECK(p == NULL, "OC 24, blk_y 16 (training %d): refused", training);
         bp_conv_prim_free(p);
-        p = bp_conv_prim_create(ctx, &g24, training, 1, 8, 8);
+        p = bp_conv_prim_create(ctx, &g24, training, 1, 8, 8, 0);
         CHECK(p != NULL, "C 24, OC 24 in blocks of 8 (training %d): created", training);
         bp_conv_prim_free(p);
     }
@@ -690,7 +690,7 @@ static void test_noalloc(void)
     bp_real *x = rnd(xsize(&g), &s), *w = rnd(wsize(&g), &s), *b = rnd((size_t)g.OC, &s);
     bp_real *dy = rnd(ysize(&g), &s), *y = nans(ysize(&g));
     bp_real *dx = nans(xsize(&g)), *dw = nans(wsize(&g)), *db = nans((size_t)g.OC);
-    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1);
+    bp_conv_prim *p = bp_conv_prim_create(ctx, &g, 1, 1, 1, 1, 0);
     CHECK(p != NULL, "noalloc: primitive created");
     if (p) {
         int ok = bp_conv_prim_forward(p, y, x, w, b) &&
@@ -725,9 +725,9 @@ int main(void)
     test_backward_fd();
     bp_gemm_ctx *ctx = bp_gemm_ctx_create();
     bp_conv_geom g = geom(1, 1, 5, 5, 1, 3, 1, 1), g16 = geom(1, 16, 5, 5, 16, 3, 1, 1);
-    CHECK(bp_conv_prim_create(ctx, &g, 1, 1, 1, 1) == NULL, "double build: no primitive");
-    CHECK(bp_conv_prim_create(ctx, &g16, 1, 1, 16, 16) == NULL &&
-              bp_conv_prim_create(ctx, &g16, 0, 0, 8, 8) == NULL,
+    CHECK(bp_conv_prim_create(ctx, &g, 1, 1, 1, 1, 0) == NULL, "double build: no primitive");
+    CHECK(bp_conv_prim_create(ctx, &g16, 1, 1, 16, 16, 0) == NULL &&
+              bp_conv_prim_create(ctx, &g16, 0, 0, 8, 8, 0) == NULL,
           "double build: no blocked primitive");
     int cb = bp_conv_block(ctx);
     CHECK(cb == 1, "double build: bp_conv_block is 1 (got %d)", cb);

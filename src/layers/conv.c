@@ -89,7 +89,7 @@ static int conv_prepare(bp_net *net, bp_layer *L, int slot, int n, int training,
     bp_conv_prim_free(f->prim);
     bp_conv_geom g = conv_geom(L, n);
     f->prim = bp_conv_prim_create(net->gemm, &g, training, need_dx, L->blk_in[slot],
-                                  L->blk_out[slot]);
+                                  L->blk_out[slot], net->precision == BP_PRECISION_BF16);
     f->training = training && f->prim;
     return f->prim != NULL;
 }

@@ -6,12 +6,18 @@
  * On a sequence [T, F] it applies to every step, as torch does: the batch
  * is then n*T rows of F features. The GEMMs are oneDNN matmul primitives
  * prepared per batch size (bp_net_prepare), else bp_gemm.
+ *
+ * In bfloat16 precision (bp_net_set_precision) the prepared products read
+ * bfloat16 copies of their inputs: the forward rounds W into
+ * net->params_bf16 and x into the slot's xb (which dW reads again), the
+ * backward rounds dy into dyb; the products accumulate and write float.
  */
 #include "layer.h"
 #include "../kernels.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BP_MAX_UNITS 100000000
@@ -64,37 +70,79 @@ static void dense_init(bp_layer *L, bp_init scheme, int relu_next, bp_rng *rng)
     memset(L->b, 0, (size_t)L->desc.units * sizeof(bp_real));
 }
 
-/* Plain data only: a missing GEMM primitive falls back to bp_gemm, so it
- * always succeeds. */
+/* A slot's bfloat16 buffers (L->fast[slot], bfloat16 precision only). */
+typedef struct dense_bf16 {
+    uint16_t *xb;  /* [rows, in]: the forward's input, rounded; dW reads it */
+    uint16_t *dyb; /* [rows, out]: the backward's dy, rounded */
+} dense_bf16;
+
+static bp_mm *make_mm(bp_net *net, int ta, int tb, int M, int N, int K, int bias)
+{
+    if (net->precision == BP_PRECISION_BF16)
+        return bp_mm_create_bf16(net->gemm, ta, tb, M, N, K, bias);
+    return bp_mm_create(net->gemm, ta, tb, M, N, K, bias);
+}
+
+/* Plain data only: a missing GEMM primitive falls back to bp_gemm (float),
+ * so it always succeeds. */
 static int dense_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
     bp_mm **mm = &L->mm[BP_MM_FWD][slot];
     /* forward: y [rows, out] = x [rows, in] W^T + b */
-    if (!*mm) *mm = bp_mm_create(net->gemm, 0, 1, rows, out, in, 1);
-    if (!training) return 1;
-    /* dW [out, in] = dy^T [out, rows] x [rows, in] */
-    mm = &L->mm[BP_MM_DW][slot];
-    if (!*mm) *mm = bp_mm_create(net->gemm, 1, 0, out, in, rows, 0);
-    /* dx [rows, in] = dy [rows, out] W [out, in] */
-    mm = &L->mm[BP_MM_DX][slot];
-    if (!*mm && need_dx) *mm = bp_mm_create(net->gemm, 0, 0, rows, in, out, 0);
+    if (!*mm) *mm = make_mm(net, 0, 1, rows, out, in, 1);
+    if (training) {
+        /* dW [out, in] = dy^T [out, rows] x [rows, in] */
+        mm = &L->mm[BP_MM_DW][slot];
+        if (!*mm) *mm = make_mm(net, 1, 0, out, in, rows, 0);
+        /* dx [rows, in] = dy [rows, out] W [out, in] */
+        mm = &L->mm[BP_MM_DX][slot];
+        if (!*mm && need_dx) *mm = make_mm(net, 0, 0, rows, in, out, 0);
+    }
+    int any = L->mm[BP_MM_FWD][slot] || L->mm[BP_MM_DW][slot] || L->mm[BP_MM_DX][slot];
+    if (net->precision == BP_PRECISION_BF16 && any && !L->fast[slot]) {
+        dense_bf16 *f = calloc(1, sizeof *f);
+        if (f) {
+            f->xb = bp_alloc_aligned((size_t)rows * in, sizeof(uint16_t));
+            f->dyb = bp_alloc_aligned((size_t)rows * out, sizeof(uint16_t));
+        }
+        if (!f || !f->xb || !f->dyb) {
+            /* no buffers: the slot's products run in float (bp_gemm) */
+            if (f) free(f->xb), free(f->dyb);
+            free(f);
+            for (int k = 0; k < BP_MM_KINDS; k++) {
+                bp_mm_free(L->mm[k][slot]);
+                L->mm[k][slot] = NULL;
+            }
+            return 1;
+        }
+        L->fast[slot] = f;
+    }
     return 1;
 }
 
 static void dense_release(bp_layer *L, int slot)
 {
-    for (int k = 0; k < BP_MM_KINDS; k++)
-        for (int q = 0; q < BP_MM_SLOTS; q++) {
-            if (!bp_slot_selected(q, slot)) continue;
+    for (int q = 0; q < BP_MM_SLOTS; q++) {
+        if (!bp_slot_selected(q, slot)) continue;
+        for (int k = 0; k < BP_MM_KINDS; k++) {
             bp_mm_free(L->mm[k][q]);
             L->mm[k][q] = NULL;
         }
+        dense_bf16 *f = L->fast[q];
+        if (f) free(f->xb), free(f->dyb);
+        free(f);
+        L->fast[q] = NULL;
+    }
 }
 
-static bp_mm *dense_mm(const bp_net *net, const bp_layer *L, int kind, int n, int training)
+/* The prepared product of `kind` for a pass over n samples (NULL: none),
+ * and in *f the slot's bfloat16 buffers (NULL: the products are float). */
+static bp_mm *dense_mm(const bp_net *net, const bp_layer *L, int kind, int n, int training,
+                       dense_bf16 **f)
 {
     int q = bp_net_slot(net, n, training);
+    *f = q < 0 ? NULL : L->fast[q];
     return q < 0 ? NULL : L->mm[kind][q];
 }
 
@@ -102,9 +150,20 @@ static bp_mm *dense_mm(const bp_net *net, const bp_layer *L, int kind, int n, in
 static void dense_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                           int training)
 {
-    (void)training;
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
-    if (bp_mm_run(dense_mm(net, L, BP_MM_FWD, n, training), x, L->w, L->b, y)) return;
+    dense_bf16 *f;
+    bp_mm *mm = dense_mm(net, L, BP_MM_FWD, n, training, &f);
+#ifndef BP_DOUBLE
+    if (f) {
+        /* Every pass rounds the weights (the optimizer changed them) and x. */
+        uint16_t *wb = net->params_bf16 + L->offset;
+        bp_k_to_bf16(wb, L->w, (size_t)out * in);
+        bp_k_to_bf16(f->xb, x, (size_t)rows * in);
+        if (bp_mm_run_bf16(mm, f->xb, wb, L->b, y)) return;
+        mm = NULL;
+    }
+#endif
+    if (bp_mm_run(mm, x, L->w, L->b, y)) return;
     bp_k_bias_rows(y, L->b, rows, out);
     bp_gemm(0, 1, rows, out, in, 1, x, in, L->w, in, 1, y, out);
 }
@@ -116,13 +175,24 @@ static void dense_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dpara
 {
     (void)y;
     int rows = n * L->rows, in = dense_fan_in(L), out = L->desc.units;
+    dense_bf16 *f;
+    bp_mm *mw = dense_mm(net, L, BP_MM_DW, n, 1, &f), *mx = dense_mm(net, L, BP_MM_DX, n, 1, &f);
+    int bw = 0, bx = 0; /* done in bfloat16 */
+#ifndef BP_DOUBLE
+    if (f && ((dparam && mw) || (dx && mx))) {
+        bp_k_to_bf16(f->dyb, dy, (size_t)rows * out);
+        bw = dparam && bp_mm_run_bf16(mw, f->dyb, f->xb, NULL, dparam);
+        bx = dx && bp_mm_run_bf16(mx, f->dyb, net->params_bf16 + L->offset, NULL, dx);
+    }
+    if (f) mw = mx = NULL; /* bfloat16 primitives: the fallback is bp_gemm */
+#endif
     if (dparam) {
         bp_real *dw = dparam, *db = dparam + (size_t)out * in;
-        if (!bp_mm_run(dense_mm(net, L, BP_MM_DW, n, 1), dy, x, NULL, dw))
+        if (!bw && !bp_mm_run(mw, dy, x, NULL, dw))
             bp_gemm(1, 0, out, in, rows, 1, dy, out, x, in, 0, dw, in);
         bp_k_colsum(db, dy, rows, out);
     }
-    if (dx && !bp_mm_run(dense_mm(net, L, BP_MM_DX, n, 1), dy, L->w, NULL, dx))
+    if (dx && !bx && !bp_mm_run(mx, dy, L->w, NULL, dx))
         bp_gemm(0, 0, rows, in, out, 1, dy, out, L->w, in, 0, dx, in);
 }
 
