@@ -286,7 +286,11 @@ int main(int argc, char **argv)
     if (bp_net_create_shaped(&net, in, w->spec, seed, &e)) die("bp_net_create", &e);
     if (w->text && stateful && bp_net_set_stateful(net, batch, &e)) die("bp_net_set_stateful", &e);
     bp_precision precision = !strcmp(prec, "bf16") ? BP_PRECISION_BF16 : BP_PRECISION_F32;
-    if (bp_net_set_precision(net, precision, &e)) die("bp_net_set_precision", &e);
+    if (bp_net_set_precision(net, precision, &e)) {
+        /* 3: "cannot run here" for run.sh (a CPU without AVX512_BF16) */
+        fprintf(stderr, "bench_backprop: %s\n", e.message);
+        return 3;
+    }
     size_t params = bp_net_param_count(net);
     /* FLOPs per sample: the forward's, 3 times that for a training step
      * (forward, input gradient, weight gradient). */

@@ -3,7 +3,7 @@
 
     bench_torch.py W1|W2|W3|W4|W5|W6|W7 [--threads N] [--reps R] [--min-time S]
                    [--steps N] [--batch N] [--data DIR] [--seed N] [--foreach 0|1]
-                   [--compile 0|1] [--stateful 0|1]
+                   [--compile 0|1] [--stateful 0|1] [--precision f32|bf16]
 
 The same networks, losses, batches and Adam(lr=1e-3) as bench_backprop:
   W1 784-256-128-10 relu, CrossEntropyLoss, batch 128, the 60,000 training images;
@@ -34,6 +34,9 @@ in_ch*K*K, fan_out = out_ch*K*K), biases zero, batchnorm weight 1 and bias 0
 FLOPs: W1-W4 6 (training) or 2 (inference) x parameters per sample; W5/W6
 count the conv and dense multiply-adds (MACs): 2 x MACs forward, 3 x that for
 training; pooling, batchnorm, relu and dropout are not counted.
+--precision bf16 runs the forward passes (and so the backward's products)
+under torch.autocast("cpu", dtype=torch.bfloat16), torch's mixed precision:
+the peer of backprop's --precision bf16 (not W7).
 --compile 1 wraps the model in torch.compile (torch >= 2; compiled during the
 warm-up); if that fails the script prints why and exits with status 3.
 The loop is the usual one: every epoch torch.randperm, then per batch
@@ -55,6 +58,7 @@ if any(k in os.environ for k in _BAD_ENV):
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -259,6 +263,8 @@ def main():
     ap.add_argument("--foreach", type=int, default=-1,
                     help="Adam foreach implementation: 1, 0, or -1 for torch's default")
     ap.add_argument("--compile", type=int, default=0, help="1: torch.compile the model")
+    ap.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                    help="bf16: the forward under torch.autocast('cpu', torch.bfloat16)")
     ap.add_argument("--stateful", type=int, default=1,
                     help="W7: 1 carries (h, c) between windows (detached), 0 starts each from zero")
     a = ap.parse_args()
@@ -271,6 +277,9 @@ def main():
     if w.get("text"):
         if a.compile:
             print("bench_torch: no torch.compile row for W7", file=sys.stderr)
+            sys.exit(SKIP)
+        if a.precision != "f32":
+            print("bench_torch: no bf16 row for W7", file=sys.stderr)
             sys.exit(SKIP)
         return text_main(a, w, batch)
     if a.workload == "W2":
@@ -297,6 +306,16 @@ def main():
     rates, step_rates, secs = [], [], []
     last_loss = float("nan")
 
+    def autocast():
+        """torch's mixed precision on a CPU (bf16 products, float32 master weights)."""
+        if a.precision == "f32":
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    if a.precision == "bf16" and not hasattr(torch, "autocast"):
+        print("bench_torch: torch %s has no torch.autocast" % torch.__version__, file=sys.stderr)
+        sys.exit(SKIP)
+
     if w["train"]:
         lossf = torch.nn.CrossEntropyLoss() if w["loss"] == "ce" else torch.nn.MSELoss()
         kw = {} if a.foreach < 0 else {"foreach": bool(a.foreach)}
@@ -307,7 +326,8 @@ def main():
         def step(idx):
             xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = lossf(net(xb), yb)
+            with autocast():
+                loss = lossf(net(xb), yb)
             loss.backward()
             opt.step()
             return loss
@@ -367,7 +387,8 @@ def main():
                 t0 = time.perf_counter()
                 while True:
                     for s in range(0, n, batch):
-                        out = net(x[s:s + batch])
+                        with autocast():
+                            out = net(x[s:s + batch])
                         checksum += float(out[0, 0])
                         steps += 1
                         samples += out.shape[0]
@@ -389,7 +410,7 @@ def main():
         "steps_per_s": sbest, "steps_per_s_median": statistics.median(step_rates),
         "us_per_step": 1e6 / sbest, "gflops": best * flop_per_sample * 1e-9,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "foreach": a.foreach,
+        "foreach": a.foreach, "precision": a.precision,
     }
     if w["train"]:
         rec["loss_last_batch"] = last_loss

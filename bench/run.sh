@@ -3,7 +3,7 @@
 # its own process, print the comparison table (see bench/README.md).
 #
 #   bench/run.sh [--quick] [--only W1,W2,W3,W4,W5,W6,W7,MPI,BUSY] [--no-torch] [--no-torch-pip]
-#                [--no-compile] [--no-fann] [--out DIR]
+#                [--no-compile] [--no-bf16] [--no-fann] [--out DIR]
 #
 # --quick   smoke test: 1 repetition, 0.2 s minimum, W3/W5 10 steps, W7 5 (numbers meaningless)
 # --only    run these workloads only (the GEMM rate runs with W3, W5 or W6; BUSY: the CLI's
@@ -14,6 +14,9 @@
 #           Data-parallel scaling alone: bench/run.sh --only MPI --no-torch --no-fann
 # --no-torch      no PyTorch rows at all; --no-torch-pip: Debian's torch only (no venv);
 # --no-compile    no torch.compile rows (W1, W5 with the pip torch)
+# --no-bf16       no bfloat16 rows (backprop --precision bf16 on W1, W3-W6; the pip torch's
+#                 torch.autocast bf16 on W3-W6); on a CPU without AVX512_BF16 they are
+#                 skipped with the reason
 # --out     where the JSON results, logs and the table go
 #           (default build-bench/results-YYYYmmdd-HHMMSS, and build-bench/latest links to it)
 # Environment: BP_BENCH_BUILD (build dir, default <repo>/build-bench),
@@ -41,6 +44,7 @@ ONLY=W1,W2,W3,W4,W5,W6,W7,MPI,BUSY
 DO_TORCH=1
 DO_TORCH_PIP=1
 DO_COMPILE=1
+DO_BF16=1
 DO_FANN=1
 TORCH_PIP=${BP_BENCH_TORCH_PIP:-2.15.0}
 NUMPY_PIP=${BP_BENCH_NUMPY_PIP:-2.4.6}
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-torch) DO_TORCH=0; DO_TORCH_PIP=0 ;;
     --no-torch-pip) DO_TORCH_PIP=0 ;;
     --no-compile) DO_COMPILE=0 ;;
+    --no-bf16) DO_BF16=0 ;;
     --no-fann) DO_FANN=0 ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
@@ -250,6 +255,13 @@ for w in W1 W2 W3 W4 W5 W6 W7; do
   if [ $w = W1 ] || [ $w = W2 ]; then
     for t in 1 2; do measure backprop_${w}_fit_t$t $t "$BPB" $w --api fit --threads $t "${COMMON[@]}"; done
   fi
+  # bfloat16 products (issue 11): exit status 3 = no AVX512_BF16 here, skipped.
+  if [ $DO_BF16 = 1 ] && bp_has $w && case $w in W2|W7) false ;; *) true ;; esac; then
+    for t in 1 2; do
+      measure_opt backprop_${w}_${api}_bf16_t$t $t "$BPB" $w --threads $t --precision bf16 \
+        "${COMMON[@]}" "${extra[@]}"
+    done
+  fi
   if [ $DO_TORCH = 1 ]; then
     for t in 1 2; do
       measure torch_${w}_t$t $t "$PY" "$ROOT/bench/bench_torch.py" $w --threads $t --foreach 1 \
@@ -261,6 +273,12 @@ for w in W1 W2 W3 W4 W5 W6 W7; do
       measure torchpip_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t --foreach 1 \
         "${COMMON[@]}" "${extra[@]}"
     done
+    if [ $DO_BF16 = 1 ] && case $w in W3|W4|W5|W6) true ;; *) false ;; esac; then
+      for t in 1 2; do
+        measure_opt torchpip_bf16_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t \
+          --foreach 1 --precision bf16 "${COMMON[@]}" "${extra[@]}"
+      done
+    fi
     if [ $DO_COMPILE = 1 ] && { [ $w = W1 ] || [ $w = W5 ]; }; then
       for t in 1 2; do
         measure_opt torchpip_compile_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t \
