@@ -119,6 +119,12 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
     (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training, (void)blk;
     return NULL;
 }
+bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk)
+{
+    (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training, (void)blk;
+    return NULL;
+}
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
                              const bp_real *x, const bp_real *gamma, const bp_real *beta,
                              bp_real *running_mean, bp_real *running_var, double momentum)
@@ -163,6 +169,7 @@ struct bp_bn_prim {
     dnnl_memory_t dscale, dshift; /* dgamma, dbeta: set per run, else the spares below */
     dnnl_memory_t mean, var;     /* handles set per run (var: to p->varbuf in training) */
     dnnl_memory_t pad_f, pad_b;  /* scratchpads over p->scratch */
+    dnnl_memory_t ws;            /* fused relu, training: its mask (forward -> backward) */
     float *varbuf;               /* [C] the batch variance (training) */
     float *spare_dg, *spare_db;  /* [C] dgamma, dbeta when the caller passes NULL */
     float *spare_dx;             /* [N, C, S] dx when the caller passes NULL */
@@ -174,7 +181,7 @@ void bp_bn_prim_free(bp_bn_prim *p)
 {
     if (!p) return;
     dnnl_memory_t mems[] = {p->src,    p->dst,    p->ddst, p->dsrc, p->scale, p->shift, p->dscale,
-                            p->dshift, p->mean,   p->var,  p->pad_f, p->pad_b};
+                            p->dshift, p->mean,   p->var,  p->pad_f, p->pad_b, p->ws};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     if (p->fwd) dnnl_primitive_destroy(p->fwd);
@@ -188,8 +195,8 @@ void bp_bn_prim_free(bp_bn_prim *p)
     free(p);
 }
 
-bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
-                              int blk)
+static bp_bn_prim *bn_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
+                             int blk, int relu)
 {
     if (!ctx || N < 1 || C < 1 || S < 1 || (blk > 1 && S == 1)) return NULL;
     bp_bn_prim *p = calloc(1, sizeof *p);
@@ -206,7 +213,8 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
     /* [N, C, S] is nchw (or nChw{blk}c) with H = S, W = 1; nc when S = 1. */
     dnnl_memory_desc_t xmd, cmd;
     dnnl_dims_t xd = {N, C, S, 1}, cd = {C};
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : dnnl_use_global_stats);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : dnnl_use_global_stats) |
+                     (relu ? (unsigned)dnnl_fuse_norm_relu : 0u);
     dnnl_batch_normalization_desc_t fdesc, bdesc;
     if ((S == 1 ? dnnl_memory_desc_init_by_tag(&xmd, 2, xd, dnnl_f32, dnnl_nc)
                 : !bp_act_md(&xmd, N, C, S, 1, blk)) ||
@@ -243,6 +251,10 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
                      dnnl_memory_create(&p->dscale, &cmd, eng, DNNL_MEMORY_NONE) ||
                      dnnl_memory_create(&p->dshift, &cmd, eng, DNNL_MEMORY_NONE)))
         goto fail;
+    if (relu && training) {
+        const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(fpd, dnnl_query_workspace_md, 0);
+        if (!wmd || dnnl_memory_create(&p->ws, wmd, eng, DNNL_MEMORY_ALLOCATE)) goto fail;
+    }
     if (dnnl_primitive_create(&p->fwd, fpd) || (bpd && dnnl_primitive_create(&p->bwd, bpd)))
         goto fail;
     dnnl_primitive_desc_destroy(fpd);
@@ -259,6 +271,18 @@ fail:
     return NULL;
 }
 
+bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
+                              int blk)
+{
+    return bn_create(ctx, N, C, S, eps, training, blk, 0);
+}
+
+bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk)
+{
+    return bn_create(ctx, N, C, S, eps, training, blk, 1);
+}
+
 /* oneDNN takes non-const handles; it only reads what is passed as const. */
 #define BN_HANDLE(m, ptr) (dnnl_memory_set_data_handle((m), (void *)(uintptr_t)(ptr)) == dnnl_success)
 
@@ -271,11 +295,12 @@ int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *
     if (!BN_HANDLE(p->src, x) || !BN_HANDLE(p->dst, y) || !BN_HANDLE(p->scale, gamma) ||
         !BN_HANDLE(p->shift, beta) || !BN_HANDLE(p->mean, mean) || !BN_HANDLE(p->var, p->varbuf))
         return 0;
-    dnnl_exec_arg_t args[7] = {{DNNL_ARG_SRC, p->src},     {DNNL_ARG_DST, p->dst},
+    dnnl_exec_arg_t args[8] = {{DNNL_ARG_SRC, p->src},     {DNNL_ARG_DST, p->dst},
                                {DNNL_ARG_SCALE, p->scale}, {DNNL_ARG_SHIFT, p->shift},
                                {DNNL_ARG_MEAN, p->mean},   {DNNL_ARG_VARIANCE, p->var}};
     int n = 6;
     if (p->pad_f) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_f};
+    if (p->ws) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
     if (!bp_dnnl_run(p->ctx, p->threads, p->fwd, n, args)) return 0;
     const long M = (long)p->N * p->S;
     for (int c = 0; c < p->C; c++) {
@@ -327,13 +352,14 @@ int bp_bn_prim_backward(bp_bn_prim *p, bp_real *dx, bp_real *dgamma, bp_real *db
         !BN_HANDLE(p->dscale, dgamma ? dgamma : p->spare_dg) ||
         !BN_HANDLE(p->dshift, dbeta ? dbeta : p->spare_db))
         return 0;
-    dnnl_exec_arg_t args[10] = {{DNNL_ARG_SRC, p->src},           {DNNL_ARG_DIFF_DST, p->ddst},
+    dnnl_exec_arg_t args[11] = {{DNNL_ARG_SRC, p->src},           {DNNL_ARG_DIFF_DST, p->ddst},
                                 {DNNL_ARG_SCALE, p->scale},       {DNNL_ARG_SHIFT, p->shift},
                                 {DNNL_ARG_MEAN, p->mean},         {DNNL_ARG_VARIANCE, p->var},
                                 {DNNL_ARG_DIFF_SRC, p->dsrc},     {DNNL_ARG_DIFF_SCALE, p->dscale},
                                 {DNNL_ARG_DIFF_SHIFT, p->dshift}};
     int n = 9;
     if (p->pad_b) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->pad_b};
+    if (p->ws) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
     return bp_dnnl_run(p->ctx, p->threads, p->bwd, n, args);
 }
 

@@ -145,6 +145,12 @@ typedef struct bp_bn_prim bp_bn_prim;
  * [N, C/blk, S, blk]). NULL when unavailable. */
 bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
                               int blk);
+/* The same with a relu fused after it (oneDNN's dnnl_fuse_norm_relu):
+ * y = max(0, batchnorm(x)); the backward takes dy of that output (the
+ * relu's gradient is applied from a mask the training forward saves in
+ * the primitive: run the backward after the forward of the same batch). */
+bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk);
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
                              const bp_real *x, const bp_real *gamma, const bp_real *beta,
                              bp_real *running_mean, bp_real *running_var, double momentum);

@@ -134,6 +134,9 @@ typedef struct bp_layer {
      * [n, C/B, H, W, B], channel c at block c / B, lane c % B. Without a
      * slot (batch size not prepared) everything is plain. */
     int blk_in[BP_MM_SLOTS], blk_out[BP_MM_SLOTS];
+    /* 1: the layer before computes this one in the slot (ops->fused_next):
+     * its passes are skipped, its output is its input (bp_net_forward_ws) */
+    unsigned char skip[BP_MM_SLOTS];
     /* Recurrent layers: values of carried state per sample (H, or 2H for
      * an LSTM: h then c), and the state of net->streams samples
      * [streams, state_w] (bp_net_set_stateful; NULL when not stateful). */
@@ -166,10 +169,13 @@ struct bp_net {
     int infer_batch;
     bp_real *pp[2];        /* [infer_batch * widest output] each */
     bp_real **act_pp;      /* act_pp[i] = pp[i % 2] */
-    /* The outputs of the last pass (bp_net_forward_ws): act_full after a
-     * training pass or an inference one within max_batch, else act_pp;
-     * NULL before the first. */
+    /* The outputs of the last pass (bp_net_forward_ws): act_view, filled by
+     * the pass from act_full (a training pass or an inference one within
+     * max_batch) or from pp (the buffer its input is not in); a layer the
+     * slot skips (bp_layer.skip) gets its input's buffer. NULL before the
+     * first pass. */
     bp_real **act;
+    bp_real **act_view;    /* [n_layers] */
     bp_rng rng;            /* dropout randomness */
     /* Scratch of the layers that need one in inference too (recurrent
      * ones: ops->infer_ws), shared by them (one runs at a time), for
@@ -214,6 +220,8 @@ struct bp_net {
  * activations stay in the convolutions' blocked layout, so no layer between
  * reorders. Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
+/* Free every prepared slot (made again by the next bp_net_prepare). */
+void bp_net_release_slots(bp_net *net);
 /* Bytes of the activations and layer workspaces bp_net_reserve_train(batch)
  * allocates (saturating). */
 uint64_t bp_net_workspace_bytes(const bp_net *net, int batch);

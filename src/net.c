@@ -279,7 +279,7 @@ static char *spec_string(const bp_layer *layers, int n)
 /* The training reservation: every layer's output and workspace. */
 static void free_train_workspaces(bp_net *net)
 {
-    if (net->act == net->act_full) net->act = NULL;
+    net->act = NULL; /* the last pass's views point into what is freed here */
     if (net->act_full)
         for (int i = 0; i < net->n_layers; i++) free(net->act_full[i]);
     free(net->act_full);
@@ -293,7 +293,7 @@ static void free_train_workspaces(bp_net *net)
 /* The inference reservation: the two buffers the outputs take in turn. */
 static void free_infer_workspaces(bp_net *net)
 {
-    if (net->act == net->act_pp) net->act = NULL;
+    net->act = NULL;
     free(net->iws);
     net->iws = NULL;
     free(net->pp[0]);
@@ -327,6 +327,7 @@ void bp_net_free(bp_net *net)
     free(net->meta_key);
     free(net->meta_val);
     free(net->layers);
+    free(net->act_view);
     free(net->params);
     free(net->buffers);
     free(net->spec);
@@ -490,7 +491,8 @@ static bp_status create_shaped(bp_net **out, bp_shape input, const bp_layer_desc
     net->n_buffers = (size_t)nb;
     net->params = bp_alloc_aligned(np ? (size_t)np : 1, sizeof(bp_real));
     net->buffers = bp_alloc_aligned(nb ? (size_t)nb : 1, sizeof(bp_real));
-    if (!net->params || !net->buffers) goto nomem;
+    net->act_view = bp_alloc_array((size_t)n, sizeof *net->act_view);
+    if (!net->params || !net->buffers || !net->act_view) goto nomem;
     bind_tensors(net);
     net->spec = spec_string(net->layers, n);
     if (!net->spec) goto nomem;
@@ -937,6 +939,7 @@ static void release_slot(bp_net *net, int q)
         bp_layer *L = &net->layers[i];
         if (L->ops->release) L->ops->release(L, q);
         L->blk_in[q] = L->blk_out[q] = 1;
+        L->skip[q] = 0;
     }
     net->mm_batch[q] = net->mm_training[q] = net->mm_threads[q] = 0;
 }
@@ -989,7 +992,18 @@ static int prepare_layers(bp_net *net, int q, int n, int training)
             ok = 0;
         parametric_before |= L->n_params > 0;
     }
+    /* Layers computed by the one before (a batchnorm's fused relu). */
+    for (int i = 0; i + 1 < net->n_layers; i++) {
+        const bp_layer *L = &net->layers[i];
+        net->layers[i + 1].skip[q] = ok && L->ops->fused_next && L->ops->fused_next(L, q);
+    }
     return ok;
+}
+
+void bp_net_release_slots(bp_net *net)
+{
+    for (int q = 0; q < BP_MM_SLOTS; q++)
+        if (net->mm_batch[q]) release_slot(net, q);
 }
 
 bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err)
@@ -1017,10 +1031,8 @@ bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err)
         free(net->params_bf16);
         net->params_bf16 = NULL;
     }
-    /* The prepared primitives were made for the other precision. */
-    for (int q = 0; q < BP_MM_SLOTS; q++)
-        if (net->mm_batch[q]) release_slot(net, q);
     net->precision = p;
+    bp_net_release_slots(net); /* they were made for the other precision */
     return BP_OK;
 }
 
@@ -1065,12 +1077,20 @@ void bp_net_prepare(bp_net *net, int n, int training)
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
 {
-    net->act = training || n <= net->max_batch ? net->act_full : net->act_pp;
+    int full = training || n <= net->max_batch, q = bp_net_slot(net, n, training);
+    bp_real **v = net->act_view;
+    net->act = v;
     const bp_real *in = x;
     for (int i = 0; i < net->n_layers; i++) {
         bp_layer *L = &net->layers[i];
-        L->ops->forward(net, L, net->act[i], in, n, training);
-        in = net->act[i];
+        if (q >= 0 && L->skip[q] && i > 0) {
+            v[i] = v[i - 1]; /* the layer before computed it */
+            continue;
+        }
+        if (full) v[i] = net->act_full[i];
+        else v[i] = i > 0 && v[i - 1] == net->pp[0] ? net->pp[1] : net->pp[0];
+        L->ops->forward(net, L, v[i], in, n, training);
+        in = v[i];
     }
     return in;
 }

@@ -422,6 +422,9 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
     bp_rng_seed(&net->rng, (c->seed ^ 0xd1b54a32d192ed03ULL) + mix);
     bp_rng_seed(&tr->aug_rng, (c->seed ^ 0x9e3779b97f4a7c15ULL) + mix);
     net->comm = &tr->comm;
+    /* Synchronized batchnorm runs its own loops, which fuse no relu: the
+     * slots prepared before are made again by bp_fit. */
+    if (c->sync_batchnorm && !net->sync_bn) bp_net_release_slots(net);
     net->sync_bn = c->sync_batchnorm != 0;
     return BP_OK;
 }
@@ -533,9 +536,13 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     }
     /* Backward through each layer's table, from the logits down to the
      * first trainable layer; delta holds dL/d(output of layer i). */
-    int started = 0, failed = 0;
+    int started = 0, failed = 0, q = bp_net_slot(net, n, 1);
     for (int i = k; i >= tr->first_trainable; i--) {
         bp_layer *L = &net->layers[i];
+        if (q >= 0 && L->skip[q]) { /* computed by the layer before: it takes this dy */
+            if (dist) failed |= reduce_after_layer(tr, i, &started);
+            continue;
+        }
         const bp_real *in = i ? net->act[i - 1] : x;
         int need_dx = i > tr->first_trainable;
         bp_real *dparam = L->n_params ? tr->grad + L->offset : NULL;

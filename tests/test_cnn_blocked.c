@@ -23,6 +23,8 @@
  *     mask is drawn by position, so the layouts drop different values);
  *  3. inference: bp_forward in prepared (blocked) and unprepared (plain)
  *     batch sizes agree per sample;
+ *  3b. a relu after a blocked batchnorm fused into it (its layer skipped):
+ *     plan, training (a frozen prefix too), inference: fused = plain;
  *  4. frozen batchnorm on blocked data: blocked = plain, statistics kept;
  *  5. bp_set_threads between steps: a stale slot is not used, bp_fit
  *     rebuilds it;
@@ -335,6 +337,7 @@ typedef struct eq_case {
     double lr;
     bp_loss loss;
     int n, steps;
+    int freeze; /* cfg.freeze (0 in the cases that list no more) */
 } eq_case;
 
 static double g_worst_tensor, g_worst_loss, g_worst_pred;
@@ -368,6 +371,7 @@ static void train_pair(const eq_case *c)
     cfg.loss = c->loss;
     cfg.lr = c->lr;
     cfg.seed = 5;
+    cfg.freeze = c->freeze;
     bp_trainer *ta = NULL, *tp = NULL;
     bp_error e = {BP_OK, ""};
     expect_ok(bp_trainer_create(&ta, A, &cfg, n, &e), "trainer", &e);
@@ -415,14 +419,14 @@ static void test_training(void)
     const char *main_net = "conv(16,3,1,1) relu batchnorm maxpool(2) conv(32,3,1,1) relu batchnorm "
                            "avgpool(2) flatten dense(10)";
     const eq_case cases[] = {
-        {img(1, 12, 12), main_net, BP_MOMENTUM, 0.05, BP_LOSS_CROSS_ENTROPY, 8, 15},
-        {img(1, 12, 12), main_net, BP_ADAM, 2e-3, BP_LOSS_CROSS_ENTROPY, 8, 15},
+        {img(1, 12, 12), main_net, BP_MOMENTUM, 0.05, BP_LOSS_CROSS_ENTROPY, 8, 15, 0},
+        {img(1, 12, 12), main_net, BP_ADAM, 2e-3, BP_LOSS_CROSS_ENTROPY, 8, 15, 0},
         /* overlapping average pooling, stride-2 pad-1 conv, leaky_relu and tanh */
         {img(3, 12, 12), "conv(16,3) leaky_relu(0.1) avgpool(3,2) conv(32,3,2,1) tanh flatten dense(5)",
-         BP_ADAM, 2e-3, BP_LOSS_CROSS_ENTROPY, 6, 12},
+         BP_ADAM, 2e-3, BP_LOSS_CROSS_ENTROPY, 6, 12, 0},
         /* global_avgpool, sigmoid, stride-2 pad-0 conv */
         {img(2, 10, 10), "conv(16,3,1,1) sigmoid batchnorm conv(32,3,2) relu global_avgpool dense(4)",
-         BP_MOMENTUM, 0.05, BP_LOSS_CROSS_ENTROPY, 8, 15},
+         BP_MOMENTUM, 0.05, BP_LOSS_CROSS_ENTROPY, 8, 15, 0},
         /* overlapping max pooling, 5x5 kernels, identity, mse. (Not
          * leaky_relu between the second conv and the batchnorm: on 125
          * values a channel can have every input on the linear side, and
@@ -433,7 +437,7 @@ static void test_training(void)
          * all positive.) */
         {img(1, 11, 11), "conv(16,5,1,2) tanh maxpool(3,2) identity conv(16,3,1,1) tanh batchnorm "
                          "leaky_relu(0.2) flatten dense(3)",
-         BP_ADAM, 1e-3, BP_LOSS_MSE, 5, 12},
+         BP_ADAM, 1e-3, BP_LOSS_MSE, 5, 12, 0},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) train_pair(&cases[k]);
 }
@@ -572,6 +576,89 @@ static void test_inference(void)
     for (int k = 0; k < 2; k++) free(pl[k]);
     free(x);
     bp_net_free(net);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3b. A relu right after a blocked batchnorm runs inside it                 */
+/* ------------------------------------------------------------------------ */
+
+/* conv -> batchnorm -> relu, W5's order: the slot's batchnorm primitives
+ * compute the relu (dnnl_fuse_norm_relu) and the relu layer is skipped
+ * (bp_layer.skip): its output is the batchnorm's buffer, its backward
+ * passes dy on. Training, a frozen prefix, and inference (with and
+ * without the training reservation: act_full and the two ping-pong
+ * buffers) against the plain, unfused run. */
+static void test_fused(void)
+{
+    const char *fused = "conv(16,3,1,1) batchnorm relu maxpool(2) conv(32,3,1,1) batchnorm relu "
+                        "avgpool(2) flatten dense(10)";
+    bp_net *A = make(img(1, 12, 12), fused, 3), *R = make(img(1, 12, 12),
+                     "conv(16,3,1,1) relu batchnorm maxpool(2) flatten dense(4)", 3);
+    if (!A || !R) {
+        bp_net_free(A);
+        bp_net_free(R);
+        return;
+    }
+    bp_net_prepare(A, 8, 1);
+    bp_net_prepare(R, 8, 1);
+    int q = bp_net_slot(A, 8, 1), qr = bp_net_slot(R, 8, 1);
+    int skips = 0, rskips = 0;
+    for (int i = 0; q >= 0 && i < A->n_layers; i++) skips += A->layers[i].skip[q];
+    for (int i = 0; qr >= 0 && i < R->n_layers; i++) rskips += R->layers[i].skip[qr];
+    CHECK(q >= 0 && A->layers[2].skip[q] && A->layers[6].skip[q] && skips == 2,
+          "'%s': the two relus after a blocked batchnorm are skipped (%d skipped)", fused, skips);
+    CHECK(qr >= 0 && rskips == 0, "relu before batchnorm: nothing skipped (%d)", rskips);
+    bp_net_free(R);
+    /* Training: momentum (Adam turns the zero gradient of a conv bias
+     * before batchnorm into full steps of rounding noise, see above). */
+    eq_case c = {img(1, 12, 12), fused, BP_MOMENTUM, 0.05, BP_LOSS_CROSS_ENTROPY, 8, 15, 0};
+    train_pair(&c);
+    c.freeze = 2; /* conv 0 and batchnorm 1: its fused relu in inference form */
+    train_pair(&c);
+
+    /* Inference. A's batchnorms get statistics from 8 training steps first. */
+    int n = 10, in = A->n_inputs, outs = bp_net_outputs(A);
+    bp_real *x = malloc(sizeof(bp_real) * (size_t)n * in), y[8];
+    fill_uniform(x, (size_t)n * in, -1, 1);
+    fill_targets(y, 8, BP_LOSS_CROSS_ENTROPY, outs);
+    bp_train_config cfg;
+    bp_train_config_default(&cfg, BP_MOMENTUM);
+    bp_trainer *tr = NULL;
+    bp_error e = {BP_OK, ""};
+    expect_ok(bp_trainer_create(&tr, A, &cfg, 8, &e), "trainer", &e);
+    for (int step = 0; tr && step < 8; step++) bp_train_step(tr, x, y, 8, NULL, &e);
+    bp_trainer_free(tr);
+    bp_net *B = NULL, *P = NULL;
+    expect_ok(bp_net_clone(&B, A, &e), "clone", &e);
+    expect_ok(bp_net_clone(&P, A, &e), "clone", &e);
+    bp_real *o_full = malloc(sizeof(bp_real) * n * outs), *o_pp = malloc(sizeof(bp_real) * n * outs);
+    bp_real *o_plain = malloc(sizeof(bp_real) * n * outs), tmp[3 * 10];
+    expect_ok(bp_net_reserve_train(A, n, &e), "reserve_train", &e);
+    expect_ok(bp_forward(A, x, n, o_full, &e), "forward (act_full)", &e);
+    expect_ok(bp_forward(B, x, n, o_pp, &e), "forward (ping-pong buffers)", &e);
+    int qb = bp_net_slot(B, n, 0);
+    CHECK(qb >= 0 && B->layers[2].skip[qb] && B->max_batch == 0,
+          "inference slot of batch %d: relu skipped on the ping-pong buffers", n);
+    /* P: three other batch sizes fill the slots, so batch 10 runs plain. */
+    for (int m = 1; m <= 3; m++) bp_forward(P, x, m, tmp, &e);
+    expect_ok(bp_forward(P, x, n, o_plain, &e), "forward (plain)", &e);
+    CHECK(bp_net_slot(P, n, 0) < 0, "the plain reference has no slot");
+    double scale = 0, w1 = 0, w2 = 0;
+    for (int k = 0; k < n * outs; k++) {
+        scale = fmax(scale, fabs((double)o_plain[k]));
+        w1 = fmax(w1, fabs((double)o_full[k] - o_plain[k]));
+        w2 = fmax(w2, fabs((double)o_pp[k] - o_plain[k]));
+    }
+    note(&g_worst_pred, w1 / scale);
+    note(&g_worst_pred, w2 / scale);
+    CHECK(scale > 0 && w1 <= TOL_PRED * scale && w2 <= TOL_PRED * scale,
+          "fused inference vs plain: %.3g (act_full), %.3g (ping-pong) of max |y| %.3g", w1, w2,
+          scale);
+    printf("  fused batchnorm+relu inference: %.2e / %.2e of max |y|\n", w1 / scale, w2 / scale);
+    free(x), free(o_full), free(o_pp), free(o_plain);
+    bp_net_free(A);
+    bp_net_free(B);
+    bp_net_free(P);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1042,6 +1129,7 @@ int main(void)
     test_training();
     test_dropout_blocked();
     test_inference();
+    test_fused();
     test_frozen();
     test_threads();
     test_gradcheck();

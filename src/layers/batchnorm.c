@@ -42,6 +42,7 @@
 typedef struct bn_fast {
     bp_bn_prim *train, *infer;
     int training;
+    int relu; /* both compute the relu that follows too (bn_fused_next) */
 } bn_fast;
 
 static int bn_channels(const bp_layer *L) { return L->in_shape.dim[0]; }
@@ -223,10 +224,30 @@ static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, i
         L->fast[slot] = f;
     }
     int C = bn_channels(L), S = bn_spatial(L), blk = L->blk_in[slot];
-    if (!f->infer) f->infer = bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
-    if (training) f->train = bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
+    if (!f->infer) {
+        /* A relu right after, on the same blocked layout: oneDNN applies it
+         * in the same pass (dnnl_fuse_norm_relu), and the relu layer's own
+         * passes are skipped in this slot (net.c, train.c). Not with
+         * synchronized statistics, whose forward and backward are loops
+         * of this file. */
+        int i = (int)(L - net->layers);
+        const bp_layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
+        f->relu = blk > 1 && next && next->kind == BP_RELU && next->blk_in[slot] == blk &&
+                  !net->sync_bn;
+        f->infer = f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 0, blk)
+                           : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
+    }
+    if (training)
+        f->train = f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 1, blk)
+                           : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
     f->training = training;
     return f->infer && (!training || f->train);
+}
+
+static int bn_fused_next(const bp_layer *L, int slot)
+{
+    const bn_fast *f = L->fast[slot];
+    return f && f->relu;
 }
 
 static void bn_release(bp_layer *L, int slot)
@@ -286,18 +307,22 @@ static void bn_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, i
 static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                         const bp_real *dy, const bp_real *x, const bp_real *y, int n)
 {
-    (void)y;
     int C = bn_channels(L), S = bn_spatial(L), blk = bp_blk_in(net, L, n, 1);
     bp_real *dgamma = dparam, *dbeta = dparam ? dparam + C : NULL;
     if (L->frozen) {
+        /* With the relu fused, y is its output and dy its gradient: the
+         * relu passes dy where y > 0. */
+        bn_fast *f = bn_fast_for(net, L, n, 1);
+        int relu = f && f->relu;
         for (int c = 0; c < C; c++) {
             double r = 1 / sqrt((double)L->buf[C + c] + BN_EPS), sg = 0, sb = 0;
             for (int b = 0; b < n; b++)
                 for (int k = 0; k < S; k++) {
                     size_t o = bp_blk_at(blk, C, S, b, c, k);
-                    if (dx) dx[o] = (bp_real)(dy[o] * L->w[c] * r);
-                    sg += (double)dy[o] * (x[o] - L->buf[c]) * r;
-                    sb += dy[o];
+                    bp_real g = relu && !(y[o] > 0) ? 0 : dy[o];
+                    if (dx) dx[o] = (bp_real)(g * L->w[c] * r);
+                    sg += (double)g * (x[o] - L->buf[c]) * r;
+                    sb += g;
                 }
             if (dgamma) dgamma[c] = (bp_real)sg;
             if (dbeta) dbeta[c] = (bp_real)sb;
@@ -330,6 +355,6 @@ const bp_layer_ops bp_batchnorm_ops = {
     .word = "batchnorm", .kind = BP_BATCHNORM, .usage = "batchnorm",
     .parametric = 1, .layout = BP_BLK_KEEP,
     .shape = bn_shape, .tensors = bn_tensors, .init = bn_init, .ws_bytes = bn_ws,
-    .prepare = bn_prepare, .release = bn_release,
+    .prepare = bn_prepare, .release = bn_release, .fused_next = bn_fused_next,
     .forward = bn_forward, .backward = bn_backward,
 };

@@ -91,6 +91,13 @@ struct bp_layer_ops {
     int (*prepare)(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx);
     /* Free the objects of `slot` (-1: of every slot). */
     void (*release)(bp_layer *L, int slot);
+    /* 1 when the objects prepared in `slot` compute the next layer too (a
+     * batchnorm and the relu after it): net.c then skips that layer in the
+     * slot's passes (its output is this layer's, its backward passes dy
+     * on), so this layer's forward writes the next one's output and its
+     * backward takes the next one's dy (and its y is that output). NULL:
+     * never. */
+    int (*fused_next)(const bp_layer *L, int slot);
     void (*forward)(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int training);
     void (*backward)(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam, const bp_real *dy,
                      const bp_real *x, const bp_real *y, int n);
