@@ -13,7 +13,7 @@
 #           bench_mpi; needs mpirun and an MPI build, skipped with a message otherwise).
 #           Data-parallel scaling alone: bench/run.sh --only MPI --no-torch --no-fann
 # --no-torch      no PyTorch rows at all; --no-torch-pip: Debian's torch only (no venv);
-# --no-compile    no torch.compile rows (W1, W5 with the pip torch)
+# --no-compile    no torch.compile rows (W1-W6 with the pip torch; bench_torch.py has none for W7)
 # --no-bf16       no bfloat16 rows (backprop --precision bf16 on W1, W3-W6; the pip torch's
 #                 torch.autocast bf16 on W3-W6); on a CPU without AVX512_BF16 they are
 #                 skipped with the reason
@@ -279,7 +279,7 @@ for w in W1 W2 W3 W4 W5 W6 W7; do
           --foreach 1 --precision bf16 "${COMMON[@]}" "${extra[@]}"
       done
     fi
-    if [ $DO_COMPILE = 1 ] && { [ $w = W1 ] || [ $w = W5 ]; }; then
+    if [ $DO_COMPILE = 1 ] && [ $w != W7 ]; then
       for t in 1 2; do
         measure_opt torchpip_compile_${w}_t$t $t "$VPY" "$ROOT/bench/bench_torch.py" $w --threads $t \
           --foreach 1 --compile 1 "${COMMON[@]}" "${extra[@]}"
