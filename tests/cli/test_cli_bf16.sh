@@ -208,8 +208,9 @@ fi
 exec "$@"
 SH
 # The same global batch on 2 ranks: bf16 rounds each product's inputs, so
-# the ranks' summation order (1e-6 apart in f32) moves some roundings by a
-# bfloat16 step and the model is close to one process's, not equal (measured:
+# the ranks' summation order (which alone keeps f32 models within 1e-5, see
+# test_cli_mpi.sh) moves some roundings by a whole bfloat16 step and the
+# model is close to one process's, not equal (measured:
 # tensors 0.3-6% of their norm apart, accuracy 81.5 vs 82.0).
 MPIA=(train tr5.idx --labels trl5.idx --arch "dense(256) relu dense(128) relu" --epochs 2 --threads 1 --seed 42
       --precision bf16)
