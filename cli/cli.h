@@ -85,6 +85,16 @@ int cli_shape(const char *opt, const char *text, bp_shape *out);
  * listing the choices when it is none of them. */
 int cli_choice(const char *opt, const char *text, const char *const *names, int *out);
 
+/* --precision f32|bf16 (train, eval, predict): *out is the bp_precision;
+ * CLI_USAGE with a message for another value. */
+int cli_precision(const char *opt, const char *text, int *out);
+/* "f32" or "bf16": the option's value, and the model's "precision" key. */
+const char *cli_precision_name(int p);
+/* CLI_OK, or CLI_FAIL with "backprop: --precision bf16 needs a CPU with
+ * AVX512_BF16 ..." printed where bp_bf16_supported() is 0. Checked before
+ * any file is read or written. */
+int cli_precision_check(int p);
+
 /* ---- small helpers (util.c) ---- */
 double cli_now(void);                          /* monotonic seconds */
 char *cli_strdup(const char *s);               /* NULL on ENOMEM */

@@ -36,13 +36,17 @@ static void md_free(model_data *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Load MODEL and DATA; need: targets required (eval) or optional (predict). */
+/* Load MODEL and DATA; need: targets required (eval) or optional (predict).
+ * The network computes in `precision` (--precision; float32 by default,
+ * whatever the model was trained with). */
 static int load(model_data *m, const char *model, const char *data, const char *labels,
-                const char *target, cli_need need)
+                const char *target, cli_need need, int precision)
 {
     bp_error err = {0};
     int st;
     if (bp_net_load(&m->net, model, &err) != BP_OK) return cli_fail(CLI_FAIL, "%s", err.message);
+    if (bp_net_set_precision(m->net, (bp_precision)precision, &err) != BP_OK)
+        return cli_fail(CLI_FAIL, "%s", err.message);
     if ((st = cli_model_info_get(&m->mi, m->net, model))) return st;
     if (m->mi.text) {
         /* A language model reads plain text: eval has its own path, and
@@ -467,6 +471,7 @@ static const cli_opt eval_opts[] = {
     {"--labels", NULL, 1},
     {"--target", NULL, 1},
     {"--threads", NULL, 1},
+    {"--precision", NULL, 1},
     {"--delimiter", NULL, 1},
     {"--skip-rows", NULL, 1},
     {"--no-header", NULL, 0},
@@ -480,6 +485,7 @@ static const cli_opt predict_opts[] = {
     {"--labels", NULL, 1},
     {"--target", NULL, 1},
     {"--threads", NULL, 1},
+    {"--precision", NULL, 1},
     {"--delimiter", NULL, 1},
     {"--skip-rows", NULL, 1},
     {"--no-header", NULL, 0},
@@ -491,6 +497,7 @@ static const cli_opt predict_opts[] = {
 typedef struct eval_args {
     const char *model, *data, *labels, *target, *out;
     int json, proba, threads;
+    int precision;        /* --precision: a bp_precision */
     int streams;          /* eval of a text model: parallel streams (0: the model's) */
 } eval_args;
 
@@ -519,6 +526,7 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
         if (!strcmp(name, "--labels")) a->labels = v;
         else if (!strcmp(name, "--target")) a->target = v;
         else if (!strcmp(name, "--threads")) r = cli_int(name, v, 0, 4096, &a->threads);
+        else if (!strcmp(name, "--precision")) r = cli_precision(name, v, &a->precision);
         else if (!strcmp(name, "--json")) a->json = 1;
         else if (!strcmp(name, "--streams")) r = cli_int(name, v, 1, 1 << 20, &a->streams);
         else if (!strcmp(name, "--delimiter"))
@@ -533,6 +541,7 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
     }
     if (!a->model || !a->data)
         return cli_fail(CLI_USAGE, "%s: needs MODEL and DATA (see 'backprop %s --help')", cmd, cmd);
+    if ((r = cli_precision_check(a->precision))) return r; /* before any file is read */
     cli_set_threads(a->threads);
     return 0;
 }
@@ -544,7 +553,7 @@ int cmd_eval(int argc, char **argv)
     if (st) return st < 0 ? CLI_OK : st;
     model_data m;
     memset(&m, 0, sizeof m);
-    st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_REQUIRED);
+    st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_REQUIRED, a.precision);
     if (st == LOAD_TEXT) {
         st = cli_eval_text(m.net, &m.mi, a.model, a.data, a.streams, a.json);
     } else if (!st && a.streams) {
@@ -626,7 +635,7 @@ int cmd_predict(int argc, char **argv)
     if ((st = cli_check_outputs(outs, on, 1, ins, in_names, 3))) return st;
     model_data m;
     memset(&m, 0, sizeof m);
-    st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_OPTIONAL);
+    st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_OPTIONAL, a.precision);
     if (!st && a.proba && !m.mi.classify)
         st = cli_fail(CLI_USAGE, "predict: --proba is for classification models; %s is a "
                       "regression model", a.model);

@@ -33,7 +33,7 @@ enum {
     O_GAMMA, O_MIN_LR, O_BATCH, O_EPOCHS, O_VAL, O_VAL_LABELS, O_VAL_SPLIT, O_EARLY_STOP,
     O_MIN_DELTA, O_NO_SHUFFLE, O_SEED, O_NORMALIZE, O_NORMALIZE_TARGET, O_INIT_FROM, O_FREEZE,
     O_THREADS, O_LOG, O_PLOT, O_QUIET, O_DELIMITER, O_SKIP_ROWS, O_NO_HEADER, O_INPUT_SHAPE,
-    O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_SYNC_BN, O_COUNT
+    O_AUGMENT, O_NEW_HEAD, O_SEQ_LEN, O_ENCODING, O_SYNC_BN, O_PRECISION, O_COUNT
 };
 
 /* rnn, lstm, gru: the layers with gradient norms through time in the log. */
@@ -87,6 +87,7 @@ static const cli_opt train_opts[] = {
     [O_SEQ_LEN] = {"--seq-len", NULL, 1},
     [O_ENCODING] = {"--encoding", NULL, 1},
     [O_SYNC_BN] = {"--sync-batchnorm", NULL, 0},
+    [O_PRECISION] = {"--precision", NULL, 1},
     {NULL, NULL, 0},
 };
 
@@ -114,6 +115,7 @@ typedef struct train_args {
     bp_shape input_shape;  /* --input-shape (rank 0: not given) */
     int hflip, shift;      /* --augment hflip, shift(N) */
     int sync_bn;           /* --sync-batchnorm */
+    int precision;         /* --precision: a bp_precision (f32 0, bf16 1) */
     const char *augment;   /* the --augment text, for the metadata */
     int new_head;          /* --new-head */
     int text;              /* --task text (or --init-from a text model) */
@@ -274,6 +276,7 @@ static int parse_args(train_args *a, int argc, char **argv)
         case O_AUGMENT: r = parse_augment(v, &a->hflip, &a->shift), a->augment = v; break;
         case O_NEW_HEAD: a->new_head = 1; break;
         case O_SYNC_BN: a->sync_bn = 1; break;
+        case O_PRECISION: r = cli_precision(name, v, &a->precision); break;
         case O_SEQ_LEN: r = cli_int(name, v, 1, 1000000, &a->seq_len); break;
         case O_ENCODING:
             r = cli_choice(name, v, encodings, &choice);
@@ -1409,6 +1412,8 @@ static int store_meta(train_state *s, long batches)
     const bp_comm *comm = cli_dist_comm();
     st = st ? st : meta_int(net, "ranks", comm ? comm->size : 1);
     if (a->sync_bn) st = st ? st : meta_set(net, "sync_batchnorm", "1");
+    /* The products' arithmetic in training; the tensors are float32 either way. */
+    st = st ? st : meta_set(net, "precision", cli_precision_name(a->precision));
     st = st ? st : meta_int(net, "steps_per_epoch", batches);
     st = st ? st : meta_int(net, "epochs", a->epochs);
     st = st ? st : meta_set(net, "shuffle", a->no_shuffle || s->text ? "0" : "1");
@@ -1528,6 +1533,9 @@ static int run_steps(train_state *s)
     bp_error err = {0};
     int st;
     const char *out = a->out ? a->out : DEFAULT_MODEL;
+    /* Before any file is read or written (the trainer would refuse it only
+     * after the data are read). With several ranks each checks its own CPU. */
+    if ((st = cli_precision_check(a->precision))) return st;
     {
         /* -o may equal --init-from (fine-tuning in place: read first, then replaced). */
         const char *outs[] = {out, a->log, a->plot}, *on[] = {"-o", "--log", "--plot"};
@@ -1600,6 +1608,7 @@ static int run_steps(train_state *s)
     cfg.patience = a->early_stop;
     cfg.min_delta = a->min_delta;
     cfg.sync_batchnorm = a->sync_bn;
+    cfg.precision = (bp_precision)a->precision;
     int n = s->train->n;
     int batch = a->batch == 0 || a->batch > n ? n : a->batch;
     long batches = (n + batch - 1) / batch;
@@ -1685,7 +1694,7 @@ static int run_steps(train_state *s)
                 bp_optimizer_name(a->optimizer), cfg.lr);
         if (a->batch == 0) fprintf(stderr, "full batch");
         else fprintf(stderr, "batch %d", a->batch);
-        fprintf(stderr, ", %d epochs\n", a->epochs);
+        fprintf(stderr, ", %d epochs, precision %s\n", a->epochs, cli_precision_name(a->precision));
         if (s->tnorm.kind != BP_NORM_NONE)
             fprintf(stderr, "targets scaled (%s, --normalize-target): the epoch losses below are "
                     "in scaled units, the final ones in the targets' units\n",

@@ -170,6 +170,26 @@ int cli_choice(const char *opt, const char *text, const char *const *names, int 
     return cli_fail(CLI_USAGE, "%s: unknown value '%s' (choose %s)", opt, text, list);
 }
 
+int cli_precision(const char *opt, const char *text, int *out)
+{
+    /* In bp_precision's order: the index is the value. */
+    static const char *const names[] = {"f32", "bf16", NULL};
+    int k = 0;
+    int r = cli_choice(opt, text, names, &k);
+    if (!r) *out = k == 1 ? BP_PRECISION_BF16 : BP_PRECISION_F32;
+    return r;
+}
+
+const char *cli_precision_name(int p) { return p == BP_PRECISION_BF16 ? "bf16" : "f32"; }
+
+int cli_precision_check(int p)
+{
+    if (p != BP_PRECISION_BF16 || bp_bf16_supported()) return CLI_OK;
+    return cli_fail(CLI_FAIL, "--precision bf16 needs a CPU with AVX512_BF16 instructions, which "
+                    "this one lacks (or ONEDNN_MAX_CPU_ISA forbids them); --precision f32 runs on "
+                    "any CPU");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
