@@ -380,7 +380,7 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
         "architecture (hash of the spec, high half)", "architecture (hash of the spec, low half)",
         "batch size", "epochs", "seed (high half)", "seed (low half)", "shuffle", "loss",
         "optimizer", "learning rate", "freeze", "sync_batchnorm", "patience", "min_delta",
-        "augment_hflip", "augment_shift", "stateful", "precision"};
+        "augment_hflip", "augment_shift", "stateful", "precision (0 f32, 1 bf16)"};
     double vals[] = {net->n_layers, net->n_inputs, net->layers[net->n_layers - 1].out,
                      (double)net->n_params, (double)net->n_buffers, spec_hi, spec_lo,
                      c->batch_size, c->epochs, (double)(c->seed >> 32), (double)(c->seed & 0xffffffffu),
