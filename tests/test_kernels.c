@@ -84,6 +84,23 @@ int main(void)
     bp_k_colmax(mx, neg, 2, 2);
     CHECK(mx[0] == 0 && mx[1] == 3, "colmax");
     CHECK(bp_k_sumsq(a, 6) == 91, "sumsq");
+    /* A large one: chunks of 65,536 values summed alone, then in order;
+     * the same double at 1 and 2 threads, and close to a plain double sum. */
+    size_t nbig = 5 * 65536 + 17;
+    bp_real *g = malloc(nbig * sizeof *g);
+    double plain = 0;
+    for (size_t k = 0; k < nbig; k++) {
+        g[k] = (bp_real)(((k * 2654435761u) % 1000) / 500.0 - 1.0);
+        plain += (double)g[k] * g[k];
+    }
+    bp_set_threads(1);
+    double s1 = bp_k_sumsq(g, nbig);
+    bp_set_threads(2);
+    double s2 = bp_k_sumsq(g, nbig);
+    bp_set_threads(0);
+    CHECK(s1 == s2, "sumsq of %zu values: %.17g on 1 thread, %.17g on 2", nbig, s1, s2);
+    CHECK(fabs(s1 - plain) <= 1e-12 * plain, "sumsq %.17g vs a plain double sum %.17g", s1, plain);
+    free(g);
     free(x);
     free(y);
     free(r);
