@@ -690,9 +690,15 @@ static bp_status check_data(const bp_net *net, bp_loss loss, const bp_data *d, c
         return bp_fail(err, BP_EINVAL, "%s data: row %ld, step %ld holds %g, not a token id in 0..%d",
                        what, bad / d->n_inputs + 1, bad % d->n_inputs + 1, (double)d->x[bad],
                        net->layers[0].desc.vocab - 1);
+    /* The inputs are most of the data (W1: 47 million values, read again
+     * by every bp_fit call): one vectorized pass split across the threads
+     * first; the rows are walked below for the targets, and for the
+     * inputs only when that pass found a value to report (so the message
+     * names the same row and column as a walk of every row would). */
+    int x_ok = bp_k_all_finite(d->x, (size_t)d->n * d->n_inputs);
     for (int r = 0; r < d->n; r++) {
         const bp_real *xr = d->x + (size_t)r * d->n_inputs;
-        for (int j = 0; j < d->n_inputs; j++)
+        for (int j = 0; j < d->n_inputs && !x_ok; j++)
             if (!isfinite(xr[j]))
                 return bp_fail(err, BP_EINVAL, "%s data: row %d, feature %d is %g", what, r + 1, j + 1,
                                (double)xr[j]);
