@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # profile.sh - where a backprop training step spends its time.
 #
-#   bench/profile.sh W1|W2|W3|W4|W5|W6|W7 [--threads N] [--precision f32|bf16] [--callgrind]
+#   bench/profile.sh W1|W2|W3|W4|W5|W6|W7 [--threads N] [--api step|fit] [--precision f32|bf16]
+#                     [--callgrind]
 #
 # perf (default): `perf record -k CLOCK_MONOTONIC` over bench_backprop, then
 #   `perf report` restricted to the timed repetitions (bench_backprop prints
@@ -11,6 +12,8 @@
 # --callgrind: valgrind --tool=callgrind, counting instructions inside
 #   bp_train_step only (or bp_forward for W4), and prints instructions per
 #   step and the functions they are in (slow: use W2, or W1 with patience).
+# --api fit (W1, W2): bench_backprop --api fit, so bp_fit drives the steps;
+#   callgrind then counts inside bp_fit (its data check and gathers too).
 # Needs build-bench/ (run bench/run.sh --quick once, or it is built here).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,11 +23,13 @@ shift || true
 THREADS=1
 PREC=f32
 CALLGRIND=0
+API=step
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift ;;
     --precision) PREC=$2; shift ;;
     --callgrind) CALLGRIND=1 ;;
+    --api) API=$2; shift ;;
     *) echo "profile.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,11 +46,12 @@ unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 if [ $CALLGRIND = 1 ]; then
   fn=bp_train_step
   [ "$W" = W4 ] && fn=bp_forward
+  [ "$API" = fit ] && fn=bp_fit
   # Few steps: callgrind runs ~50x slower than native.
   args=(--reps 1 --min-time 0.01)
   case $W in W3|W5|W7) args+=(--steps 2) ;; esac
   valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --toggle-collect="$fn" \
-    "$BUILD/bench_backprop" "$W" --threads "$THREADS" --precision "$PREC" "${args[@]}" >"$TMP/out.json" 2>"$TMP/vg.log" ||
+    "$BUILD/bench_backprop" "$W" --threads "$THREADS" --api "$API" --precision "$PREC" "${args[@]}" >"$TMP/out.json" 2>"$TMP/vg.log" ||
     { tail "$TMP/vg.log" >&2; exit 1; }
   # Steps inside the collected region = warm-up unit + timed repetition.
   /usr/bin/python3 - "$TMP/out.json" "$TMP/cg.out" "$W" <<'EOF'
@@ -75,7 +81,7 @@ EOF
 fi
 
 perf record -q -k CLOCK_MONOTONIC -g -o "$TMP/perf.data" \
-  "$BUILD/bench_backprop" "$W" --threads "$THREADS" --precision "$PREC" --reps 3 --min-time 2 >"$TMP/out.json" 2>"$TMP/perf.log" ||
+  "$BUILD/bench_backprop" "$W" --threads "$THREADS" --api "$API" --precision "$PREC" --reps 3 --min-time 2 >"$TMP/out.json" 2>"$TMP/perf.log" ||
   { tail "$TMP/perf.log" >&2; exit 1; }
 cat "$TMP/out.json"
 span=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read()); a,b=r["timed_monotonic"]; print("%.6f,%.6f" % (a, b))' "$TMP/out.json")

@@ -297,6 +297,28 @@ double bp_k_sumsq(const bp_real *g, size_t m)
     return s;
 }
 
+/* x * 0 is 0 for a finite x and NaN for an infinite or NaN one, so the
+ * sum is 0 exactly when every value is finite (in any order: the
+ * reduction may be reordered freely). */
+static BP_HOT int finite_span(const bp_real *restrict x, size_t m)
+{
+    bp_real s = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t k = 0; k < m; k++) s += x[k] * 0;
+    return s == 0;
+}
+
+int bp_k_all_finite(const bp_real *x, size_t m)
+{
+    int ok = 1, t_n = bp_threads_for((double)m, ELEM_GRAIN);
+#pragma omp parallel for num_threads(t_n) if (t_n > 1) schedule(static) reduction(&& : ok)
+    for (int t = 0; t < t_n; t++) {
+        size_t a = m * (size_t)t / (size_t)t_n, b = m * (size_t)(t + 1) / (size_t)t_n;
+        ok = ok && finite_span(x + a, b - a);
+    }
+    return ok;
+}
+
 /* Reference versions, kept for the tests: libm in double. */
 void bp_k_ref_exp(bp_real *y, const bp_real *x, size_t m)
 {

@@ -33,6 +33,7 @@ void bp_k_mul(bp_real *dx, const bp_real *dy, const bp_real *mask, size_t m);   
 void bp_k_colsum(bp_real *s, const bp_real *a, int n, int d);      /* s[j] = sum_r a[r][j] */
 void bp_k_colmax(bp_real *acc, const bp_real *a, int n, int d);    /* acc[j] = max(acc[j], a[r][j]) */
 double bp_k_sumsq(const bp_real *g, size_t m);                     /* sum g^2 in double */
+int bp_k_all_finite(const bp_real *x, size_t m);                   /* 1: no NaN or Inf in x */
 /* (bp_k_sumsq adds fixed chunks of 65,536 values in order: split across the
  * threads for large m, the same sum on any thread count) */
 #ifndef BP_DOUBLE

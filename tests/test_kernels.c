@@ -101,6 +101,21 @@ int main(void)
     CHECK(s1 == s2, "sumsq of %zu values: %.17g on 1 thread, %.17g on 2", nbig, s1, s2);
     CHECK(fabs(s1 - plain) <= 1e-12 * plain, "sumsq %.17g vs a plain double sum %.17g", s1, plain);
     free(g);
+    /* all_finite: every split of a large array sees a bad value anywhere */
+    for (size_t k = 0; k < M; k++) x[k] = (bp_real)(k % 7) - 3;
+    x[M / 2] = -0.0f;
+    CHECK(bp_k_all_finite(x, M) == 1 && bp_k_all_finite(x, 0) == 1, "all_finite on finite values");
+    const size_t at[] = {0, 1, M / 2 - 1, M / 2 + 1, M - 2, M - 1};
+    const bp_real bad[] = {NAN, INFINITY, -INFINITY};
+    int missed = 0;
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+        for (size_t b = 0; b < 3; b++) {
+            bp_real keep = x[at[i]];
+            x[at[i]] = bad[b];
+            missed += bp_k_all_finite(x, M) != 0;
+            x[at[i]] = keep;
+        }
+    CHECK(missed == 0, "all_finite finds NaN and +-Inf at either end and the middle (%d missed)", missed);
     free(x);
     free(y);
     free(r);
