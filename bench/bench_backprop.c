@@ -30,7 +30,8 @@
  *
  * --api step (default): the benchmark's own loop, the same as PyTorch's
  *     (bench_torch.py): reshuffle the indices every epoch, gather each batch
- *     into a contiguous buffer, bp_train_step. --api fit: bp_fit with
+ *     into a contiguous buffer (its rows split across the threads for a
+ *     large batch, as torch's indexing does), bp_train_step. --api fit: bp_fit with
  *     epochs = 1, called once per epoch (W1, W2 only; it also checks the data
  *     and collects the per-epoch diagnostics).
  * --precision bf16: bp_train_config.precision (training) or
@@ -153,11 +154,19 @@ static void text_step(loop *L)
     L->seen += B;
 }
 
-/* One training step on the next batch of the current permutation (m rows). */
+/* Threads of the gather (main sets it to --threads). */
+static int g_gather_threads = 1;
+
+/* One training step on the next batch of the current permutation (m rows).
+ * The gather splits its rows across the threads once a batch holds at
+ * least 2 x 16,384 values (W1's 128 x 784), as PyTorch's x[idx]
+ * (index_select, at::parallel_for over the rows) does in bench_torch.py. */
 static void loop_step(loop *L, int m)
 {
     const bp_data *d = L->d;
     int in = d->n_inputs, tw = d->n_targets;
+    int t = (double)m * in >= 2 * 16384.0 ? g_gather_threads : 1;
+#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
     for (int q = 0; q < m; q++) {
         int row = L->perm[L->pos + q];
         memcpy(L->xb + (size_t)q * in, d->x + (size_t)row * in, (size_t)in * sizeof(float));
@@ -245,7 +254,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_backprop: --api fit applies to W1 and W2 only\n");
         return 2;
     }
-    bp_set_threads(threads);
+    g_gather_threads = bp_set_threads(threads);
 
     /* Data. */
     bp_data d;
