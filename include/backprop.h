@@ -118,9 +118,12 @@ int bp_set_threads(int n);
  * state, losses, reductions, batch norm, pooling and activation functions
  * stay float32, and models are saved in float32. It needs a CPU with the
  * AVX512_BF16 instructions (bp_bf16_supported) and the float build. Only
- * prepared products take bfloat16 (batch sizes bp_fit, bp_train_step and
- * bp_forward prepare; products of at least 65,536 multiply-adds); smaller
- * ones, recurrent layers' and embeddings' run in float32. */
+ * the prepared fast paths take bfloat16: the batch sizes prepared by
+ * bp_trainer_create (its max batch), bp_fit (its batch sizes) and
+ * bp_forward (each call's); a bp_train_step on another batch size runs its
+ * products in float32, as do dense products under 65,536 multiply-adds,
+ * recurrent layers and embeddings, and everything when BP_GEMM=sgemm is
+ * set (no prepared paths at all). Convolutions of every size are prepared. */
 typedef enum bp_precision { BP_PRECISION_F32 = 0, BP_PRECISION_BF16 = 1 } bp_precision;
 
 /* 1 when BP_PRECISION_BF16 can run here: the float build, on a CPU with
@@ -245,9 +248,11 @@ bp_shape bp_net_layer_shape(const bp_net *net, int i);
 /* The precision of the network's products from now on, in training and
  * inference (see bp_precision; a new network computes in float32).
  * BP_EINVAL when p is not a precision or is BP_PRECISION_BF16 where
- * bp_bf16_supported() is 0 ("bf16 needs a CPU with AVX512_BF16 ...");
- * the network is unchanged then. Changing it frees the prepared fast
- * paths (made again at the next pass). */
+ * bp_bf16_supported() is 0 ("bf16 needs a CPU with AVX512_BF16 ..."),
+ * BP_ENOMEM when the bfloat16 copy of the weights (2 bytes a parameter)
+ * does not fit; the network is unchanged then. Changing it makes the
+ * prepared fast paths again for the new precision (allocates). bp_gradcheck
+ * runs in float32 and leaves the precision as it found it. */
 bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err);
 bp_precision bp_net_precision(const bp_net *net);
 /* Trainable parameters of layer i (weights and biases; not buffers). */
@@ -805,7 +810,9 @@ typedef struct bp_train_config {
     bp_precision precision; /* BP_PRECISION_F32 (default) or _BF16 (see bp_precision):
                              bp_trainer_create sets the network's precision to it
                              (bp_net_set_precision), which stays after the trainer
-                             is freed. Added after 0.1.0, at the end. */
+                             is freed (a failed bp_trainer_create leaves it as it
+                             was). Added after 0.1.0, at the end: code compiled
+                             against an older header must be rebuilt. */
 } bp_train_config;
 
 /* Fill `cfg` with PyTorch's defaults for `opt` (lr: SGD family 0.01, Adam

@@ -89,6 +89,9 @@ bp_status bp_gradcheck_against(bp_net *net, bp_loss loss, const bp_real *x, cons
     cfg.loss = loss;
     bp_trainer *tr = NULL;
     bp_rng saved = net->rng;
+    /* The check runs in float32 (finite differences of bfloat16 products
+     * measure their rounding); a bf16 network is bf16 again afterwards. */
+    bp_precision precision = net->precision;
     bp_status s = bp_trainer_create(&tr, net, &cfg, n, err);
     if (s) return s;
     /* A carried recurrent state stays what it is over the many passes. */
@@ -164,7 +167,8 @@ done:
     bp_trainer_free(tr);
     net->rng = saved;
     net->state_hold = hold;
-    return s;
+    bp_status ps = bp_net_set_precision(net, precision, s ? NULL : err);
+    return s ? s : ps;
 }
 
 bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x, const bp_real *y, int n,

@@ -220,8 +220,10 @@ struct bp_net {
  * activations stay in the convolutions' blocked layout, so no layer between
  * reorders. Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
-/* Free every prepared slot (made again by the next bp_net_prepare). */
-void bp_net_release_slots(bp_net *net);
+/* Make every prepared slot again, for the same batch sizes (after a change
+ * of what the slots depend on: precision, synchronized batchnorm).
+ * Allocates; never called inside a training step. */
+void bp_net_remake_slots(bp_net *net);
 /* Bytes of the activations and layer workspaces bp_net_reserve_train(batch)
  * allocates (saturating). */
 uint64_t bp_net_workspace_bytes(const bp_net *net, int batch);

@@ -1000,10 +1000,16 @@ static int prepare_layers(bp_net *net, int q, int n, int training)
     return ok;
 }
 
-void bp_net_release_slots(bp_net *net)
+void bp_net_remake_slots(bp_net *net)
 {
+    int batch[BP_MM_SLOTS], training[BP_MM_SLOTS];
+    for (int q = 0; q < BP_MM_SLOTS; q++) {
+        batch[q] = net->mm_batch[q];
+        training[q] = net->mm_training[q];
+        if (batch[q]) release_slot(net, q);
+    }
     for (int q = 0; q < BP_MM_SLOTS; q++)
-        if (net->mm_batch[q]) release_slot(net, q);
+        if (batch[q]) bp_net_prepare(net, batch[q], training[q]);
 }
 
 bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err)
@@ -1032,7 +1038,7 @@ bp_status bp_net_set_precision(bp_net *net, bp_precision p, bp_error *err)
         net->params_bf16 = NULL;
     }
     net->precision = p;
-    bp_net_release_slots(net); /* they were made for the other precision */
+    bp_net_remake_slots(net); /* they were made for the other precision */
     return BP_OK;
 }
 

@@ -247,10 +247,14 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     if (s) return s;
     s = check_memory(net, cfg, max_batch, err);
     if (s) return s;
+    bp_precision old_precision = net->precision;
     s = bp_net_set_precision(net, cfg->precision, err);
     if (s) return s;
     bp_trainer *tr = calloc(1, sizeof *tr);
-    if (!tr) return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
+    if (!tr) {
+        bp_net_set_precision(net, old_precision, NULL);
+        return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
+    }
     tr->net = net;
     tr->cfg = *cfg;
     tr->logits_layer = bp_loss_input_layer(net, cfg->loss);
@@ -292,6 +296,7 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
         !tr->norm2_acc || !tr->grad_norm_out || !tr->dead_out || !tr->time2 || !tr->time2_acc ||
         !tr->time_first_out || !tr->time_last_out || !tr->active_off || !tr->active) {
         bp_trainer_free(tr);
+        bp_net_set_precision(net, old_precision, NULL);
         return bp_fail(err, BP_ENOMEM, "out of memory creating a trainer");
     }
     bp_rng_seed(&tr->rng, cfg->seed);
@@ -300,6 +305,7 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     s = trainer_reserve(tr, max_batch, err);
     if (s) {
         bp_trainer_free(tr);
+        bp_net_set_precision(net, old_precision, NULL); /* the net as it was */
         return s;
     }
     *out = tr;
@@ -423,9 +429,10 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
     bp_rng_seed(&tr->aug_rng, (c->seed ^ 0x9e3779b97f4a7c15ULL) + mix);
     net->comm = &tr->comm;
     /* Synchronized batchnorm runs its own loops, which fuse no relu: the
-     * slots prepared before are made again by bp_fit. */
-    if (c->sync_batchnorm && !net->sync_bn) bp_net_release_slots(net);
+     * slots prepared before are made again. */
+    int remake = c->sync_batchnorm && !net->sync_bn;
     net->sync_bn = c->sync_batchnorm != 0;
+    if (remake) bp_net_remake_slots(net);
     return BP_OK;
 }
 

@@ -415,6 +415,38 @@ static void check_trainer(void)
     bp_trainer_free(ta);
     bp_trainer_free(tb);
     CHECK(bp_net_precision(b) == BP_PRECISION_BF16, "the precision stays after the trainer");
+
+    /* bf16 set on a network whose trainer exists: its prepared batch size
+     * is made again in bf16, so the next step equals a bf16 trainer's. */
+    bp_net *c32 = NULL, *c16 = NULL;
+    bp_trainer *t32 = NULL, *t16 = NULL;
+    CHECK(!bp_net_create(&c32, in, spec, 9, &e) && !bp_net_create(&c16, in, spec, 9, &e), "nets");
+    bp_train_config_default(&cfg, BP_ADAM);
+    CHECK(bp_trainer_create(&t32, c32, &cfg, n, &e) == BP_OK, "f32 trainer: %s", e.message);
+    cfg.precision = BP_PRECISION_BF16;
+    CHECK(bp_trainer_create(&t16, c16, &cfg, n, &e) == BP_OK, "bf16 trainer: %s", e.message);
+    CHECK(bp_net_set_precision(c32, BP_PRECISION_BF16, &e) == BP_OK, "set bf16: %s", e.message);
+    double l32 = 0, l16 = 0;
+    if (t32 && t16)
+        for (int k = 0; k < 3; k++) {
+            bp_train_step(t32, x, y, n, &l32, &e);
+            bp_train_step(t16, x, y, n, &l16, &e);
+        }
+    CHECK(l32 == l16 && l32 > 0, "bf16 set after the trainer: losses %.9g and %.9g (a bf16 "
+          "trainer's) equal", l32, l16);
+    bp_trainer_free(t32);
+    bp_trainer_free(t16);
+    bp_net_free(c16);
+
+    /* bp_gradcheck runs in float32 and gives the network back in bf16. */
+    bp_gradcheck_result gr;
+    bp_status gs = bp_gradcheck(c32, BP_LOSS_CROSS_ENTROPY, x, y, 4, 0, 0, &gr, &e);
+    CHECK(gs == BP_OK && bp_net_precision(c32) == BP_PRECISION_BF16 && c32->params_bf16,
+          "gradcheck on a bf16 network: status %d (%s), precision after %d", (int)gs, e.message,
+          (int)bp_net_precision(c32));
+    CHECK(gs == BP_OK && gr.max_rel_error < 1e-2, "gradcheck of the bf16 network in float32: "
+          "worst %g", gr.max_rel_error);
+    bp_net_free(c32);
     bp_net *c = NULL;
     CHECK(bp_net_clone(&c, b, &e) == BP_OK && bp_net_precision(c) == BP_PRECISION_BF16,
           "a clone keeps the precision");
