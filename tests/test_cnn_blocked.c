@@ -30,7 +30,7 @@
  *     rebuilds it;
  *  6. bp_gradcheck on a blocked net with max pooling, and max pooling's
  *     kink signature on blocked data;
- *  7. bp_fit's epoch report (relu dead fractions, gradient norms, losses,
+ *  7. bp_fit's epoch report, relus as layers and fused into batchnorms (relu dead fractions, gradient norms, losses,
  *     accuracies): blocked = plain.
  *
  * Tolerances: a tensor agrees when ||a - b|| / ||b|| <= TOL_TENSOR (3e-5),
@@ -977,19 +977,39 @@ static void test_gradcheck(void)
 /* 7. The epoch report                                                       */
 /* ------------------------------------------------------------------------ */
 
-static void test_epoch_report(void)
+/* fused: W5's order, conv batchnorm relu, the relus inside the batchnorms
+ * on the blocked side (their dead units counted from the batchnorm's
+ * output); momentum there (Adam turns the conv bias's zero gradient into
+ * rounding-noise steps, see test_training). */
+static void test_epoch_report(int fused)
 {
-    const char *spec = "conv(16,3,1,1) relu batchnorm maxpool(2) conv(32,3,1,1) relu batchnorm "
-                       "avgpool(2) flatten dense(10)";
+    const char *spec = fused ? "conv(16,3,1,1) batchnorm relu maxpool(2) conv(32,3,1,1) batchnorm "
+                               "relu avgpool(2) flatten dense(10)"
+                             : "conv(16,3,1,1) relu batchnorm maxpool(2) conv(32,3,1,1) relu batchnorm "
+                               "avgpool(2) flatten dense(10)";
+    int relu1 = fused ? 2 : 1, relu2 = fused ? 6 : 5;
     bp_net *A = make(img(1, 12, 12), spec, 41), *P = make(img(1, 12, 12), spec, 41);
     if (!A || !P) {
         bp_net_free(A);
         bp_net_free(P);
         return;
     }
-    /* Four channels of the first conv dead for every input (|x| < 1, small
-     * weights), so the report has dead units to count. */
-    for (int o = 0; o < 16; o++) A->layers[0].b[o] = P->layers[0].b[o] = (bp_real)(o < 4 ? -50 : 0.05);
+    /* Four channels dead for every input (|x| < 1, small weights), so the
+     * report has dead units to count: a conv bias of -50 before the first
+     * relu, or with the relu fused, the batchnorm's beta. */
+    for (int o = 0; o < 16; o++) {
+        bp_real v = (bp_real)(o < 4 ? -50 : 0.05);
+        if (fused) A->layers[1].b[o] = P->layers[1].b[o] = v;
+        else A->layers[0].b[o] = P->layers[0].b[o] = v;
+    }
+    /* A conv bias right before a batchnorm has a zero gradient: only
+     * rounding noise moves it, which a bias of 0 would turn into a large
+     * relative difference; compared on a bias of 0.05. */
+    if (fused)
+        for (int i = 0; i < A->n_layers; i++)
+            if (A->layers[i].kind == BP_CONV)
+                for (int o = 0; o < A->layers[i].desc.units; o++)
+                    A->layers[i].b[o] = P->layers[i].b[o] = (bp_real)0.05;
     CHECK(fill_slots(P) == 0, "plain twin's slots filled");
     int ntr = 36, nval = 20, batch = 16, in = A->n_inputs;
     bp_real *x = malloc(sizeof(bp_real) * (size_t)(ntr + nval) * in), y[56];
@@ -998,7 +1018,7 @@ static void test_epoch_report(void)
     bp_data dtr = {ntr, in, 1, 10, x, y, NULL, 0, img(1, 12, 12)};
     bp_data dval = {nval, in, 1, 10, x + (size_t)ntr * in, y + ntr, NULL, 0, img(1, 12, 12)};
     bp_train_config cfg;
-    bp_train_config_default(&cfg, BP_ADAM);
+    bp_train_config_default(&cfg, fused ? BP_MOMENTUM : BP_ADAM);
     cfg.lr = 2e-3;
     cfg.batch_size = batch;
     cfg.epochs = 3;
@@ -1020,6 +1040,8 @@ static void test_epoch_report(void)
     int qa = bp_net_slot(A, batch, 1), qa2 = bp_net_slot(A, ntr % batch, 1);
     CHECK(qa >= 0 && qa2 >= 0 && seen == g_B && seen_p == 1 && bp_net_slot(P, batch, 1) < 0,
           "report: slots %d, %d; layouts seen %d (blocked) and %d (plain)", qa, qa2, seen, seen_p);
+    CHECK(qa < 0 || (A->layers[relu1].skip[qa] == fused && A->layers[relu2].skip[qa] == fused),
+          "report: relus %s", fused ? "fused into the batchnorms" : "run as layers");
     CHECK(la.epochs == 3 && lp.epochs == 3, "report: %d and %d epochs reported", la.epochs, lp.epochs);
     double worst_loss = 0, worst_gn = 0;
     int dead_diff = 0, acc_diff = 0;
@@ -1041,16 +1063,17 @@ static void test_epoch_report(void)
     CHECK(dead_diff == 0, "report: dead fractions differ in %d places", dead_diff);
     CHECK(worst_gn <= TOL_GRADNORM, "report: gradient norms differ by %.3g (tol %g)", worst_gn,
           TOL_GRADNORM);
-    /* The dead units are counted (layer 0's output goes into relu 1). */
-    double dead1 = la.dead[la.epochs > 0 ? la.epochs - 1 : 0][1];
+    /* The dead units are counted (four channels of sixteen into the first relu). */
+    double dead1 = la.dead[la.epochs > 0 ? la.epochs - 1 : 0][relu1];
     double other = la.dead[0][0];
-    CHECK(dead1 >= 0.25 && dead1 < 1 && other == -1, "report: relu 1 dead fraction %.4f (want "
-          ">= 4/16), conv's entry %.1f (want -1)", dead1, other);
+    CHECK(dead1 >= 0.25 && dead1 < 1 && other == -1, "report: relu %d dead fraction %.4f (want "
+          ">= 4/16), conv's entry %.1f (want -1)", relu1, dead1, other);
     double wt = compare_nets(A, P, TOL_TENSOR, "epoch report");
     note(&g_worst_tensor, wt);
     note(&g_worst_loss, worst_loss);
-    printf("  epoch report: losses %.2e, gradient norms %.2e, dead fractions equal (relu 1: %.4f, "
-           "relu 5: %.4f), tensors %.2e\n", worst_loss, worst_gn, dead1, la.dead[0][5], wt);
+    printf("  epoch report%s: losses %.2e, gradient norms %.2e, dead fractions equal (relu %d: "
+           "%.4f, relu %d: %.4f), tensors %.2e\n", fused ? " (fused relus)" : "", worst_loss,
+           worst_gn, relu1, dead1, relu2, la.dead[0][relu2], wt);
     bp_trainer_free(ta);
     bp_trainer_free(tp);
     free(x);
@@ -1133,7 +1156,8 @@ int main(void)
     test_frozen();
     test_threads();
     test_gradcheck();
-    test_epoch_report();
+    test_epoch_report(0);
+    test_epoch_report(1);
     printf("worst: tensors %.2e (tol %g), losses %.2e (tol %g), predictions %.2e (tol %g)\n",
            g_worst_tensor, TOL_TENSOR, g_worst_loss, TOL_LOSS, g_worst_pred, TOL_PRED);
 #endif
