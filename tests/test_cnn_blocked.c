@@ -30,8 +30,8 @@
  *     rebuilds it;
  *  6. bp_gradcheck on a blocked net with max pooling, and max pooling's
  *     kink signature on blocked data;
- *  7. bp_fit's epoch report, relus as layers and fused into batchnorms (relu dead fractions, gradient norms, losses,
- *     accuracies): blocked = plain.
+ *  7. bp_fit's epoch report (relu dead fractions, gradient norms, losses,
+ *     accuracies), relus as layers and fused into batchnorms: blocked = plain.
  *
  * Tolerances: a tensor agrees when ||a - b|| / ||b|| <= TOL_TENSOR (3e-5),
  * a loss when |a - b| / |b| <= TOL_LOSS (2e-5), predictions when
