@@ -120,18 +120,7 @@ static bp_status check_config(const bp_train_config *c, const bp_net *net, bp_er
     if (c->augment_shift < 0) BAD("augment shift must be >= 0, got %d", c->augment_shift);
     if ((c->augment_hflip || c->augment_shift) && net->input_shape.rank != 3)
         BAD("augmentation needs image inputs [C, H, W]");
-    if (c->precision != BP_PRECISION_F32 && c->precision != BP_PRECISION_BF16)
-        BAD("unknown precision %d", (int)c->precision);
 #undef BAD
-    if (c->precision == BP_PRECISION_BF16 && !bp_bf16_supported())
-        return bp_fail(err, BP_EINVAL, "bf16 precision needs %s",
-#ifdef BP_DOUBLE
-                       "the float build of the library"
-#else
-                       "a CPU with AVX512_BF16 instructions, which this one lacks (or "
-                       "ONEDNN_MAX_CPU_ISA forbids)"
-#endif
-        );
     int outs = net->layers[bp_loss_input_layer(net, c->loss)].out;
     if (c->loss == BP_LOSS_CROSS_ENTROPY && outs < 2)
         return bp_fail(err, BP_ESHAPE, "cross-entropy needs at least 2 outputs, the network has %d",
@@ -247,6 +236,7 @@ bp_status bp_trainer_create(bp_trainer **out, bp_net *net, const bp_train_config
     if (s) return s;
     s = check_memory(net, cfg, max_batch, err);
     if (s) return s;
+    /* The precision's own checks (a known one, bf16 where it can run). */
     bp_precision old_precision = net->precision;
     s = bp_net_set_precision(net, cfg->precision, err);
     if (s) return s;
