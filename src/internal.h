@@ -161,14 +161,13 @@ struct bp_net {
      * layer's output, which the backward pass reads, and every layer's
      * workspace, for max_batch samples. Inference (bp_net_reserve): two
      * buffers of the widest output for infer_batch samples, which the
-     * layers' outputs take in turn (layer i writes pp[i % 2]), so a pass
-     * holds two activations, not all of them. */
+     * layers' outputs take in turn (each layer writes the one its input is
+     * not in), so a pass holds two activations, not all of them. */
     int max_batch;
     bp_real **act_full;    /* act_full[i]: output of layer i [max_batch, out_i] */
     unsigned char *ws;     /* every layer's workspace (training) */
     int infer_batch;
     bp_real *pp[2];        /* [infer_batch * widest output] each */
-    bp_real **act_pp;      /* act_pp[i] = pp[i % 2] */
     /* The outputs of the last pass (bp_net_forward_ws): act_view, filled by
      * the pass from act_full (a training pass or an inference one within
      * max_batch) or from pp (the buffer its input is not in); a layer the

@@ -298,9 +298,7 @@ static void free_infer_workspaces(bp_net *net)
     net->iws = NULL;
     free(net->pp[0]);
     free(net->pp[1]);
-    free(net->act_pp);
     net->pp[0] = net->pp[1] = NULL;
-    net->act_pp = NULL;
     net->infer_batch = 0;
 }
 
@@ -892,15 +890,13 @@ bp_status bp_net_reserve(bp_net *net, int max_batch, bp_error *err)
     bp_status ms = reserve_check(net, bp_add_sat(bp_mul_sat(2, one), scratch), max_batch, err);
     if (ms) return ms;
     free_infer_workspaces(net);
-    net->act_pp = bp_alloc_array((size_t)net->n_layers, sizeof *net->act_pp);
     net->pp[0] = bp_alloc_aligned((size_t)one, 1);
     net->pp[1] = bp_alloc_aligned((size_t)one, 1);
     if (scratch) net->iws = bp_alloc_aligned((size_t)scratch, 1);
-    if (!net->act_pp || !net->pp[0] || !net->pp[1] || (scratch && !net->iws)) {
+    if (!net->pp[0] || !net->pp[1] || (scratch && !net->iws)) {
         free_infer_workspaces(net);
         return bp_fail(err, BP_ENOMEM, "out of memory reserving workspaces for batch %d", max_batch);
     }
-    for (int i = 0; i < net->n_layers; i++) net->act_pp[i] = net->pp[i % 2];
     net->infer_batch = max_batch;
     return BP_OK;
 }

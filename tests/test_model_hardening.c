@@ -58,7 +58,7 @@ static void test_huge_networks(void)
         CHECK(strstr(err.message, "activations for batch 2000000000") != NULL, "reserve message: %s",
               err.message);
         CHECK(net->max_batch == 0 && net->act_full == NULL && net->infer_batch == 0 &&
-                  net->act_pp == NULL && net->pp[0] == NULL,
+                  net->pp[0] == NULL && net->pp[1] == NULL,
               "nothing reserved after the refusal");
         /* The trainer's reservation (every layer's output) is refused too. */
         s = bp_net_reserve_train(net, 2000000000, &err);
