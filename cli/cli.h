@@ -28,6 +28,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_gradcheck(int argc, char **argv);
 int cmd_generate(int argc, char **argv);     /* text.c */
+int cmd_export(int argc, char **argv);       /* cmd_export.c */
 
 /* ---- usage texts (usage.c) ---- */
 extern const char *const usage_main;
@@ -37,6 +38,7 @@ extern const char *const usage_predict;
 extern const char *const usage_info;
 extern const char *const usage_gradcheck;
 extern const char *const usage_generate;
+extern const char *const usage_export;
 
 /* ---- messages (util.c) ---- */
 /* Print "backprop: MESSAGE" and a newline on stderr; returns `status`. */
@@ -265,6 +267,13 @@ int cli_model_info_get(cli_model_info *mi, const bp_net *net, const char *model_
  * "backprop: MODEL: metadata "KEY" ..." printed. */
 int cli_model_check(const bp_net *net, const char *model_path);
 void cli_model_info_free(cli_model_info *mi);
+/* Read DATA's rows for a loaded non-text model (cmd_eval.c): the model's
+ * CSV dialect, feature and target columns, classes; width and image shape
+ * checked; rows raw (not normalized). CLI_OK, or the status with the
+ * message printed. */
+int cli_read_model_rows(const bp_net *net, const cli_model_info *mi, const char *model,
+                        const char *data, const char *labels, const char *target, cli_need need,
+                        cli_dataset *ds);
 
 /* ---- SVG learning curves (plot.c) ---- */
 typedef struct cli_history {

@@ -36,6 +36,124 @@ static void md_free(model_data *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Read DATA for a loaded (non-text) model: its CSV dialect, its feature
+ * and target columns by name where it stored them, its classes; checks
+ * the width and an image model's [C, H, W]. need: targets required (eval)
+ * or optional (predict, export's calibration rows). The rows are raw (not
+ * normalized). CLI_OK, or CLI_USAGE / CLI_FAIL with the message printed. */
+int cli_read_model_rows(const bp_net *net, const cli_model_info *mi, const char *model,
+                        const char *data, const char *labels, const char *target, cli_need need,
+                        cli_dataset *ds)
+{
+    int st;
+    if ((st = cli_csv_from_model(net, model))) return st;
+    int inputs = bp_net_inputs(net);
+
+    cli_read_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.labels = labels;
+    ro.task = mi->classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
+    ro.need = need;
+    if (need == CLI_TARGET_REQUIRED && mi->classify) {
+        ro.class_names = (const char *const *)mi->classes;
+        ro.n_class_names = mi->n_classes;
+    }
+    int idx = labels ? 1 : cli_is_idx(data);
+    if (idx < 0) return CLI_FAIL;
+    char *auto_target = NULL;
+    int by_name = !idx && mi->features;
+    if (by_name) {
+        /* The model knows its CSV columns: match features and targets by
+         * name, so a reordered, missing or extra column is caught. */
+        ro.feature_names = (const char *const *)mi->features;
+        ro.n_feature_names = mi->n_features;
+        if (!target && mi->targets) {
+            auto_target = cli_join_names(mi->targets, mi->n_target_names);
+            if (!auto_target) return cli_fail(CLI_FAIL, "out of memory");
+        }
+        ro.target = target ? target : auto_target;
+    } else if (!idx && !target) {
+        auto_target = cli_target_for(data, mi->targets, mi->n_target_names, mi->n_targets);
+        ro.target = auto_target;
+    } else {
+        ro.target = target;
+    }
+    char msg[768];
+    if (need == CLI_TARGET_OPTIONAL && !idx && !target && !by_name) {
+        /* predict: the file may hold the target column(s) or only features.
+         * Read it with the model's target columns first; if that does not
+         * give the model's width, read every column as a feature. */
+        st = cli_read_data_quiet(ds, data, &ro, msg, sizeof msg);
+        if (st || ds->d.n_inputs != inputs) {
+            cli_read_opts nt = ro;
+            nt.no_target = 1;
+            nt.target = NULL;
+            cli_dataset alt;
+            char msg2[768];
+            if (cli_read_data_quiet(&alt, data, &nt, msg2, sizeof msg2) == CLI_OK &&
+                (st || alt.d.n_inputs == inputs)) {
+                cli_dataset_free(ds);
+                *ds = alt;
+                st = CLI_OK;
+            } else {
+                cli_dataset_free(&alt);
+            }
+        }
+    } else {
+        st = cli_read_data_quiet(ds, data, &ro, msg, sizeof msg);
+    }
+    free(auto_target);
+    cli_inputs_release();
+    /* A CSV file that lacks the model's target columns (or has other ones)
+     * is a data error, not a usage error, unless --target named them. */
+    if (st == CLI_USAGE && !idx && !target) st = CLI_FAIL;
+    if (st) return cli_fail(st, "%s", msg);
+
+    bp_data *d = &ds->d;
+    if (d->n_inputs != inputs) {
+        /* A conv model reads flat rows too: the product of its input shape. */
+        bp_shape ish = bp_net_input_shape(net);
+        char sh[64] = "";
+        if (ish.rank > 1) {
+            char b[48];
+            bp_shape_format(ish, b, sizeof b);
+            snprintf(sh, sizeof sh, " (input shape %s)", b);
+        }
+        return cli_fail(CLI_FAIL, "%s has %d features per sample, the model %s takes %d inputs%s",
+                        data, d->n_inputs, model, inputs, sh);
+    }
+    {
+        /* Images of another height and width with as many pixels would
+         * pass the count above and be read as nonsense by the convolutions. */
+        bp_shape ish = bp_net_input_shape(net);
+        if (ish.rank == 3 && d->shape.rank == 3 &&
+            (d->shape.dim[0] != ish.dim[0] || d->shape.dim[1] != ish.dim[1] ||
+             d->shape.dim[2] != ish.dim[2])) {
+            char a[48], b[48];
+            bp_shape_format(d->shape, a, sizeof a);
+            bp_shape_format(ish, b, sizeof b);
+            return cli_fail(CLI_FAIL, "%s holds images %s, the model %s takes %s", data, a, model,
+                            b);
+        }
+    }
+    if (need == CLI_TARGET_REQUIRED) {
+        if (ds->is_idx && !mi->classify) {
+            bp_strings_free(d->class_names, d->n_classes);
+            d->class_names = NULL;
+            d->n_classes = 0;
+        }
+        if (d->n_targets != mi->n_targets)
+            return cli_fail(CLI_FAIL, "%s has %d target columns, the model %s predicts %d", data,
+                            d->n_targets, model, mi->n_targets);
+        if (mi->classify && d->n_classes == 0)
+            return cli_fail(CLI_FAIL, "%s: the targets are real numbers, the model %s classifies",
+                            data, model);
+    }
+    if (idx && target) fprintf(stderr, "backprop: note: --target does nothing with IDX data (the "
+                               "labels come from --labels)\n");
+    return CLI_OK;
+}
+
 /* Load MODEL and DATA; need: targets required (eval) or optional (predict).
  * The network computes in `precision` (--precision; float32 by default,
  * whatever the model was trained with). */
@@ -60,109 +178,9 @@ static int load(model_data *m, const char *model, const char *data, const char *
                             "text)", labels ? "--labels" : "--target", model);
         return LOAD_TEXT;
     }
-    if ((st = cli_csv_from_model(m->net, model))) return st;
-    int inputs = bp_net_inputs(m->net);
-
-    cli_read_opts ro;
-    memset(&ro, 0, sizeof ro);
-    ro.labels = labels;
-    ro.task = m->mi.classify ? BP_TASK_CLASSIFY : BP_TASK_REGRESS;
-    ro.need = need;
-    if (need == CLI_TARGET_REQUIRED && m->mi.classify) {
-        ro.class_names = (const char *const *)m->mi.classes;
-        ro.n_class_names = m->mi.n_classes;
-    }
-    int idx = labels ? 1 : cli_is_idx(data);
-    if (idx < 0) return CLI_FAIL;
-    char *auto_target = NULL;
-    int by_name = !idx && m->mi.features;
-    if (by_name) {
-        /* The model knows its CSV columns: match features and targets by
-         * name, so a reordered, missing or extra column is caught. */
-        ro.feature_names = (const char *const *)m->mi.features;
-        ro.n_feature_names = m->mi.n_features;
-        if (!target && m->mi.targets) {
-            auto_target = cli_join_names(m->mi.targets, m->mi.n_target_names);
-            if (!auto_target) return cli_fail(CLI_FAIL, "out of memory");
-        }
-        ro.target = target ? target : auto_target;
-    } else if (!idx && !target) {
-        auto_target = cli_target_for(data, m->mi.targets, m->mi.n_target_names, m->mi.n_targets);
-        ro.target = auto_target;
-    } else {
-        ro.target = target;
-    }
-    char msg[768];
-    if (need == CLI_TARGET_OPTIONAL && !idx && !target && !by_name) {
-        /* predict: the file may hold the target column(s) or only features.
-         * Read it with the model's target columns first; if that does not
-         * give the model's width, read every column as a feature. */
-        st = cli_read_data_quiet(&m->ds, data, &ro, msg, sizeof msg);
-        if (st || m->ds.d.n_inputs != inputs) {
-            cli_read_opts nt = ro;
-            nt.no_target = 1;
-            nt.target = NULL;
-            cli_dataset alt;
-            char msg2[768];
-            if (cli_read_data_quiet(&alt, data, &nt, msg2, sizeof msg2) == CLI_OK &&
-                (st || alt.d.n_inputs == inputs)) {
-                cli_dataset_free(&m->ds);
-                m->ds = alt;
-                st = CLI_OK;
-            } else {
-                cli_dataset_free(&alt);
-            }
-        }
-    } else {
-        st = cli_read_data_quiet(&m->ds, data, &ro, msg, sizeof msg);
-    }
-    free(auto_target);
-    cli_inputs_release();
-    /* A CSV file that lacks the model's target columns (or has other ones)
-     * is a data error, not a usage error, unless --target named them. */
-    if (st == CLI_USAGE && !idx && !target) st = CLI_FAIL;
-    if (st) return cli_fail(st, "%s", msg);
-
+    if ((st = cli_read_model_rows(m->net, &m->mi, model, data, labels, target, need, &m->ds)))
+        return st;
     bp_data *d = &m->ds.d;
-    if (d->n_inputs != inputs) {
-        /* A conv model reads flat rows too: the product of its input shape. */
-        bp_shape ish = bp_net_input_shape(m->net);
-        char sh[64] = "";
-        if (ish.rank > 1) {
-            char b[48];
-            bp_shape_format(ish, b, sizeof b);
-            snprintf(sh, sizeof sh, " (input shape %s)", b);
-        }
-        return cli_fail(CLI_FAIL, "%s has %d features per sample, the model %s takes %d inputs%s",
-                        data, d->n_inputs, model, inputs, sh);
-    }
-    {
-        /* Images of another height and width with as many pixels would
-         * pass the count above and be read as nonsense by the convolutions. */
-        bp_shape ish = bp_net_input_shape(m->net);
-        if (ish.rank == 3 && d->shape.rank == 3 &&
-            (d->shape.dim[0] != ish.dim[0] || d->shape.dim[1] != ish.dim[1] ||
-             d->shape.dim[2] != ish.dim[2])) {
-            char a[48], b[48];
-            bp_shape_format(d->shape, a, sizeof a);
-            bp_shape_format(ish, b, sizeof b);
-            return cli_fail(CLI_FAIL, "%s holds images %s, the model %s takes %s", data, a, model,
-                            b);
-        }
-    }
-    if (need == CLI_TARGET_REQUIRED) {
-        if (m->ds.is_idx && !m->mi.classify) {
-            bp_strings_free(d->class_names, d->n_classes);
-            d->class_names = NULL;
-            d->n_classes = 0;
-        }
-        if (d->n_targets != m->mi.n_targets)
-            return cli_fail(CLI_FAIL, "%s has %d target columns, the model %s predicts %d", data,
-                            d->n_targets, model, m->mi.n_targets);
-        if (m->mi.classify && d->n_classes == 0)
-            return cli_fail(CLI_FAIL, "%s: the targets are real numbers, the model %s classifies",
-                            data, model);
-    }
     if (bp_norm_from_meta(&m->norm, m->net, &err) != BP_OK)
         return cli_fail(CLI_FAIL, "%s: %s", model, err.message);
     if (m->norm.kind != BP_NORM_NONE && bp_norm_apply(&m->norm, d, &err) != BP_OK)
@@ -195,9 +213,6 @@ static int load(model_data *m, const char *model, const char *data, const char *
         if (bp_norm_invert(&m->tnorm, m->out, d->n, &err) != BP_OK)
             return cli_fail(CLI_FAIL, "%s", err.message);
     }
-    /* (Only now: an error stays one line.) */
-    if (idx && target) fprintf(stderr, "backprop: note: --target does nothing with IDX data (the "
-                               "labels come from --labels)\n");
     return CLI_OK;
 }
 

@@ -18,8 +18,8 @@ int main(int argc, char **argv)
 static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_fail(CLI_USAGE, "missing command: train, eval, predict, generate, info or "
-                        "gradcheck (see 'backprop --help')");
+        return cli_fail(CLI_USAGE, "missing command: train, eval, predict, generate, info, "
+                        "gradcheck or export (see 'backprop --help')");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         if (argc > 2 && strcmp(cmd, "help") == 0) {
@@ -30,6 +30,7 @@ static int dispatch(int argc, char **argv)
             if (!strcmp(argv[2], "info")) return cmd_info(2, args);
             if (!strcmp(argv[2], "generate")) return cmd_generate(2, args);
             if (!strcmp(argv[2], "gradcheck")) return cmd_gradcheck(2, args);
+            if (!strcmp(argv[2], "export")) return cmd_export(2, args);
         }
         fputs(usage_main, stdout);
         return CLI_OK;
@@ -45,8 +46,9 @@ static int dispatch(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "gradcheck")) return cmd_gradcheck(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return cli_fail(CLI_USAGE, "unknown option '%s' (see 'backprop --help')", cmd);
     return cli_fail(CLI_USAGE, "unknown command '%s' (commands: train, eval, predict, generate, "
-                    "info, gradcheck; see 'backprop --help')", cmd);
+                    "info, gradcheck, export; see 'backprop --help')", cmd);
 }

@@ -1042,6 +1042,66 @@ bp_status bp_gradcheck(bp_net *net, bp_loss loss, const bp_real *x,
                        bp_gradcheck_result *res, bp_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Export: ONNX and standalone C                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Options of bp_export_onnx and bp_export_c. Zero-initialize, then set. */
+typedef struct bp_export_options {
+    /* C: the prefix of every generated identifier and the file names
+     * (NAME.h, NAME.c): a C identifier [A-Za-z_][A-Za-z0-9_]* of at most
+     * 63 characters that is not a C keyword. ONNX: the graph's name.
+     * NULL: "model". */
+    const char *name;
+    /* C only: also generate NAME_predict_int8, post-training quantized
+     * with the calibration inputs below (int8 weights per output channel,
+     * int8 activations per tensor, int32 accumulation, fixed-point
+     * requantization, batch norm folded). */
+    int int8;
+    /* Calibration inputs for int8: calib_n rows of bp_net_inputs(net)
+     * values, raw (as NAME_predict takes them: before the model's stored
+     * input normalization, which the export applies). Not owned. */
+    const bp_real *calib;
+    int calib_n;
+} bp_export_options;
+
+/* Write the network as an ONNX model (opset 13) to `path`, atomically.
+ * Every layer kind has its ONNX form: dense -> Gemm (MatMul + Add on a
+ * sequence), activations, dropout as Identity, conv -> Conv, pools ->
+ * MaxPool / AveragePool / GlobalAveragePool, flatten -> Flatten, batch
+ * norm -> BatchNormalization (inference form: running statistics), rnn /
+ * lstm / gru -> RNN / LSTM / GRU, last -> Gather, embedding -> Gather on
+ * int64 token ids. The model's stored input normalization (metadata
+ * "normalize", "norm_shift", "norm_scale") becomes the graph's first nodes
+ * (Sub, Mul), a regression model's target scaling its last ones; the
+ * metadata become the model's metadata_props and doc string. The graph
+ * input "input" is [N, per-sample shape] float32 (int64 [N, T] token ids
+ * for a model that starts with an embedding), the output "output"
+ * [N, outputs...] float32, N symbolic. The protobuf is encoded by the
+ * library's own small writer (src/export_onnx.c).
+ * BP_EINVAL (NULL arguments, a bad name), BP_EFORMAT (malformed
+ * normalization metadata), BP_EUNSUPPORTED (the double build: ONNX holds
+ * float32), BP_EIO (cannot write; nothing is left behind), BP_ENOMEM. */
+bp_status bp_export_onnx(bp_net *net, const char *path, const bp_export_options *opt,
+                         bp_error *err);
+
+/* Write the network as standalone C99 to DIR/NAME.h and DIR/NAME.c (see
+ * bp_export_options.name): the weights as const arrays, one function
+ * `void NAME_predict(const float *in, float *out)` (in: one raw sample of
+ * bp_net_inputs values, normalized by the generated code as the model
+ * says; out: bp_net_outputs values, a regression model's in the targets'
+ * units), and with opt->int8 `void NAME_predict_int8(const float *in,
+ * float *out)`. No allocation, no mutable globals, no dependency beyond
+ * <math.h> (none for the int8 code); activations live on the stack (the
+ * header says how many bytes). Both files are written only when both can
+ * be: on failure neither is changed.
+ * BP_EINVAL (NULL arguments, a bad name, int8 without calibration rows or
+ * with a NaN/Inf in them), BP_EUNSUPPORTED (int8 on a layer kind it does
+ * not quantize: the message names it), BP_EFORMAT (malformed metadata),
+ * BP_EIO (cannot write), BP_ENOMEM. */
+bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt,
+                      bp_error *err);
+
+/* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 

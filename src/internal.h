@@ -25,6 +25,13 @@ void *bp_alloc_array(size_t count, size_t size);    /* zeroed */
 void *bp_alloc_aligned(size_t count, size_t size);  /* zeroed, 64-byte aligned */
 char *bp_strdup(const char *s);
 
+/* Write `size` bytes to `path` atomically (src/safetensors.c): a temporary
+ * file in the same directory, fsync, rename; a symbolic link's target is
+ * replaced, a FIFO or device written in place. On failure the destination
+ * is untouched and no temporary file is left. BP_EIO "PATH: what: why",
+ * BP_EINVAL for an empty path, BP_ENOMEM. Does not own `buf`. */
+bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, bp_error *err);
+
 /* ---- memory checks (src/mem.c) ----
  * Saturating arithmetic for size computations: UINT64_MAX means "does not
  * fit", never a wrapped small number. */

@@ -980,15 +980,9 @@ static void sync_parent_dir(const char *path)
     free(dir);
 }
 
-bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
+bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, bp_error *err)
 {
-    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_save: net is NULL");
-    if (!path || !*path) return bp_fail(err, BP_EINVAL, "bp_net_save: empty path");
-    uint8_t *buf;
-    size_t size;
-    bp_status s = bp_net_save_buffer(net, &buf, &size, err);
-    if (s != BP_OK) return s;
-
+    if (!path || !*path) return bp_fail(err, BP_EINVAL, "empty path");
     /* A symbolic link is followed: its target is replaced, the link stays.
      * An existing path that is not a regular file (a FIFO, a device) is
      * written in place: renaming over it would replace the node itself. */
@@ -1005,7 +999,6 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
             what = "close failed";
             e = errno;
         }
-        free(buf);
         free(real);
         return what ? bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e)) : BP_OK;
     }
@@ -1013,9 +1006,8 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
     if (!tmp) {
-        free(buf);
         free(real);
-        return bp_fail(err, BP_ENOMEM, "bp_net_save: out of memory");
+        return bp_fail(err, BP_ENOMEM, "%s: out of memory", shown);
     }
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
@@ -1023,7 +1015,6 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        free(buf);
         free(real);
         return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", shown,
                        strerror(e));
@@ -1043,7 +1034,6 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
         what = "cannot rename the temporary file into place";
         e = errno;
     }
-    free(buf);
     if (what) {
         unlink(tmp);
         free(tmp);
@@ -1055,4 +1045,17 @@ bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
     sync_parent_dir(path);
     free(real);
     return BP_OK;
+}
+
+bp_status bp_net_save(const bp_net *net, const char *path, bp_error *err)
+{
+    if (!net) return bp_fail(err, BP_EINVAL, "bp_net_save: net is NULL");
+    if (!path || !*path) return bp_fail(err, BP_EINVAL, "bp_net_save: empty path");
+    uint8_t *buf;
+    size_t size;
+    bp_status s = bp_net_save_buffer(net, &buf, &size, err);
+    if (s != BP_OK) return s;
+    s = bp_write_file_atomic(path, buf, size, err);
+    free(buf);
+    return s;
 }
