@@ -4,11 +4,12 @@
     compare.py proba DRIVER_OUT PREDICT_CSV [--labels IDX] [--tol T]
     compare.py regress DRIVER_OUT PREDICT_CSV [--tol T]
     compare.py accuracy DRIVER_OUT LABELS_IDX
+    compare.py raw DRIVER_OUT REF_OUT [--tol T]   (both "%.9g" rows: export_ref)
 
 proba: the driver printed logits (or probabilities when --softmax-out):
 softmax them in double as predict --proba does and print the largest
 absolute difference of the probabilities over every row; fails above --tol.
-regress: predict's values against the driver's, relative to max(1, |v|).
+regress, raw: predict's (export_ref's) values against the driver's, relative to max(1, |v|).
 accuracy: the argmax of each driver row against IDX labels (or a text file
 of one label index a line); prints the accuracy.
 """
@@ -61,7 +62,8 @@ def main():
         ok = sum(1 for o, l in zip(out, lab) if max(range(len(o)), key=o.__getitem__) == l)
         print("%.4f" % (ok / len(lab)))
         return 0
-    out, ref = rows(a[0]), predict_csv(a[1])
+    out = rows(a[0])
+    ref = rows(a[1]) if mode == "raw" else predict_csv(a[1])
     assert len(out) == len(ref), (len(out), len(ref))
     worst = 0.0
     for o, r in zip(out, ref):
