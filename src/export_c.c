@@ -412,6 +412,45 @@ static void gen_float_params(sbuf *b, const xnet *x, const char *name)
     }
 }
 
+/* The loops of a conv up to the sum `s` of output (co, oy, ox), left open
+ * for the caller's store: s = init + sum w x over the kernel's positions
+ * inside the input (padding contributes nothing), the bounds of the
+ * kernel's rows and columns computed once per output position. zin: the
+ * int8 input zero point to subtract from x (NULL: none, float or folded). */
+static void gen_conv_loops(sbuf *b, const char *type, const char *init, int C, int H, int W,
+                           int CO, int OH, int OW, int K, int S, int P, const char *p, char X,
+                           const char *zin)
+{
+    const char *cast = strcmp(type, "float") ? "(int32_t)" : "";
+    sb_printf(b,
+              "    for (int co = 0; co < %d; co++)\n"
+              "        for (int oy = 0; oy < %d; oy++)\n"
+              "            for (int ox = 0; ox < %d; ox++) {\n",
+              CO, OH, OW);
+    if (P > 0)
+        sb_printf(b,
+                  "                int y0 = oy * %d - %d, x0 = ox * %d - %d;\n"
+                  "                int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + %d > %d ? %d - y0 : %d;\n"
+                  "                int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + %d > %d ? %d - x0 : %d;\n",
+                  S, P, S, P, K, H, H, K, K, W, W, K);
+    else
+        sb_printf(b,
+                  "                int y0 = oy * %d, x0 = ox * %d, ky0 = 0, ky1 = %d, kx0 = 0, kx1 = %d;\n",
+                  S, S, K, K);
+    sb_printf(b,
+              "                %s s = %s;\n"
+              "                for (int ci = 0; ci < %d; ci++)\n"
+              "                    for (int ky = ky0; ky < ky1; ky++) {\n"
+              "                        const %s *w = %s_w + ((co * %d + ci) * %d + ky) * %d;\n"
+              "                        const %s *v = %c + (ci * %d + y0 + ky) * %d + x0 + kx0;\n"
+              "                        for (int kx = kx0; kx < kx1; kx++, v++) s += %sw[kx] * ",
+              type, init, C, strcmp(type, "float") ? "int8_t" : "float", p, C, K, K,
+              strcmp(type, "float") ? "int8_t" : "float", X, H, W, cast);
+    if (zin) sb_printf(b, "((int32_t)*v - (%s));\n", zin);
+    else sb_printf(b, "%s*v;\n", cast);
+    sb_printf(b, "                    }\n");
+}
+
 /* Emit layer i reading buffer X and writing Y (or X in place); returns 1
  * when the output is in Y (the buffers swap), 0 when in X. */
 static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char X, char Y,
@@ -442,25 +481,9 @@ static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char
         int C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
         int CO = l->out.dim[0], OH = l->out.dim[1], OW = l->out.dim[2];
         int K = l->d.kernel, S = l->d.stride, P = l->d.pad;
-        sb_printf(b,
-                  "    for (int co = 0; co < %d; co++)\n"
-                  "        for (int oy = 0; oy < %d; oy++)\n"
-                  "            for (int ox = 0; ox < %d; ox++) {\n"
-                  "                float s = 0.0f;\n"
-                  "                for (int ci = 0; ci < %d; ci++)\n"
-                  "                    for (int ky = 0; ky < %d; ky++) {\n"
-                  "                        int iy = oy * %d - %d + ky;\n"
-                  "                        if (iy < 0 || iy >= %d) continue;\n"
-                  "                        for (int kx = 0; kx < %d; kx++) {\n"
-                  "                            int ix = ox * %d - %d + kx;\n"
-                  "                            if (ix < 0 || ix >= %d) continue;\n"
-                  "                            s += %s_w[((co * %d + ci) * %d + ky) * %d + kx] *\n"
-                  "                                 %c[(ci * %d + iy) * %d + ix];\n"
-                  "                        }\n"
-                  "                    }\n"
-                  "                %c[(co * %d + oy) * %d + ox] = s + %s_b[co];\n"
-                  "            }\n",
-                  CO, OH, OW, C, K, S, P, H, K, S, P, W, p, C, K, K, X, H, W, Y, OH, OW, p);
+        gen_conv_loops(b, "float", "0.0f", C, H, W, CO, OH, OW, K, S, P, p, X, NULL);
+        sb_printf(b, "                %c[(co * %d + oy) * %d + ox] = s + %s_b[co];\n"
+                  "            }\n", Y, OH, OW, p);
         return 1;
     }
     case BP_BATCHNORM: {
@@ -1094,30 +1117,17 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 int C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
                 int OH = l->out.dim[1], OW = l->out.dim[2];
                 int K = l->d.kernel, S = l->d.stride, Pd = l->d.pad;
-                char term[64];
-                if (fold_z) snprintf(term, sizeof term, "(int32_t)%c[(ci * %d + iy) * %d + ix]", X, H, W);
-                else snprintf(term, sizeof term, "((int32_t)%c[(ci * %d + iy) * %d + ix] - (%d))", X, H, W, cur.z);
+                char zin[32];
+                snprintf(zin, sizeof zin, "%d", cur.z);
+                char acc0[128];
+                snprintf(acc0, sizeof acc0, "%s_b[co]", p);
+                gen_conv_loops(&body, "int32_t", acc0, C, H, W, l->out.dim[0], OH, OW, K, S, Pd,
+                               p, X, fold_z ? NULL : zin);
                 sb_printf(&body,
-                          "    for (int co = 0; co < %d; co++)\n"
-                          "        for (int oy = 0; oy < %d; oy++)\n"
-                          "            for (int ox = 0; ox < %d; ox++) {\n"
-                          "                int32_t acc = %s_b[co], y;\n"
-                          "                for (int ci = 0; ci < %d; ci++)\n"
-                          "                    for (int ky = 0; ky < %d; ky++) {\n"
-                          "                        int iy = oy * %d - %d + ky;\n"
-                          "                        if (iy < 0 || iy >= %d) continue;\n"
-                          "                        for (int kx = 0; kx < %d; kx++) {\n"
-                          "                            int ix = ox * %d - %d + kx;\n"
-                          "                            if (ix < 0 || ix >= %d) continue;\n"
-                          "                            acc += (int32_t)%s_w[((co * %d + ci) * %d + ky) * %d + kx] *\n"
-                          "                                   %s;\n"
-                          "                        }\n"
-                          "                    }\n"
-                          "                y = %d + %s_rq(acc, %s_m[co], %s_s[co]);\n"
-                          "                %c[(co * %d + oy) * %d + ox] = (int8_t)(y < %d ? %d : y > 127 ? 127 : y);\n"
+                          "                s = %d + %s_rq(s, %s_m[co], %s_s[co]);\n"
+                          "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
                           "            }\n",
-                          l->out.dim[0], OH, OW, p, C, K, S, Pd, H, K, S, Pd, W, p, C, K, K,
-                          term, out.z, name, p, p, Y, OH, OW, lo8, lo8);
+                          out.z, name, p, p, Y, OH, OW, lo8, lo8);
             }
             char t = X;
             X = Y, Y = t;
