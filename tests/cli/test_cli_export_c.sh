@@ -14,6 +14,7 @@
 #     dense on a sequence and last on CSV sequences (--input-shape T,F); an
 #     embedding + lstm text model against bp_forward (export_ref, built beside
 #     the tests); a regression model with normalized inputs and targets;
+#   - every generated file also built with -fsanitize=address,undefined and run;
 #   - errors: int8 on a recurrent model and on a softmax that is not last
 #     (the layer named), int8 on a text model, a missing directory.
 # Usage: bash test_cli_export_c.sh PATH_TO_BACKPROP SOURCE_DIR
@@ -27,6 +28,9 @@ REF=$(dirname "$BP")/tests/export_ref
 CC=${CC:-gcc}
 ARMCC=arm-none-eabi-gcc
 CFLAGS="-std=c99 -Wall -Wextra -Werror -pedantic -O2"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+echo 'int main(void) { return 0; }' >san.c
+"$CC" $SAN san.c -o san 2>/dev/null && ./san || { SAN=; echo "SKIP: $CC cannot build with $SAN"; }
 start=$SECONDS
 check "Fashion-MNIST is installed" test -r "$F/t10k-images-idx3-ubyte.gz"
 check "export_ref is built beside the tests" test -x "$REF"
@@ -49,12 +53,23 @@ export_c() {
     else bad "$n: export --c $* (rc=$rc: $(head -c 300 "$T/err"))"; fi
     check "$n: gcc $CFLAGS" "$CC" $CFLAGS $int8 -I"$n" -DM="$n" -DHEADER="\"$n.h\"" \
         "$X/driver.c" "$n/$n.c" -lm -o "drv_$n"
+    if [ -n "$SAN" ]; then
+        "$CC" $CFLAGS $SAN $int8 -I"$n" -DM="$n" -DHEADER="\"$n.h\"" "$X/driver.c" "$n/$n.c" \
+            -lm -o "drv_${n}_san" || bad "$n: the sanitized build"
+    fi
     if command -v "$ARMCC" >/dev/null; then
         check "$n: arm-none-eabi-gcc -mcpu=cortex-m4 -Os" "$ARMCC" -std=c99 -mcpu=cortex-m4 \
             -mthumb -Os -Wall -Wextra -Werror -c "$n/$n.c" -o "$n/$n.o"
     else
         echo "SKIP: $n: arm-none-eabi-gcc not installed"
     fi
+}
+# san_ok NAME SAMPLES.f32 INPUTS [int8]: the generated code built with
+# -fsanitize=address,undefined runs the first 200 samples cleanly.
+san_ok() {
+    [ -n "$SAN" ] || return 0
+    head -c $((200 * $3 * 4)) "$2" >san.f32
+    check "$1: ${4:-float} code clean under ASan + UBSan (200 samples)" eval "./drv_${1}_san san.f32 ${4:-} >/dev/null"
 }
 # within NAME OUT: the comparison line in OUT passed (compare.py's status)
 cmp_ok() { local name=$1; shift; local r; r=$(python3 "$X/compare.py" "$@"); local s=$?
@@ -72,6 +87,8 @@ for m in mlp cnn; do
     "$BP" predict $m.safetensors "$F/t10k-images-idx3-ubyte.gz" --proba -o $m.pred.csv
     ./drv_$m test.f32 >$m.float.txt
     ./drv_$m test.f32 int8 >$m.int8.txt
+    san_ok $m test.f32 784
+    san_ok $m test.f32 784 int8
     cmp_ok "$m: ${m}_predict against predict --proba on 10,000 images, within 1e-5" \
         proba $m.float.txt $m.pred.csv --tol 1e-5
     fa=$(acc_of $m.float.txt) qa=$(acc_of $m.int8.txt)
@@ -99,6 +116,8 @@ for m in kinds_a kinds_b; do
     cmp_ok "$m: float against predict --proba on 10,000 images" proba $m.float.txt $m.pred.csv --tol 1e-5
 done
 ./drv_kinds_b test.f32 int8 >kinds_b.int8.txt
+san_ok kinds_a test.f32 784
+san_ok kinds_b test.f32 784 int8
 fa=$(acc_of kinds_b.float.txt) qa=$(acc_of kinds_b.int8.txt)
 echo "kinds_b: test accuracy float $fa, int8 $qa"
 check "kinds_b: int8 (tables for leaky_relu, sigmoid, tanh, relu; avgpools) within 3 points of float" \
@@ -133,6 +152,7 @@ train_ok "sequence model trains" seq.csv --input-shape 6,3 --arch "rnn(6) dense(
 export_c seq seq.safetensors
 "$BP" predict seq.safetensors seq.csv --proba -o seq.pred.csv
 ./drv_seq seq.f32 >seq.float.txt
+san_ok seq seq.f32 18
 cmp_ok "seq: rnn, dense on steps, lstm, gru, last against predict --proba" proba seq.float.txt seq.pred.csv --tol 1e-5
 expect_error "int8: a recurrent layer is named" 1 "layer 0 \(rnn\)" \
     export seq.safetensors --c noout --int8 --calibrate seq.csv
@@ -144,6 +164,8 @@ export_c reg reg.safetensors --int8 --calibrate reg.csv
 "$BP" predict reg.safetensors reg.csv -o reg.pred.csv
 ./drv_reg reg.f32 >reg.float.txt
 ./drv_reg reg.f32 int8 >reg.int8.txt
+san_ok reg reg.f32 4
+san_ok reg reg.f32 4 int8
 cmp_ok "reg: float predictions in the targets' units against predict (relative 1e-5)" regress reg.float.txt reg.pred.csv --tol 1e-5
 cmp_ok "reg: int8 predictions within 5% of predict's" regress reg.int8.txt reg.pred.csv --tol 0.05
 
@@ -154,6 +176,7 @@ export_c text text.safetensors
 "$REF" --ids text.safetensors 50 text.f32
 "$REF" text.safetensors text.f32 >text.ref.txt
 ./drv_text text.f32 >text.float.txt
+san_ok text text.f32 12
 cmp_ok "text: embedding, lstm, dense on steps against bp_forward (50 sequences)" raw text.float.txt text.ref.txt --tol 1e-5
 expect_error "int8 on a text model" 1 "text model" \
     export text.safetensors --c noout --int8 --calibrate /usr/share/common-licenses/GPL-3
