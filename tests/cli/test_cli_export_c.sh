@@ -13,7 +13,8 @@
 #     softmax, identity (float; int8 without the softmax); rnn, lstm, gru,
 #     dense on a sequence and last on CSV sequences (--input-shape T,F); an
 #     embedding + lstm text model against bp_forward (export_ref, built beside
-#     the tests); a regression model with normalized inputs and targets;
+#     the tests); a regression model with normalized inputs and targets; a
+#     network ending in softmax (made by export_ref: int8's own exp);
 #   - every generated file also built with -fsanitize=address,undefined and run;
 #   - errors: int8 on a recurrent model and on a softmax that is not last
 #     (the layer named), int8 on a text model, a missing directory.
@@ -180,6 +181,30 @@ san_ok text text.f32 12
 cmp_ok "text: embedding, lstm, dense on steps against bp_forward (50 sequences)" raw text.float.txt text.ref.txt --tol 1e-5
 expect_error "int8 on a text model" 1 "text model" \
     export text.safetensors --c noout --int8 --calibrate /usr/share/common-licenses/GPL-3
+
+# ---- a final softmax (a spec `train` does not make: random weights) ----
+python3 - <<'PY'
+import random
+random.seed(7)
+with open("sm.csv", "w") as f:
+    f.write("a,b,c,d,e,f\n")
+    for r in range(300):
+        f.write(",".join("%.4f" % random.gauss(0, 1) for _ in range(6)) + "\n")
+PY
+python3 "$X/to_f32.py" csv sm.csv sm.f32
+check "a dense(8) relu dense(4) softmax network is made" "$REF" --make "dense(8) relu dense(4) softmax" 6 sm.safetensors
+export_c sm sm.safetensors --int8 --calibrate sm.csv
+"$REF" sm.safetensors sm.f32 >sm.ref.txt
+./drv_sm sm.f32 >sm.float.txt
+./drv_sm sm.f32 int8 >sm.int8.txt
+san_ok sm sm.f32 6 int8
+cmp_ok "sm: float probabilities against bp_forward" raw sm.float.txt sm.ref.txt --tol 1e-5
+cmp_ok "sm: int8 probabilities (softmax without libm) within 0.03 of float" raw sm.int8.txt sm.float.txt --tol 0.03
+check "sm: int8 probabilities sum to 1" python3 -c '
+import sys
+for line in open("sm.int8.txt"):
+    s = sum(float(v) for v in line.split(","))
+    if abs(s - 1) > 1e-5: sys.exit("sum %r" % s)'
 
 expect_error "--c DIR that does not exist" 1 "not a directory" export mlp.safetensors --c nowhere
 echo "test_cli_export_c: $((SECONDS - start)) s"

@@ -6,6 +6,10 @@
  *   export_ref MODEL SAMPLES.f32          outputs, one sample a line ("%.9g")
  *   export_ref --ids MODEL N OUT.f32      N random sequences of token ids of
  *                                         the model's first layer (embedding)
+ *   export_ref --make SPEC INPUTS OUT     a network of SPEC on INPUTS features,
+ *                                         weights drawn from seed 11, saved to OUT
+ *                                         (a spec the command line cannot train,
+ *                                         e.g. one that ends in softmax)
  */
 #include "backprop.h"
 
@@ -17,6 +21,15 @@ int main(int argc, char **argv)
 {
     bp_error err = {0};
     bp_net *net = NULL;
+    if (argc == 5 && !strcmp(argv[1], "--make")) {
+        if (bp_net_create(&net, atoi(argv[3]), argv[2], 11, &err) != BP_OK ||
+            bp_net_save(net, argv[4], &err) != BP_OK) {
+            fprintf(stderr, "export_ref: %s\n", err.message);
+            return 1;
+        }
+        bp_net_free(net);
+        return 0;
+    }
     int ids = argc == 5 && !strcmp(argv[1], "--ids");
     if (!ids && argc != 3) {
         fprintf(stderr, "usage: export_ref MODEL SAMPLES.f32 | --ids MODEL N OUT.f32\n");
