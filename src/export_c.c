@@ -414,41 +414,59 @@ static void gen_float_params(sbuf *b, const xnet *x, const char *name)
 
 /* The loops of a conv up to the sum `s` of output (co, oy, ox), left open
  * for the caller's store: s = init + sum w x over the kernel's positions
- * inside the input (padding contributes nothing), the bounds of the
- * kernel's rows and columns computed once per output position. zin: the
- * int8 input zero point to subtract from x (NULL: none, float or folded). */
-static void gen_conv_loops(sbuf *b, const char *type, const char *init, int C, int H, int W,
-                           int CO, int OH, int OW, int K, int S, int P, const char *p, char X,
-                           const char *zin)
+ * inside the input (padding contributes nothing). With padding, an output
+ * whose kernel lies wholly inside the input (most of them) takes loops
+ * with constant bounds starting from init_full; one on the border takes
+ * the kernel's rows and columns inside, from init, subtracting the int8
+ * input zero point zin from x where given (the border's sum cannot fold it
+ * into the bias). Without padding every output is of the first kind. */
+static void gen_conv_loops(sbuf *b, const char *type, const char *init, const char *init_full,
+                           int C, int H, int W, int CO, int OH, int OW, int K, int S, int P,
+                           const char *p, char X, const char *zin)
 {
-    const char *cast = strcmp(type, "float") ? "(int32_t)" : "";
+    int q8 = strcmp(type, "float") != 0;
+    const char *cast = q8 ? "(int32_t)" : "", *el = q8 ? "int8_t" : "float";
     sb_printf(b,
               "    for (int co = 0; co < %d; co++)\n"
               "        for (int oy = 0; oy < %d; oy++)\n"
-              "            for (int ox = 0; ox < %d; ox++) {\n",
-              CO, OH, OW);
-    if (P > 0)
+              "            for (int ox = 0; ox < %d; ox++) {\n"
+              "                int y0 = oy * %d - %d, x0 = ox * %d - %d;\n",
+              CO, OH, OW, S, P, S, P);
+    const char *ind = "                ";
+    if (P > 0) {
         sb_printf(b,
-                  "                int y0 = oy * %d - %d, x0 = ox * %d - %d;\n"
                   "                int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + %d > %d ? %d - y0 : %d;\n"
-                  "                int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + %d > %d ? %d - x0 : %d;\n",
-                  S, P, S, P, K, H, H, K, K, W, W, K);
-    else
-        sb_printf(b,
-                  "                int y0 = oy * %d, x0 = ox * %d, ky0 = 0, ky1 = %d, kx0 = 0, kx1 = %d;\n",
-                  S, S, K, K);
+                  "                int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + %d > %d ? %d - x0 : %d;\n"
+                  "                %s s;\n"
+                  "                if (ky0 == 0 && ky1 == %d && kx0 == 0 && kx1 == %d) {\n",
+                  K, H, H, K, K, W, W, K, type, K, K);
+        ind = "                    ";
+        sb_printf(b, "%ss = %s;\n", ind, init_full);
+    } else {
+        sb_printf(b, "%s%s s = %s;\n", ind, type, init_full);
+    }
     sb_printf(b,
-              "                %s s = %s;\n"
-              "                for (int ci = 0; ci < %d; ci++)\n"
-              "                    for (int ky = ky0; ky < ky1; ky++) {\n"
-              "                        const %s *w = %s_w + ((co * %d + ci) * %d + ky) * %d;\n"
-              "                        const %s *v = %c + (ci * %d + y0 + ky) * %d + x0 + kx0;\n"
-              "                        for (int kx = kx0; kx < kx1; kx++, v++) s += %sw[kx] * ",
-              type, init, C, strcmp(type, "float") ? "int8_t" : "float", p, C, K, K,
-              strcmp(type, "float") ? "int8_t" : "float", X, H, W, cast);
+              "%sfor (int ci = 0; ci < %d; ci++)\n"
+              "%s    for (int ky = 0; ky < %d; ky++) {\n"
+              "%s        const %s *w = %s_w + ((co * %d + ci) * %d + ky) * %d;\n"
+              "%s        const %s *v = %c + (ci * %d + y0 + ky) * %d + x0;\n"
+              "%s        for (int kx = 0; kx < %d; kx++) s += %sw[kx] * %sv[kx];\n"
+              "%s    }\n",
+              ind, C, ind, K, ind, el, p, C, K, K, ind, el, X, H, W, ind, K, cast, cast, ind);
+    if (P == 0) return;
+    sb_printf(b,
+              "                } else {\n"
+              "                    s = %s;\n"
+              "                    for (int ci = 0; ci < %d; ci++)\n"
+              "                        for (int ky = ky0; ky < ky1; ky++) {\n"
+              "                            const %s *w = %s_w + ((co * %d + ci) * %d + ky) * %d;\n"
+              "                            const %s *v = %c + (ci * %d + y0 + ky) * %d + x0 + kx0;\n"
+              "                            for (int kx = kx0; kx < kx1; kx++, v++) s += %sw[kx] * ",
+              init, C, el, p, C, K, K, el, X, H, W, cast);
     if (zin) sb_printf(b, "((int32_t)*v - (%s));\n", zin);
     else sb_printf(b, "%s*v;\n", cast);
-    sb_printf(b, "                    }\n");
+    sb_printf(b, "                        }\n"
+              "                }\n");
 }
 
 /* Emit layer i reading buffer X and writing Y (or X in place); returns 1
@@ -481,7 +499,7 @@ static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char
         int C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
         int CO = l->out.dim[0], OH = l->out.dim[1], OW = l->out.dim[2];
         int K = l->d.kernel, S = l->d.stride, P = l->d.pad;
-        gen_conv_loops(b, "float", "0.0f", C, H, W, CO, OH, OW, K, S, P, p, X, NULL);
+        gen_conv_loops(b, "float", "0.0f", "0.0f", C, H, W, CO, OH, OW, K, S, P, p, X, NULL);
         sb_printf(b, "                %c[(co * %d + oy) * %d + ox] = s + %s_b[co];\n"
                   "            }\n", Y, OH, OW, p);
         return 1;
@@ -941,7 +959,7 @@ static const char *q8_helpers =
     "/* x * 2^shift / 2^31 with m: acc * m * 2^(shift - 31), rounded as gemmlowp's\n"
     " * SaturatingRoundingDoublingHighMul then RoundingDivideByPOT (TFLite's\n"
     " * MultiplyByQuantizedMultiplier). */\n"
-    "static int32_t NAME_rq(int32_t acc, int32_t m, int shift)\n"
+    "static inline int32_t NAME_rq(int32_t acc, int32_t m, int shift)\n"
     "{\n"
     "    int64_t v = acc;\n"
     "    int32_t a, r;\n"
@@ -1052,13 +1070,14 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
             size_t per = l->nw / (size_t)N;
             long *wq = malloc(l->nw * sizeof *wq);
             long *bq = malloc((size_t)N * sizeof *bq), *mq = malloc((size_t)N * sizeof *mq);
+            long *bu = malloc((size_t)N * sizeof *bu);
             long *sh = malloc((size_t)N * sizeof *sh);
-            if (!wq || !bq || !mq || !sh) {
-                free(wq), free(bq), free(mq), free(sh);
+            if (!wq || !bq || !mq || !sh || !bu) {
+                free(wq), free(bq), free(mq), free(sh), free(bu);
                 st = bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
                 break;
             }
-            int fold_z = k == BP_DENSE || l->d.pad == 0;
+            int border = k == BP_CONV && l->d.pad > 0; /* windows over the padding */
             for (int o = 0; o < N; o++) {
                 double ga = bn ? bn->a[o] : 1, bb = l->b[o] * ga + (bn ? bn->b[o] : 0);
                 double m = 0;
@@ -1077,25 +1096,28 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 if (bv > 2e9) bv = 2e9;
                 if (bv < -2e9) bv = -2e9;
                 long bqi = lround(bv);
-                if (fold_z) { /* sum w (x - z) = sum w x - z sum w */
-                    long long t = (long long)bqi - (long long)cur.z * sum;
-                    bqi = (long)(t > 2147483647LL ? 2147483647LL : t < -2147483647LL ? -2147483647LL : t);
-                }
-                bq[o] = bqi;
+                bu[o] = bqi;
+                /* sum w (x - z) = sum w x - z sum w */
+                long long t = (long long)bqi - (long long)cur.z * sum;
+                bq[o] = (long)(t > 2147483647LL ? 2147483647LL : t < -2147483647LL ? -2147483647LL : t);
                 quantize_multiplier(cur.s * sw / out.s, &mq[o], &sh[o]);
             }
             sb_printf(P, "/* layer %d: %s%s%s, int8 weights per output channel [%d, %zu] */\n",
                       i, kind_word(k), bn ? " + batchnorm (folded)" : "", relu ? " + relu" : "",
                       N, per);
             sb_int_array(P, "int8_t", p, "_w", wq, l->nw, 24);
-            sb_printf(P, "/* int32 biases (scale s_in s_w)%s */\n",
-                      fold_z ? ", the input zero point folded in: b - z_in sum w" : "");
+            sb_printf(P, "/* int32 biases (scale s_in s_w), the input zero point folded in: "
+                      "b - z_in sum w */\n");
             sb_int_array(P, "int32_t", p, "_b", bq, (size_t)N, 8);
+            if (border) {
+                sb_printf(P, "/* the same without the zero point, for windows over the padding */\n");
+                sb_int_array(P, "int32_t", p, "_bu", bu, (size_t)N, 8);
+            }
             sb_printf(P, "/* requantization: Q31 multipliers and shifts */\n");
             sb_int_array(P, "int32_t", p, "_m", mq, (size_t)N, 8);
             sb_int_array(P, "int8_t", p, "_s", sh, (size_t)N, 16);
             sb_printf(P, "\n");
-            free(wq), free(bq), free(mq), free(sh);
+            free(wq), free(bq), free(mq), free(sh), free(bu);
             need_rq = 1;
             for (int q = i; q <= last; q++) layer_comment(&body, x, q);
             sb_printf(&body, "    /* out: s = %.9g, z = %d */\n", out.s, out.z);
@@ -1119,10 +1141,11 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 int K = l->d.kernel, S = l->d.stride, Pd = l->d.pad;
                 char zin[32];
                 snprintf(zin, sizeof zin, "%d", cur.z);
-                char acc0[128];
-                snprintf(acc0, sizeof acc0, "%s_b[co]", p);
-                gen_conv_loops(&body, "int32_t", acc0, C, H, W, l->out.dim[0], OH, OW, K, S, Pd,
-                               p, X, fold_z ? NULL : zin);
+                char acc0[128], accf[128];
+                snprintf(acc0, sizeof acc0, "%s_bu[co]", p);
+                snprintf(accf, sizeof accf, "%s_b[co]", p);
+                gen_conv_loops(&body, "int32_t", acc0, accf, C, H, W, l->out.dim[0], OH, OW, K, S,
+                               Pd, p, X, zin);
                 sb_printf(&body,
                           "                s = %d + %s_rq(s, %s_m[co], %s_s[co]);\n"
                           "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
