@@ -324,6 +324,13 @@ int cli_text_loss(bp_net *net, int softmax_out, const int32_t *ids, size_t n, in
  * the model's. */
 int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, const char *data,
                   int streams, int json);
+/* `backprop predict MODEL TEXT` for a text model: the text cut into
+ * consecutive windows of the model's T tokens (a final partial one left
+ * out), each run from a zero state; a header "window,step,id,next" (and
+ * ",p0..,p{V-1}" with proba) and a row per step to `f`: the window, the
+ * step, the input token's id, the most likely next token (a CSV field) and
+ * the next token's probabilities by id. CLI_OK or CLI_FAIL (printed). */
+int cli_predict_text(bp_net *net, const cli_model_info *mi, const char *data, int proba, FILE *f);
 
 /* ---- data-parallel training (dist.c) ----
  * cli_rank: this process's rank once launched by mpirun as several ranks,

@@ -167,15 +167,12 @@ static int load(model_data *m, const char *model, const char *data, const char *
         return cli_fail(CLI_FAIL, "%s", err.message);
     if ((st = cli_model_info_get(&m->mi, m->net, model))) return st;
     if (m->mi.text) {
-        /* A language model reads plain text: eval has its own path, and
-         * predict has nothing to give row by row. */
-        if (need == CLI_TARGET_OPTIONAL)
-            return cli_fail(CLI_USAGE, "predict: %s is a text model (--task text): 'backprop "
-                            "generate %s' samples text from it, 'backprop eval %s TEXT' measures it",
-                            model, model, model);
+        /* A language model reads plain text: eval and predict have their
+         * own paths (text.c). */
         if (labels || target)
-            return cli_fail(CLI_USAGE, "eval: %s does nothing with a text model (%s reads plain "
-                            "text)", labels ? "--labels" : "--target", model);
+            return cli_fail(CLI_USAGE, "%s: %s does nothing with a text model (%s reads plain "
+                            "text)", need == CLI_TARGET_OPTIONAL ? "predict" : "eval",
+                            labels ? "--labels" : "--target", model);
         return LOAD_TEXT;
     }
     if ((st = cli_read_model_rows(m->net, &m->mi, model, data, labels, target, need, &m->ds)))
@@ -651,7 +648,9 @@ int cmd_predict(int argc, char **argv)
     model_data m;
     memset(&m, 0, sizeof m);
     st = load(&m, a.model, a.data, a.labels, a.target, CLI_TARGET_OPTIONAL, a.precision);
-    if (!st && a.proba && !m.mi.classify)
+    int text = st == LOAD_TEXT;
+    if (text) st = CLI_OK;
+    if (!st && a.proba && !m.mi.classify && !text)
         st = cli_fail(CLI_USAGE, "predict: --proba is for classification models; %s is a "
                       "regression model", a.model);
     if (!st) {
@@ -659,12 +658,15 @@ int cmd_predict(int argc, char **argv)
             cli_outfile o;
             st = cli_out_open(&o, a.out);
             if (!st) {
-                write_predictions(o.f, &m, a.proba);
-                st = cli_out_commit(&o);
+                if (text) st = cli_predict_text(m.net, &m.mi, a.data, a.proba, o.f);
+                else write_predictions(o.f, &m, a.proba);
+                if (st) cli_out_abort(&o);
+                else st = cli_out_commit(&o);
             }
         } else {
-            write_predictions(stdout, &m, a.proba);
-            if (fflush(stdout) != 0) st = cli_fail(CLI_FAIL, "cannot write the predictions to stdout");
+            if (text) st = cli_predict_text(m.net, &m.mi, a.data, a.proba, stdout);
+            else write_predictions(stdout, &m, a.proba);
+            if (!st && fflush(stdout) != 0) st = cli_fail(CLI_FAIL, "cannot write the predictions to stdout");
         }
     }
     md_free(&m);

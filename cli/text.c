@@ -238,6 +238,85 @@ int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, cons
 }
 
 /* ------------------------------------------------------------------------ */
+/* predict on a text model                                                   */
+/* ------------------------------------------------------------------------ */
+
+int cli_predict_text(bp_net *net, const cli_model_info *mi, const char *data, int proba, FILE *f)
+{
+    char msg[768];
+    cli_text t;
+    if (cli_text_read(&t, data, mi->vocab.encoding, &mi->vocab,
+                      "; the model reads UTF-8 text", msg, sizeof msg))
+        return cli_fail(CLI_FAIL, "%s", msg);
+    cli_inputs_release();
+    int T = bp_net_inputs(net), V = bp_net_outputs(net) / T, st = CLI_OK;
+    if (t.n < (size_t)T) {
+        st = cli_fail(CLI_FAIL, "%s: %zu character%s; the model reads windows of %d (its "
+                      "--seq-len), so there is nothing to predict", cli_input_name(data), t.n,
+                      t.n == 1 ? "" : "s", T);
+        cli_text_free(&t);
+        return st;
+    }
+    size_t windows = t.n / (size_t)T;
+    enum { B = 64 }; /* windows per forward pass */
+    bp_error err = {0};
+    bp_real *x = malloc((size_t)B * (size_t)T * sizeof *x);
+    bp_real *out = malloc((size_t)B * (size_t)T * (size_t)V * sizeof *out);
+    double *p = malloc((size_t)V * sizeof *p);
+    if (!x || !out || !p) st = cli_fail(CLI_FAIL, "out of memory");
+    if (!st && bp_net_reserve(net, windows < B ? (int)windows : B, &err) != BP_OK)
+        st = cli_fail(CLI_FAIL, "%s", err.message);
+    if (!st) {
+        fputs("window,step,id,next", f);
+        if (proba)
+            for (int j = 0; j < V; j++) fprintf(f, ",p%d", j);
+        fputc('\n', f);
+    }
+    for (size_t w0 = 0; !st && w0 < windows; w0 += B) {
+        int k = windows - w0 < B ? (int)(windows - w0) : B;
+        for (size_t i = 0; i < (size_t)k * (size_t)T; i++) x[i] = (bp_real)t.ids[w0 * (size_t)T + i];
+        if (bp_forward(net, x, k, out, &err) != BP_OK) {
+            st = cli_fail(CLI_FAIL, "%s", err.message);
+            break;
+        }
+        for (int w = 0; w < k; w++)
+            for (int s = 0; s < T; s++) {
+                size_t at = (size_t)w * (size_t)T + (size_t)s;
+                const bp_real *z = out + at * (size_t)V;
+                int best = 0;
+                for (int j = 1; j < V; j++)
+                    if (z[j] > z[best]) best = j;
+                char tok[5] = {0};
+                int len = bp_vocab_token_bytes(&mi->vocab, best, tok);
+                tok[len > 0 && len <= 4 ? len : 0] = '\0';
+                fprintf(f, "%zu,%d,%d,", w0 + (size_t)w, s, (int)x[at]);
+                cli_csv_field(f, tok);
+                if (proba) {
+                    if (mi->out_kind == BP_SOFTMAX) {
+                        for (int j = 0; j < V; j++) p[j] = z[j];
+                    } else {
+                        double m = z[best], sum = 0;
+                        for (int j = 0; j < V; j++) sum += p[j] = exp((double)z[j] - m);
+                        for (int j = 0; j < V; j++) p[j] /= sum;
+                    }
+                    for (int j = 0; j < V; j++) {
+                        char b[64];
+                        cli_fmt_num(b, sizeof b, p[j]);
+                        fputc(',', f);
+                        fputs(b, f);
+                    }
+                }
+                fputc('\n', f);
+            }
+    }
+    free(x);
+    free(out);
+    free(p);
+    cli_text_free(&t);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
 /* generate                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -21,14 +21,19 @@ if [ "$level" = test ] || [ "$level" = bench ]; then
   # iproute2 for the data-parallel test across two network namespaces
   # (tests/mpi/netns.sh; Open MPI itself is in the build level).
   pkgs+=(iproute2)
+  # backprop export (issue 12): Debian's ONNX checker; python3-venv for the
+  # pinned onnxruntime wheel from PyPI that the ONNX tests install under the
+  # build folder; the Cortex-M4 cross compiler and newlib's headers (math.h)
+  # that the generated C is compiled with.
+  pkgs+=(python3-onnx python3-venv gcc-arm-none-eabi libnewlib-arm-none-eabi)
 fi
 if [ "$level" = bench ]; then
   # bench/run.sh: FANN for bench_fann, /usr/bin/time for peak RSS, OpenBLAS
   # (Debian's PyTorch's BLAS, recorded in the results); Debian's torch and
-  # numpy come from the test level; python3-venv (ensurepip) for the venv
-  # under the build folder that holds the current PyTorch wheel from PyPI;
+  # numpy come from the test level, as does python3-venv (ensurepip) for the
+  # venv under the build folder that holds the current PyTorch wheel from PyPI;
   # fortunes (with fortunes-min, which it depends on): W7's text.
-  pkgs+=(libfann-dev libopenblas-dev time python3-venv fortunes)
+  pkgs+=(libfann-dev libopenblas-dev time fortunes)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

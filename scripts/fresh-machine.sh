@@ -211,6 +211,17 @@ cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf" 2>/dev/null
 cp -L /etc/hosts "$ROOTFS/etc/hosts" 2>/dev/null
 grep -rhi '^[^#]*Acquire::.*Proxy' /etc/apt/apt.conf /etc/apt/apt.conf.d/ 2>/dev/null \
   >"$ROOTFS/etc/apt/apt.conf.d/01proxy-from-host" || rm -f "$ROOTFS/etc/apt/apt.conf.d/01proxy-from-host"
+# PyPI as the host reaches it (the ONNX tests pip-install onnxruntime into a
+# venv): the host's pip settings, with the CA bundle they trust copied in
+# (a fresh system's own bundle lacks a site's proxy CA). Nothing else.
+pip_cert=$(sed -n 's/^[[:space:]]*cert[[:space:]]*=[[:space:]]*//p' /etc/pip.conf 2>/dev/null | head -n 1)
+[ -z "$pip_cert" ] && pip_cert=${PIP_CERT:-}
+if [ -n "$pip_cert" ] && [ -r "$pip_cert" ]; then
+  cp -L "$pip_cert" "$ROOTFS/etc/pip-host-ca.pem"
+  printf '[global]\ncert = /etc/pip-host-ca.pem\n' >"$ROOTFS/etc/pip.conf"
+  grep -hiE '^[[:space:]]*(index-url|extra-index-url|trusted-host|proxy)[[:space:]]*=' /etc/pip.conf \
+    2>/dev/null >>"$ROOTFS/etc/pip.conf"
+fi
 
 # --------------------------------------------------------------------------
 # Mounts: our own proc, sysfs (read-only), and a /dev of our own (tmpfs with

@@ -226,8 +226,34 @@ expect_error "generate --temperature -1" 2 "--temperature: -1 is not above 0" ge
 expect_error "generate --length -1" 2 "--length: -1 is out of range" generate gpl.safetensors --length -1
 expect_error "generate --length huge" 2 "--length: 1000000000 is out of range \(0 to 100000000\)" generate gpl.safetensors --length 1000000000
 expect_error "generate without MODEL" 2 "generate: missing MODEL" generate
-expect_error "predict on a text model" 2 "^backprop: predict: gpl.safetensors is a text model \(--task text\): 'backprop generate gpl.safetensors' samples" \
-    predict gpl.safetensors val.txt
+# predict on a text model (issue 12): a row per character of each full window of 32.
+run predict gpl.safetensors val.txt --proba -o pred.csv
+check "predict on a text model (rc=$rc: $(head -c 200 "$T/err"))" [ "$rc" -eq 0 ]
+chars=$(python3 -c "import sys; print(len(open(sys.argv[1], encoding='utf-8').read()))" val.txt)
+check "predict on a text: windows of 32, the last partial one left out ($chars characters)" \
+    python3 - pred.csv "$chars" <<'PY'
+import csv, math, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8", newline="")))
+head, rows, n = rows[0], rows[1:], int(sys.argv[2])
+assert head[:4] == ["window", "step", "id", "next"] and head[4:] == ["p%d" % j for j in range(76)], head[:6]
+assert len(rows) == n // 32 * 32, (len(rows), n)
+for r, row in enumerate(rows):
+    assert int(row[0]) == r // 32 and int(row[1]) == r % 32 and 0 <= int(row[2]) < 76
+    p = [float(v) for v in row[4:]]
+    assert abs(math.fsum(p) - 1) < 1e-5 and min(p) >= 0
+    assert max(range(76), key=lambda j: p[j]) == p.index(max(p))
+PY
+run predict gpl.safetensors val.txt
+check "predict without --proba: the same rows, four columns (rc=$rc)" \
+    python3 -c "
+import csv, sys
+a = list(csv.reader(open('pred.csv', encoding='utf-8', newline='')))
+b = list(csv.reader(open(sys.argv[1], encoding='utf-8', newline='')))
+assert [r[:4] for r in a] == b and all(len(r) == 4 for r in b)" "$T/out"
+expect_error "predict --labels on a text model" 2 "predict: --labels does nothing with a text model" \
+    predict gpl.safetensors val.txt --labels x
+expect_error "predict on a text shorter than a window" 1 "one.txt: 1 character; the model reads windows of 32" \
+    predict gpl.safetensors one.txt
 expect_error "--init-from a text model with --task classify" 2 "is a text model; --task classify cannot fine-tune it" \
     train head.txt --init-from gpl.safetensors --task classify -o m.safetensors
 expect_error "--init-from a text model: a character outside its vocabulary" 1 "accent.txt:1:4: character 'é'" \
