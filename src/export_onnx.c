@@ -62,6 +62,7 @@ enum { DT_FLOAT = 1, DT_INT64 = 7 };
 
 #define IR_VERSION 7
 #define OPSET 13
+#define PROTOBUF_MAX 2147483647u /* bytes: protobuf's limit on one message */
 
 /* ------------------------------------------------------------------------ */
 /* Protobuf writer                                                           */
@@ -735,8 +736,14 @@ bp_status bp_export_onnx(bp_net *net, const char *path, const bp_export_options 
             pb_utf8(&m, ENTRY_VALUE, val);
             pb_end(&m, ea);
         }
-        if (m.oom) s = bp_fail(err, BP_ENOMEM, "bp_export_onnx: out of memory");
-        else s = bp_write_file_atomic(path, m.p, m.n, err);
+        if (m.oom)
+            s = bp_fail(err, BP_ENOMEM, "bp_export_onnx: out of memory");
+        else if (m.n > PROTOBUF_MAX)
+            s = bp_fail(err, BP_EUNSUPPORTED, "bp_export_onnx: the model needs %.1f GiB, above "
+                        "protobuf's 2 GiB limit (ONNX's external data files are not written)",
+                        (double)m.n / (1u << 30));
+        else
+            s = bp_write_file_atomic(path, m.p, m.n, err);
     }
     if (g.has_pending) pb_free(&g.pending.attrs);
     pb_free(&g.nodes);
