@@ -117,6 +117,7 @@ typedef struct pvalue {
     int rank;
 } pvalue;
 typedef struct pmodel {
+    uint8_t *buf; /* the file's bytes: the spans point into it */
     int bad;
     int64_t ir_version, opset_version;
     int n_opset;
@@ -261,6 +262,7 @@ static void parse_model(const uint8_t *p, size_t n, pmodel *m)
 
 static void free_model(pmodel *m)
 {
+    free(m->buf);
     free(m->doc);
     for (int k = 0; k < m->n_meta; k++) free(m->meta_val[k]);
 }
@@ -293,8 +295,9 @@ static int export_and_parse(bp_net *net, const char *path, const char *name, pmo
     CHECK(p && n > 16, "%s read back (%zu bytes)", path, n);
     if (!p) return 0;
     parse_model(p, n, m);
-    free(p);
+    m->buf = p;
     CHECK(!m->bad, "%s: the protobuf decodes", path);
+    if (m->bad) free_model(m);
     return !m->bad;
 }
 
