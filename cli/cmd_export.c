@@ -97,6 +97,18 @@ static int parse(export_args *a, int argc, char **argv)
     return 0;
 }
 
+/* The library's message without its "bp_export_...: " prefix (the tool
+ * says "export: " itself). */
+static const char *lib_message(const bp_error *err)
+{
+    const char *m = err->message;
+    if (!strncmp(m, "bp_export_", 10)) {
+        const char *colon = strstr(m, ": ");
+        if (colon) return colon + 2;
+    }
+    return m;
+}
+
 int cmd_export(int argc, char **argv)
 {
     export_args a;
@@ -143,11 +155,11 @@ int cmd_export(int argc, char **argv)
      * file first: a failure leaves every destination as it was, except an
      * ONNX file already written when the C files then fail. */
     if (a.onnx && bp_export_onnx(net, a.onnx, &opt, &err) != BP_OK) {
-        st = cli_fail(CLI_FAIL, "export: %s", err.message);
+        st = cli_fail(CLI_FAIL, "export: %s", lib_message(&err));
         goto done;
     }
     if (a.cdir && bp_export_c(net, a.cdir, &opt, &err) != BP_OK) {
-        st = cli_fail(CLI_FAIL, "export: %s", err.message);
+        st = cli_fail(CLI_FAIL, "export: %s", lib_message(&err));
         goto done;
     }
     if (a.onnx) fprintf(stderr, "backprop: wrote %s (ONNX, opset 13)\n", a.onnx);

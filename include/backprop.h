@@ -1080,7 +1080,9 @@ typedef struct bp_export_options {
  * library's own small writer (src/export_onnx.c).
  * BP_EINVAL (NULL arguments, a bad name), BP_EFORMAT (malformed
  * normalization metadata), BP_EUNSUPPORTED (the double build: ONNX holds
- * float32), BP_EIO (cannot write; nothing is left behind), BP_ENOMEM. */
+ * float32; a layer kind without an ONNX form, named in the message; a
+ * model over protobuf's 2 GiB limit; normalized token ids), BP_EIO (cannot
+ * write; nothing is left behind), BP_ENOMEM. */
 bp_status bp_export_onnx(bp_net *net, const char *path, const bp_export_options *opt,
                          bp_error *err);
 
