@@ -151,15 +151,16 @@ int cmd_export(int argc, char **argv)
         opt.calib = ds.d.x;
         opt.calib_n = ds.d.n < a.calib_rows ? ds.d.n : a.calib_rows;
     }
-    /* Both exports are prepared in memory and written atomically, the ONNX
-     * file first: a failure leaves every destination as it was, except an
-     * ONNX file already written when the C files then fail. */
-    if (a.onnx && bp_export_onnx(net, a.onnx, &opt, &err) != BP_OK) {
+    /* Each export is prepared in memory and written atomically. The C
+     * files go first (their int8 quantization is what can refuse a model);
+     * only when the ONNX file then cannot be written do the C files stay. */
+    if (a.cdir && bp_export_c(net, a.cdir, &opt, &err) != BP_OK) {
         st = cli_fail(CLI_FAIL, "export: %s", lib_message(&err));
         goto done;
     }
-    if (a.cdir && bp_export_c(net, a.cdir, &opt, &err) != BP_OK) {
-        st = cli_fail(CLI_FAIL, "export: %s", lib_message(&err));
+    if (a.onnx && bp_export_onnx(net, a.onnx, &opt, &err) != BP_OK) {
+        st = cli_fail(CLI_FAIL, "export: %s%s", lib_message(&err),
+                      a.cdir ? " (the C files were written)" : "");
         goto done;
     }
     if (a.onnx) fprintf(stderr, "backprop: wrote %s (ONNX, opset 13)\n", a.onnx);

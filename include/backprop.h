@@ -1094,8 +1094,12 @@ bp_status bp_export_onnx(bp_net *net, const char *path, const bp_export_options 
  * units), and with opt->int8 `void NAME_predict_int8(const float *in,
  * float *out)`. No allocation, no mutable globals, no dependency beyond
  * <math.h> (none for the int8 code); activations live on the stack (the
- * header says how many bytes). Both files are written only when both can
- * be: on failure neither is changed.
+ * header says how many bytes; indices need a 32-bit int, checked by an
+ * #error). Both files are written only when both can be: on failure
+ * neither is changed (an existing NAME.c is kept by a hard link until
+ * NAME.h is in place; on a file system without hard links a failure of
+ * that last rename leaves the new NAME.c beside the old NAME.h). A
+ * symbolic link at NAME.c or NAME.h is replaced by a file.
  * BP_EINVAL (NULL arguments, a bad name, int8 without calibration rows or
  * with a NaN/Inf in them), BP_EUNSUPPORTED (int8 on a layer kind it does
  * not quantize: the message names it), BP_EFORMAT (malformed metadata),

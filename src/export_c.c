@@ -69,6 +69,7 @@ typedef struct sbuf {
     char *p;
     size_t n, cap;
     int oom;
+    int inf; /* a value finite in double became infinite in float (sb_float) */
 } sbuf;
 
 #if defined(__GNUC__)
@@ -108,6 +109,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 static void sb_float(sbuf *b, double v)
 {
     char t[48];
+    if (!isfinite((float)v)) b->inf = 1;
     snprintf(t, sizeof t, "%.9g", (double)(float)v);
     if (!strpbrk(t, ".e")) strcat(t, ".0");
     sb_printf(b, "%sf", t);
@@ -162,7 +164,10 @@ typedef struct xlayer {
     bp_shape in, out;
     size_t in_n, out_n;
     /* parameters as double copies (NULL where the kind has none):
-     * dense/conv: w, b; batchnorm: a, b (the inference affine form);
+     * dense/conv: w, b; batchnorm: a, b (the inference affine form, for
+     * int8 folding and calibration) and w = running_mean, w2 = beta (the
+     * float code computes (x - mean) a + beta, as the library does: x a + b
+     * would cancel when the mean is large);
      * recurrent: w (W_ih), w2 (W_hh), b (b_ih), b2 (b_hh); embedding: w */
     double *w, *w2, *b, *b2, *a;
     size_t nw, nw2, nb;
@@ -219,9 +224,15 @@ static bp_status xnet_build(xnet *x, bp_net *net, bp_error *err)
     x->outputs = (size_t)bp_net_outputs(net);
     bp_status s = bp_norm_from_meta(&x->norm, net, err);
     if (s != BP_OK) return s;
-    if ((s = bp_norm_targets_from_meta(&x->tnorm, net, err)) != BP_OK) return s;
+    if ((s = bp_norm_targets_from_meta(&x->tnorm, net, err)) != BP_OK) {
+        xnet_free(x);
+        return s;
+    }
     x->l = bp_alloc_array(x->L > 0 ? (size_t)x->L : 1, sizeof *x->l);
-    if (!x->l) return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
+    if (!x->l) {
+        xnet_free(x);
+        return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
+    }
     x->buf = x->inputs;
     bp_shape cur = x->in_shape;
     for (int i = 0; i < x->L; i++) {
@@ -262,9 +273,13 @@ static bp_status xnet_build(xnet *x, bp_net *net, bp_error *err)
                 /* keep the running mean for folding: b = beta - mean a, so
                  * mean = (beta - b) / a is not needed; the fold uses a, b */
                 l->nb = n1;
+                l->nw = l->nw2 = n1;
+                l->w = m;
+                l->w2 = be;
+                m = be = NULL;
             }
             free(g), free(be), free(m), free(v);
-            need = !l->a || !l->b;
+            need = !l->a || !l->b || !l->w || !l->w2;
             break;
         }
         case BP_RNN:
@@ -286,8 +301,8 @@ static bp_status xnet_build(xnet *x, bp_net *net, bp_error *err)
         }
         if (need) {
             xnet_free(x);
-            return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory (or layer %d's "
-                           "parameters missing)", i);
+            return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory (or the parameters "
+                           "of layer %d (%s) missing)", i, kind_word(l->d.kind));
         }
         if (bad) {
             xnet_free(x);
@@ -386,10 +401,11 @@ static void gen_float_params(sbuf *b, const xnet *x, const char *name)
             sb_float_array(b, pre, "_b", l->b, l->nb, "bias");
             break;
         case BP_BATCHNORM:
-            snprintf(c, sizeof c, "layer %d: batchnorm as y = x a + b, a = gamma / "
-                     "sqrt(running_var + 1e-5)", i);
+            snprintf(c, sizeof c, "layer %d: batchnorm as y = (x - running_mean) a + beta, "
+                     "a = gamma / sqrt(running_var + 1e-5)", i);
             sb_float_array(b, pre, "_a", l->a, l->nb, c);
-            sb_float_array(b, pre, "_b", l->b, l->nb, "b = beta - running_mean a");
+            sb_float_array(b, pre, "_m", l->w, l->nb, "running_mean");
+            sb_float_array(b, pre, "_b", l->w2, l->nb, "beta");
             break;
         case BP_EMBEDDING:
             snprintf(c, sizeof c, "layer %d: embedding weight [%d, %d]", i, l->d.vocab,
@@ -458,7 +474,7 @@ static void gen_conv_loops(sbuf *b, const char *type, const char *init, const ch
               "                } else {\n"
               "                    s = %s;\n"
               "                    for (int ci = 0; ci < %d; ci++)\n"
-              "                        for (int ky = ky0; ky < ky1; ky++) {\n"
+              "                        for (int ky = ky0; ky < ky1 && kx0 < kx1; ky++) {\n"
               "                            const %s *w = %s_w + ((co * %d + ci) * %d + ky) * %d;\n"
               "                            const %s *v = %c + (ci * %d + y0 + ky) * %d + x0 + kx0;\n"
               "                            for (int kx = kx0; kx < kx1; kx++, v++) s += %sw[kx] * ",
@@ -510,8 +526,8 @@ static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char
         sb_printf(b,
                   "    for (int c = 0; c < %d; c++)\n"
                   "        for (int k = 0; k < %zu; k++)\n"
-                  "            %c[c * %zu + k] = %c[c * %zu + k] * %s_a[c] + %s_b[c];\n",
-                  C, S, X, S, X, S, p, p);
+                  "            %c[c * %zu + k] = (%c[c * %zu + k] - %s_m[c]) * %s_a[c] + %s_b[c];\n",
+                  C, S, X, S, X, S, p, p, p);
         return 0;
     }
     case BP_SIGMOID:
@@ -690,6 +706,7 @@ static void gen_float_predict(sbuf *b, const xnet *x, const char *name)
             Y = t;
         }
     gen_output(&body, x, name, X);
+    b->inf |= body.inf;
     if (body.oom) {
         b->oom = 1;
         free(body.p);
@@ -982,7 +999,8 @@ static const char *q8_helpers =
     "        int32_t q = r >= 0 ? r >> e : -((-(r + 1)) >> e) - 1;\n"
     "        r = q + (rem > th ? 1 : 0);\n"
     "    }\n"
-    "    return r;\n"
+    "    /* far outside int8 either way: the caller adds a zero point */\n"
+    "    return r > 65536 ? 65536 : r < -65536 ? -65536 : r;\n"
     "}\n\n";
 
 static const char *q8_quant =
@@ -1086,21 +1104,40 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                     if (v > m) m = v;
                 }
                 double sw = m > 0 ? m / 127 : 1;
-                long sum = 0;
+                /* The bias code b / (s_in s_w) must stay far inside int32
+                 * (|b| < 2^30 codes): a tiny input scale (an almost dead
+                 * relu) or weight scale would overflow it. Raise s_w then,
+                 * as TFLite does: the weights lose precision that cannot
+                 * matter next to such a bias. */
+                double smin = fabs(bb) / (cur.s * 1073741824.0);
+                if (sw < smin) sw = smin;
+                long sum = 0, asum = 0;
                 for (size_t q = 0; q < per; q++) {
                     long c = clamp_int(lround(l->w[o * per + q] * ga / sw), -127, 127);
                     wq[o * per + q] = c;
                     sum += c;
+                    asum += labs(c);
                 }
-                double bv = bb / (cur.s * sw);
-                if (bv > 2e9) bv = 2e9;
-                if (bv < -2e9) bv = -2e9;
-                long bqi = lround(bv);
+                long bqi = lround(bb / (cur.s * sw));
                 bu[o] = bqi;
                 /* sum w (x - z) = sum w x - z sum w */
                 long long t = (long long)bqi - (long long)cur.z * sum;
-                bq[o] = (long)(t > 2147483647LL ? 2147483647LL : t < -2147483647LL ? -2147483647LL : t);
+                /* The sums must fit int32 for any input: |v| <= 128 inside,
+                 * |v - z| <= 255 over a padding. */
+                long long bound = (llabs(t) > llabs(bqi) ? llabs(t) : llabs(bqi)) +
+                                  255LL * (long long)asum;
+                if (bound > 2147483647LL) {
+                    st = bp_fail(err, BP_EUNSUPPORTED, "bp_export_c: int8: layer %d (%s): the "
+                                 "int32 sums of channel %d could overflow (%zu inputs a "
+                                 "channel); export it in float", i, kind_word(k), o, per);
+                    break;
+                }
+                bq[o] = (long)t;
                 quantize_multiplier(cur.s * sw / out.s, &mq[o], &sh[o]);
+            }
+            if (st != BP_OK) {
+                free(wq), free(bq), free(mq), free(sh), free(bu);
+                break;
             }
             sb_printf(P, "/* layer %d: %s%s%s, int8 weights per output channel [%d, %zu] */\n",
                       i, kind_word(k), bn ? " + batchnorm (folded)" : "", relu ? " + relu" : "",
@@ -1281,6 +1318,7 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
             sb_printf(&body, ");\n");
         }
     }
+    F->inf |= body.inf;
     if (body.oom) {
         free(body.p);
         return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
@@ -1492,6 +1530,11 @@ bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt
     sb_printf(&C, "/* %s.c - generated by backprop (bp_export_c): %s */\n"
               "#include \"%s.h\"\n\n#include <math.h>\n", name, bp_net_spec(net), name);
     if (opt->int8) sb_printf(&C, "#include <stdint.h>\n");
+    /* Indices and loop bounds are ints: a 16-bit int (AVR, MSP430) would
+     * overflow on any real network; say so at compile time. */
+    sb_printf(&C, "#include <limits.h>\n\n#if INT_MAX < 2147483647\n"
+              "#error \"%s.c needs an int of at least 32 bits (for its array indices)\"\n"
+              "#endif\n", name);
     sb_printf(&C, "\n");
     gen_float_params(&C, &x, name);
     gen_float_predict(&C, &x, name);
@@ -1549,6 +1592,11 @@ bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt
 
     if (C.oom || Hd.oom || P8.oom || F8.oom) {
         s = bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
+        goto done;
+    }
+    if (C.inf || P8.inf || F8.inf) {
+        s = bp_fail(err, BP_EFORMAT, "bp_export_c: a parameter or normalization value is "
+                    "beyond float32's range (it would be written as infinity)");
         goto done;
     }
     cpath = join(dir, name, ".c");

@@ -660,8 +660,8 @@ static void doc_string(pb *b, int field, bp_net *net)
 bp_status bp_export_onnx(bp_net *net, const char *path, const bp_export_options *opt,
                          bp_error *err)
 {
-    if (!net || !path || !opt) return bp_fail(err, BP_EINVAL, "bp_export_onnx: NULL argument");
-    const char *gname = opt->name ? opt->name : "model";
+    if (!net || !path) return bp_fail(err, BP_EINVAL, "bp_export_onnx: NULL argument");
+    const char *gname = opt && opt->name ? opt->name : "model"; /* opt NULL: the defaults */
     if (!name_ok(gname))
         return bp_fail(err, BP_EINVAL, "bp_export_onnx: the graph name must be 1 to 255 "
                        "printable characters");

@@ -157,6 +157,36 @@ static void test_int8_unsupported(void)
     clean();
 }
 
+/* A dense layer whose int32 sums could overflow for some input (70,000
+ * inputs, every weight at full scale): refused, naming the layer; with
+ * half the inputs (a bound of about 1.1e9) it is exported. */
+static void test_int8_accumulator_bound(void)
+{
+    for (int half = 0; half < 2; half++) {
+        int n = half ? 35000 : 70000;
+        bp_net *net = make("dense(2)", bp_shape_flat(n));
+        bp_real *w = bp_net_weight(net, 0);
+        for (int k = 0; k < 2 * n; k++) w[k] = k % 2 ? -0.01f : 0.01f;
+        bp_real *rows = calloc((size_t)2 * (size_t)n, sizeof *rows);
+        for (int k = 0; rows && k < n; k++) rows[k] = 1, rows[n + k] = -1;
+        bp_export_options o;
+        memset(&o, 0, sizeof o);
+        o.int8 = 1, o.calib = rows, o.calib_n = 2;
+        bp_status s = bp_export_c(net, dir, &o, &err);
+        if (!half)
+            CHECK(s == BP_EUNSUPPORTED && strstr(err.message, "layer 0 (dense)") &&
+                  strstr(err.message, "overflow"), "70,000 inputs at full scale: %d %s", (int)s,
+                  err.message);
+        else
+            CHECK(s == BP_OK, "35,000 inputs: %s", err.message);
+        int tmp = 0, k = entries(dir, &tmp);
+        CHECK(half ? k == 2 : k == 0, "files after the export: %d", k);
+        free(rows);
+        bp_net_free(net);
+        clean();
+    }
+}
+
 static void test_files(void)
 {
     bp_net *net = make("dense(4) tanh dense(3)", bp_shape_flat(5));
@@ -244,6 +274,7 @@ int main(void)
     }
     test_arguments();
     test_int8_unsupported();
+    test_int8_accumulator_bound();
     test_files();
     clean();
     rmdir(dir);

@@ -623,7 +623,18 @@ int main(void)
         memset(&opt, 0, sizeof opt);
         CHECK(bp_export_onnx(NULL, path, &opt, &err) == BP_EINVAL, "NULL net: BP_EINVAL");
         CHECK(bp_export_onnx(flat, NULL, &opt, &err) == BP_EINVAL, "NULL path: BP_EINVAL");
-        CHECK(bp_export_onnx(flat, path, NULL, &err) == BP_EINVAL, "NULL options: BP_EINVAL");
+        {   /* NULL options: the defaults, the same file as zeroed options */
+            size_t n1 = 0, n2 = 0;
+            CHECK(bp_export_onnx(flat, path, NULL, &err) == BP_OK, "NULL options: %s", err.message);
+            uint8_t *b1 = read_all(path, &n1);
+            CHECK(bp_export_onnx(flat, path2, &opt, &err) == BP_OK, "zeroed options: %s",
+                  err.message);
+            uint8_t *b2 = read_all(path2, &n2);
+            CHECK(b1 && b2 && n1 == n2 && n1 > 0 && !memcmp(b1, b2, n1),
+                  "NULL options write what zeroed options write (%zu, %zu bytes)", n1, n2);
+            free(b1), free(b2);
+            remove(path), remove(path2);
+        }
         CHECK(bp_export_onnx(NULL, NULL, NULL, NULL) == BP_EINVAL, "NULL error buffer is fine");
         opt.name = "";
         CHECK(bp_export_onnx(flat, path, &opt, &err) == BP_EINVAL, "an empty name: BP_EINVAL");

@@ -206,6 +206,37 @@ for line in open("sm.int8.txt"):
     s = sum(float(v) for v in line.split(","))
     if abs(s - 1) > 1e-5: sys.exit("sum %r" % s)'
 
+# ---- numerics at the edges (review of issue 12) ----
+# A batchnorm on raw values far from 0 (running mean ~12345): the float code
+# computes (x - mean) a + beta as the library does (x a + b would cancel).
+python3 - <<'PY'
+import random
+random.seed(8)
+with open("big.csv", "w") as f:
+    f.write("a,b,c,y\n")
+    for r in range(400):
+        v = [12345.678 + random.gauss(0, 3) for _ in range(3)]
+        f.write(",".join("%.4f" % x for x in v) + ",%d\n" % (v[0] + v[1] > 2 * 12345.678))
+PY
+python3 "$X/to_f32.py" csv big.csv big.f32 --drop-last
+train_ok "batchnorm on raw values near 12345 trains" big.csv --normalize none --arch "batchnorm dense(8) tanh" \
+    --epochs 20 --batch 32 --seed 9 --threads 1 -o big.safetensors
+export_c big big.safetensors
+"$BP" predict big.safetensors big.csv --proba -o big.pred.csv
+./drv_big big.f32 >big.float.txt
+cmp_ok "big: batchnorm with a running mean near 12345 against predict --proba within 1e-5" \
+    proba big.float.txt big.pred.csv --tol 1e-5
+# int8 behind an almost dead relu (activations below 1e-6) and a bias of 0.5:
+# the bias code would overflow int32 at the natural weight scale.
+check "a network with a tiny hidden layer and a large bias is made" \
+    "$REF" --make "dense(8) relu dense(3)" 6 tiny.safetensors 0:1e-7:0 2:1:0.5
+export_c tiny tiny.safetensors --int8 --calibrate sm.csv
+"$REF" tiny.safetensors sm.f32 >tiny.ref.txt
+./drv_tiny sm.f32 >tiny.float.txt
+./drv_tiny sm.f32 int8 >tiny.int8.txt
+san_ok tiny sm.f32 6 int8
+cmp_ok "tiny: int8 outputs (the bias kept) within 0.01 of float" raw tiny.int8.txt tiny.float.txt --tol 0.01
+
 expect_error "--c DIR that does not exist" 1 "not a directory" export mlp.safetensors --c nowhere
 echo "test_cli_export_c: $((SECONDS - start)) s"
 finish

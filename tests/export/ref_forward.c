@@ -6,10 +6,13 @@
  *   export_ref MODEL SAMPLES.f32          outputs, one sample a line ("%.9g")
  *   export_ref --ids MODEL N OUT.f32      N random sequences of token ids of
  *                                         the model's first layer (embedding)
- *   export_ref --make SPEC INPUTS OUT     a network of SPEC on INPUTS features,
+ *   export_ref --make SPEC INPUTS OUT [LAYER:WSCALE:BIAS]...
+ *                                         a network of SPEC on INPUTS features,
  *                                         weights drawn from seed 11, saved to OUT
  *                                         (a spec the command line cannot train,
- *                                         e.g. one that ends in softmax)
+ *                                         e.g. one that ends in softmax); each
+ *                                         LAYER:WSCALE:BIAS scales a dense or conv
+ *                                         layer's weights and sets its biases
  */
 #include "backprop.h"
 
@@ -21,9 +24,26 @@ int main(int argc, char **argv)
 {
     bp_error err = {0};
     bp_net *net = NULL;
-    if (argc == 5 && !strcmp(argv[1], "--make")) {
-        if (bp_net_create(&net, atoi(argv[3]), argv[2], 11, &err) != BP_OK ||
-            bp_net_save(net, argv[4], &err) != BP_OK) {
+    if (argc >= 5 && !strcmp(argv[1], "--make")) {
+        if (bp_net_create(&net, atoi(argv[3]), argv[2], 11, &err) != BP_OK) {
+            fprintf(stderr, "export_ref: %s\n", err.message);
+            return 1;
+        }
+        /* LAYER:WSCALE:BIAS: layer's weights times WSCALE, every bias BIAS */
+        for (int a = 5; a < argc; a++) {
+            int li;
+            double ws, bias;
+            if (sscanf(argv[a], "%d:%lf:%lf", &li, &ws, &bias) != 3 || li < 0 ||
+                li >= bp_net_layers(net) || !bp_net_weight(net, li)) {
+                fprintf(stderr, "export_ref: bad LAYER:WSCALE:BIAS '%s'\n", argv[a]);
+                return 2;
+            }
+            bp_layer_desc d = bp_net_layer(net, li);
+            size_t nb = (size_t)d.units, nw = bp_net_layer_param_count(net, li) - nb;
+            for (size_t k = 0; k < nw; k++) bp_net_weight(net, li)[k] *= (bp_real)ws;
+            for (size_t k = 0; k < nb; k++) bp_net_bias(net, li)[k] = (bp_real)bias;
+        }
+        if (bp_net_save(net, argv[4], &err) != BP_OK) {
             fprintf(stderr, "export_ref: %s\n", err.message);
             return 1;
         }
