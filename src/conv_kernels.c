@@ -394,6 +394,24 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
         dnnl_memory_desc_init_by_tag(&yi, 4, dy, it, dnnl_format_tag_any))
         goto fail;
 
+    /* Inference on blocked activations (the net's plan): the convolution
+     * reads and writes the plan's layout itself where oneDNN has a kernel
+     * for it. Left free, oneDNN picks nhwc kernels at large batches, and
+     * the reorders around them (nChw16c -> nhwc -> nChw16c each call) cost
+     * more than they gain: W6 (batch 1000) ran 25-45% faster pinned
+     * (bench/NOTES.md). Training keeps "any": its three passes share x
+     * and dy in the layouts they choose. */
+    if (!p->training && !bf16 && (blk_x > 1 || blk_y > 1)) {
+        dnnl_memory_desc_t xt = blk_x > 1 ? x_plain : xi, yt = blk_y > 1 ? y_plain : y_any;
+        dnnl_convolution_desc_t td;
+        dnnl_primitive_desc_t tpd = NULL;
+        if (!dnnl_convolution_forward_desc_init(&td, dnnl_forward_inference,
+                                                dnnl_convolution_direct, &xt, &wi, &b_plain, &yt,
+                                                strides, pad_l, pad_r) &&
+            !dnnl_primitive_desc_create(&tpd, &td, attr, p->engine, NULL))
+            xi = xt, y_any = yt;
+        if (tpd) dnnl_primitive_desc_destroy(tpd);
+    }
     /* Forward. */
     dnnl_convolution_desc_t fd;
     if (dnnl_convolution_forward_desc_init(&fd,
