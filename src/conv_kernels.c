@@ -400,9 +400,11 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
      * the reorders around them (nChw16c -> nhwc -> nChw16c each call) cost
      * more than they gain: W6 (batch 1000) ran 25-45% faster pinned
      * (bench/NOTES.md). Training keeps "any": its three passes share x
-     * and dy in the layouts they choose. */
-    if (!p->training && !bf16 && (blk_x > 1 || blk_y > 1)) {
+     * and dy in the layouts they choose. In bfloat16 the input is the
+     * plan's layout in bf16 (converted by bp_k_to_bf16, no reorder). */
+    if (!p->training && (blk_x > 1 || blk_y > 1)) {
         dnnl_memory_desc_t xt = blk_x > 1 ? x_plain : xi, yt = blk_y > 1 ? y_plain : y_any;
+        if (blk_x > 1) xt.data_type = it;
         dnnl_convolution_desc_t td;
         dnnl_primitive_desc_t tpd = NULL;
         if (!dnnl_convolution_forward_desc_init(&td, dnnl_forward_inference,

@@ -254,7 +254,7 @@ static void check_conv(void)
     if (!ctx) return;
     bp_conv_geom g = {.N = 8, .C = 16, .H = 12, .W = 12, .OC = 32, .K = 3, .stride = 1, .pad = 1};
     CHECK(bp_conv_geom_init(&g), "conv geometry");
-    const int layouts[][2] = {{1, 1}, {1, 16}, {16, 16}};
+    const int layouts[][2] = {{1, 1}, {1, 16}, {16, 16}, {16, 1}};
     size_t nx = (size_t)g.N * g.C * g.H * g.W, nw = (size_t)g.OC * g.C * g.K * g.K;
     size_t ny = (size_t)g.N * g.OC * g.OH * g.OW, nb = (size_t)g.OC;
     int sx = g.H * g.W, sy = g.OH * g.OW;
@@ -292,6 +292,19 @@ static void check_conv(void)
             double edb = rel(db, db_r, nb);
             CHECK(edb < TOL_ROUNDED, "%s: db %g of the norm from the sum of the rounded dy",
                   name, edb);
+            bp_conv_prim_free(p);
+        }
+        /* Inference (the blocked layouts pinned: x converted to bf16 in
+         * place of a reorder): the same product. */
+        p = bp_conv_prim_create(ctx, &g, 0, 0, bx, by, 1);
+        CHECK(p != NULL, "%s: created (inference)", name);
+        if (p) {
+            memset(yb, 0xff, ny * 4);
+            CHECK(bp_conv_prim_forward(p, yb, xb, w, b), "%s: inference forward runs", name);
+            blk(yp, yb, g.N, g.OC, sy, by, 0);
+            char what[128];
+            snprintf(what, sizeof what, "%s: y (inference)", name);
+            check_pair(what, yp, y_r, y_e, ny);
             bp_conv_prim_free(p);
         }
         free(xb), free(dyb), free(yb), free(dxb), free(yp), free(dxp), free(dw), free(db);
