@@ -166,6 +166,10 @@ typedef struct cli_csv_dialect {
 extern cli_csv_dialect cli_csv;
 /* --delimiter's value: one character, or tab, \t, space, comma, semicolon. */
 int cli_delimiter(const char *opt, const char *text, char *out);
+/* The dialect options of eval, predict and export (--delimiter C,
+ * --skip-rows N, --no-header) into cli_csv: 1 when `name` is one of them
+ * (*r set to its parse status: 0 or CLI_USAGE, message printed), else 0. */
+int cli_dialect_option(const char *name, const char *value, int *r);
 /* Copy the dialect (and the input limit) into bp_csv_options. */
 void cli_csv_apply(bp_csv_options *co);
 /* Take the dialect a model was trained with (csv_delimiter, csv_skip_rows,

@@ -541,12 +541,7 @@ static int parse(eval_args *a, const char *cmd, const cli_opt *opts, const char 
         else if (!strcmp(name, "--precision")) r = cli_precision(name, v, &a->precision);
         else if (!strcmp(name, "--json")) a->json = 1;
         else if (!strcmp(name, "--streams")) r = cli_int(name, v, 1, 1 << 20, &a->streams);
-        else if (!strcmp(name, "--delimiter"))
-            r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1;
-        else if (!strcmp(name, "--skip-rows"))
-            r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1;
-        else if (!strcmp(name, "--no-header"))
-            cli_csv.no_header = cli_csv.set_no_header = 1;
+        else if (cli_dialect_option(name, v, &r)) { /* into cli_csv */ }
         else if (!strcmp(name, "--output")) a->out = v;
         else if (!strcmp(name, "--proba")) a->proba = 1;
         if (r) return r;

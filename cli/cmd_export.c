@@ -59,12 +59,7 @@ static int parse(export_args *a, int argc, char **argv)
             r = cli_int(name, v, 1, 1000000000, &a->calib_rows);
         else if (!strcmp(name, "--labels")) a->labels = v;
         else if (!strcmp(name, "--target")) a->target = v;
-        else if (!strcmp(name, "--delimiter"))
-            r = cli_delimiter(name, v, &cli_csv.delimiter), cli_csv.set_delimiter = 1;
-        else if (!strcmp(name, "--skip-rows"))
-            r = cli_int(name, v, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1;
-        else if (!strcmp(name, "--no-header"))
-            cli_csv.no_header = cli_csv.set_no_header = 1;
+        else if (cli_dialect_option(name, v, &r)) { /* into cli_csv */ }
         if (r) return r;
     }
     if (!a->model)

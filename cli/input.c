@@ -220,6 +220,19 @@ int cli_delimiter(const char *opt, const char *text, char *out)
     return CLI_OK;
 }
 
+int cli_dialect_option(const char *name, const char *value, int *r)
+{
+    if (!strcmp(name, "--delimiter"))
+        *r = cli_delimiter(name, value, &cli_csv.delimiter), cli_csv.set_delimiter = 1;
+    else if (!strcmp(name, "--skip-rows"))
+        *r = cli_int(name, value, 0, 1000000000, &cli_csv.skip_rows), cli_csv.set_skip_rows = 1;
+    else if (!strcmp(name, "--no-header"))
+        cli_csv.no_header = cli_csv.set_no_header = 1;
+    else
+        return 0;
+    return 1;
+}
+
 void cli_csv_apply(bp_csv_options *co)
 {
     co->delimiter = cli_csv.delimiter;
