@@ -13,7 +13,9 @@
  * layer reads is decided here, at export time, so the generated code has
  * no pointer juggling. Elementwise layers (activations, batch norm) work
  * in place; flatten, dropout and identity generate nothing. Recurrent
- * layers keep their gates (and an LSTM's cell) in a third array `t`.
+ * layers keep their gates (and an LSTM's cell) in a third array `t`;
+ * stride-1 convolutions their sums in `cacc` and a padded input channel in
+ * `cpad` (see conv_geometry).
  *
  * Float: the layers' inference semantics of the files of src/layers, in float with
  * the library's formulas (batch norm as x * a + b with a = gamma /
@@ -179,8 +181,45 @@ typedef struct xnet {
     xlayer *l;
     bp_shape in_shape;
     size_t inputs, outputs, buf, tmp;
+    size_t cpad, cacc; /* stride-1 convs: the padded input and accumulator sizes (values) */
     bp_norm norm, tnorm;
 } xnet;
+
+/* A stride-1 conv runs as K*K shifted multiply-adds over the whole output
+ * plane: with the input zero-padded into cpad (Hp = H + 2P rows of
+ * Wp = W + 2P; the input itself when P = 0), output (oy, ox) of tap (ky, kx)
+ * reads v[oy * Wp + ox] with v = the channel's plane + ky * Wp + kx, so the
+ * accumulator cacc holds the plane with row stride Wp (columns OW..Wp-1 are
+ * scratch, never stored; cpad holds one input channel at a time, its
+ * border written once a layer) and the innermost loop is one run of
+ * T = (OH - 1) * Wp + OW values with unit stride and a length known at
+ * export time, which compilers vectorize at -O2 (gcc's very-cheap model
+ * wants a trip count that is a multiple of the vector length: with padding
+ * T is rounded up to CONV_VEC, the padded copy given the slack; without, a
+ * scalar loop takes the rest). */
+#define CONV_VEC 16
+typedef struct conv_geo {
+    int Hp, Wp, T, Tv, Tn; /* Tv: the vector part; Tn: the values run (T, or T rounded up) */
+    size_t pad;            /* values of cpad, one channel (0 without padding) */
+} conv_geo;
+
+static conv_geo conv_geometry(const xlayer *l)
+{
+    conv_geo g;
+    int H = l->in.dim[1], W = l->in.dim[2];
+    int OH = l->out.dim[1], OW = l->out.dim[2], P = l->d.pad;
+    g.Hp = H + 2 * P, g.Wp = W + 2 * P;
+    g.T = (OH - 1) * g.Wp + OW;
+    if (P > 0) {
+        g.Tn = g.Tv = (g.T + CONV_VEC - 1) / CONV_VEC * CONV_VEC;
+        g.pad = (size_t)g.Hp * (size_t)g.Wp + (size_t)(g.Tn - g.T);
+    } else {
+        g.Tn = g.T;
+        g.Tv = g.T - g.T % CONV_VEC;
+        g.pad = 0;
+    }
+    return g;
+}
 
 static void xnet_free(xnet *x)
 {
@@ -243,6 +282,11 @@ static bp_status xnet_build(xnet *x, bp_net *net, bp_error *err)
         l->in_n = bp_shape_size(l->in);
         l->out_n = bp_shape_size(l->out);
         if (l->out_n > x->buf) x->buf = l->out_n;
+        if (l->d.kind == BP_CONV && l->d.stride == 1) {
+            conv_geo g = conv_geometry(l);
+            if (g.pad > x->cpad) x->cpad = g.pad;
+            if ((size_t)g.Tn > x->cacc) x->cacc = (size_t)g.Tn;
+        }
         int bad = 0, need = 0;
         size_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
         switch (l->d.kind) {
@@ -485,6 +529,64 @@ static void gen_conv_loops(sbuf *b, const char *type, const char *init, const ch
               "                }\n");
 }
 
+/* A stride-1 conv (see conv_geometry) up to the accumulated plane of
+ * output channel co in cacc, left open for the caller's store of
+ * cacc[oy * Wp + ox] (two braces to close). q8: int8 codes, the padding
+ * being the input zero point padv (the real 0), so every window sums
+ * w x over all its taps and the bias with the zero point folded in
+ * (b - z sum w) is exact for the windows over the padding too; float:
+ * padv 0.0f. */
+static void gen_conv_s1(sbuf *b, int q8, const xlayer *l, const char *p, char X,
+                        const char *padv, const char *bias)
+{
+    int C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
+    int CO = l->out.dim[0], OH = l->out.dim[1], OW = l->out.dim[2];
+    int K = l->d.kernel, P = l->d.pad;
+    conv_geo g = conv_geometry(l);
+    const char *el = q8 ? "int8_t" : "float", *wt = q8 ? "int32_t" : "float";
+    const char *ind = "            ";
+    if (P > 0)
+        sb_printf(b, "    /* one input channel at a time, zero-padded to %d x %d */\n"
+                  "    for (int k = 0; k < %zu; k++) cpad[k] = %s;\n",
+                  g.Hp, g.Wp, g.pad, padv);
+    sb_printf(b,
+              "    /* each output channel: its bias, plus each tap times the input shifted, "
+              "in rows of %d */\n"
+              "    for (int co = 0; co < %d; co++) {\n"
+              "        for (int k = 0; k < %d; k++) cacc[k] = %s;\n",
+              g.Wp, CO, g.Tn, bias);
+    if (P > 0) {
+        sb_printf(b,
+                  "        for (int ci = 0; ci < %d; ci++) {\n"
+                  "            for (int y = 0; y < %d; y++)\n"
+                  "                for (int x = 0; x < %d; x++)\n"
+                  "                    cpad[(y + %d) * %d + x + %d] = %c[(ci * %d + y) * %d + x];\n",
+                  C, H, W, P, g.Wp, P, X, H, W);
+    } else {
+        sb_printf(b, "        for (int ci = 0; ci < %d; ci++) {\n", C);
+    }
+    char src[32];
+    if (P > 0) snprintf(src, sizeof src, "cpad");
+    else snprintf(src, sizeof src, "%c + ci * %d", X, H * W);
+    sb_printf(b,
+              "%sfor (int ky = 0; ky < %d; ky++)\n"
+              "%s    for (int kx = 0; kx < %d; kx++) {\n"
+              "%s        const %s *v = %s + ky * %d + kx;\n"
+              "%s        %s w = %s_w[((co * %d + ci) * %d + ky) * %d + kx];\n",
+              ind, K, ind, K, ind, el, src, g.Wp, ind, wt, p, C, K, K);
+    if (g.Tv > 0)
+        sb_printf(b, "%s        for (int k = 0; k < %d; k++) cacc[k] += w * v[k];\n", ind, g.Tv);
+    if (g.Tv < g.Tn)
+        sb_printf(b, "%s        for (int k = %d; k < %d; k++) cacc[k] += w * v[k];\n", ind, g.Tv,
+                  g.Tn);
+    sb_printf(b,
+              "%s    }\n"
+              "        }\n"
+              "        for (int oy = 0; oy < %d; oy++)\n"
+              "            for (int ox = 0; ox < %d; ox++) {\n",
+              ind, OH, OW);
+}
+
 /* Emit layer i reading buffer X and writing Y (or X in place); returns 1
  * when the output is in Y (the buffers swap), 0 when in X. */
 static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char X, char Y,
@@ -515,6 +617,14 @@ static int gen_float_layer(sbuf *b, const xnet *x, int i, const char *name, char
         int C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
         int CO = l->out.dim[0], OH = l->out.dim[1], OW = l->out.dim[2];
         int K = l->d.kernel, S = l->d.stride, P = l->d.pad;
+        if (S == 1) {
+            char bias[128];
+            snprintf(bias, sizeof bias, "%s_b[co]", p);
+            gen_conv_s1(b, 0, l, p, X, "0.0f", bias);
+            sb_printf(b, "                %c[(co * %d + oy) * %d + ox] = cacc[oy * %d + ox];\n"
+                      "            }\n    }\n", Y, OH, OW, conv_geometry(l).Wp);
+            return 1;
+        }
         gen_conv_loops(b, "float", "0.0f", "0.0f", C, H, W, CO, OH, OW, K, S, P, p, X, NULL);
         sb_printf(b, "                %c[(co * %d + oy) * %d + ox] = s + %s_b[co];\n"
                   "            }\n", Y, OH, OW, p);
@@ -721,6 +831,8 @@ static void gen_float_predict(sbuf *b, const xnet *x, const char *name)
               "    float a[%s_BUF], b[%s_BUF];\n",
               name, name, name);
     if (x->tmp) sb_printf(b, "    float t[%zu];\n", x->tmp);
+    if (x->cpad) sb_printf(b, "    float cpad[%zu];\n", x->cpad);
+    if (x->cacc) sb_printf(b, "    float cacc[%zu];\n", x->cacc);
     if (x->norm.kind != BP_NORM_NONE)
         sb_printf(b, "    for (int k = 0; k < %zu; k++) a[k] = (in[k] - %s_norm_shift[k]) * "
                   "%s_norm_scale[k];\n", x->inputs, name, name);
@@ -1095,7 +1207,8 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 st = bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
                 break;
             }
-            int border = k == BP_CONV && l->d.pad > 0; /* windows over the padding */
+            /* windows over the padding, in the loops of a conv of stride > 1 */
+            int border = k == BP_CONV && l->d.pad > 0 && l->d.stride > 1;
             for (int o = 0; o < N; o++) {
                 double ga = bn ? bn->a[o] : 1, bb = l->b[o] * ga + (bn ? bn->b[o] : 0);
                 double m = 0;
@@ -1181,13 +1294,22 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 char acc0[128], accf[128];
                 snprintf(acc0, sizeof acc0, "%s_bu[co]", p);
                 snprintf(accf, sizeof accf, "%s_b[co]", p);
-                gen_conv_loops(&body, "int32_t", acc0, accf, C, H, W, l->out.dim[0], OH, OW, K, S,
-                               Pd, p, X, zin);
-                sb_printf(&body,
-                          "                s = %d + %s_rq(s, %s_m[co], %s_s[co]);\n"
-                          "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
-                          "            }\n",
-                          out.z, name, p, p, Y, OH, OW, lo8, lo8);
+                if (S == 1) {
+                    gen_conv_s1(&body, 1, l, p, X, zin, accf);
+                    sb_printf(&body,
+                              "                int32_t s = %d + %s_rq(cacc[oy * %d + ox], %s_m[co], %s_s[co]);\n"
+                              "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
+                              "            }\n    }\n",
+                              out.z, name, conv_geometry(l).Wp, p, p, Y, OH, OW, lo8, lo8);
+                } else {
+                    gen_conv_loops(&body, "int32_t", acc0, accf, C, H, W, l->out.dim[0], OH, OW,
+                                   K, S, Pd, p, X, zin);
+                    sb_printf(&body,
+                              "                s = %d + %s_rq(s, %s_m[co], %s_s[co]);\n"
+                              "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
+                              "            }\n",
+                              out.z, name, p, p, Y, OH, OW, lo8, lo8);
+                }
             }
             char t = X;
             X = Y, Y = t;
@@ -1326,14 +1448,22 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
     sb_template(F, q8_quant, name);
     if (need_rq) sb_template(F, q8_helpers, name);
     if (need_exp) sb_template(F, q8_exp, name);
+    sbuf decl = {0};
+    if (x->cpad) sb_printf(&decl, "    int8_t cpad[%zu];\n", x->cpad);
+    if (x->cacc) sb_printf(&decl, "    int32_t cacc[%zu];\n", x->cacc);
+    if (decl.oom) {
+        free(decl.p), free(body.p);
+        return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
+    }
     sb_printf(F,
               "void %s_predict_int8(const float *in, float *out)\n"
               "{\n"
               "    int8_t a[%s_BUF], b[%s_BUF];\n"
-              "%s"
+              "%s%s"
               "    (void)b;\n"
               "}\n",
-              name, name, name, body.p);
+              name, name, name, decl.p ? decl.p : "", body.p);
+    free(decl.p);
     free(body.p);
     return BP_OK;
 }
@@ -1546,7 +1676,9 @@ bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt
     }
     int libm = C.p && (strstr(C.p, "expf(") || strstr(C.p, "tanhf("));
     /* the header */
-    size_t stack = 2 * x.buf * sizeof(float) + x.tmp * sizeof(float);
+    size_t stack = (2 * x.buf + x.tmp + x.cpad + x.cacc) * sizeof(float);
+    size_t stack8 = 2 * x.buf + x.cpad + x.cacc * sizeof(int32_t);
+    const char *conv_note = x.cpad || x.cacc ? ", the convolutions' padded input and sums" : "";
     char sin[64], sout[64];
     shape_str(x.in_shape, sin, sizeof sin);
     shape_str(bp_net_layer_shape(net, x.L - 1), sout, sizeof sout);
@@ -1563,7 +1695,7 @@ bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt
               "#define %s_OUTPUTS %zu\n"
               "/* values in each of the two activation arrays (the widest tensor) */\n"
               "#define %s_BUF %zu\n"
-              "/* stack of %s_predict: two float arrays of %s_BUF%s (plus a few locals) */\n"
+              "/* stack of %s_predict: two float arrays of %s_BUF%s%s (plus a few locals) */\n"
               "#define %s_STACK_BYTES %zu\n",
               name, bp_net_spec(net), sin, x.inputs,
               x.norm.kind != BP_NORM_NONE ? "the code applies the model's input normalization"
@@ -1572,10 +1704,10 @@ bp_status bp_export_c(bp_net *net, const char *dir, const bp_export_options *opt
               x.tnorm.kind != BP_NORM_NONE ? ", in the targets' units" : "", name,
               libm ? "calls <math.h> functions (link with -lm)" : "calls no libm function",
               name, name, name, x.inputs, name, x.outputs, name, x.buf, name, name,
-              x.tmp ? " and the recurrent gates" : "", name, stack);
+              x.tmp ? ", the recurrent gates" : "", conv_note, name, stack);
     if (opt->int8)
-        sb_printf(&Hd, "/* stack of %s_predict_int8: two int8 arrays of %s_BUF (no libm) */\n"
-                  "#define %s_INT8_STACK_BYTES %zu\n", name, name, name, 2 * x.buf);
+        sb_printf(&Hd, "/* stack of %s_predict_int8: two int8 arrays of %s_BUF%s (no libm) */\n"
+                  "#define %s_INT8_STACK_BYTES %zu\n", name, name, conv_note, name, stack8);
     sb_printf(&Hd, "\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
               "/* in: %s_INPUTS values; out: %s_OUTPUTS values (%s). */\n"
               "void %s_predict(const float *in, float *out);\n",

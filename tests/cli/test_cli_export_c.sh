@@ -8,6 +8,8 @@
 #     Fashion-MNIST subsets: NAME_predict's probabilities against `backprop
 #     predict --proba` on the whole 10,000-image test set within 1e-5, and
 #     NAME_predict_int8's test accuracy within 1 point of the float one;
+#   - stride-1 convs with padding (as wide as the kernel too), kernels 1, 2
+#     and 5, on 2 x 5 x 7 CSV inputs: float within 1e-5, int8 within 0.05;
 #   - small models for the other kinds: conv with stride and padding,
 #     leaky_relu, avgpool, batchnorm, sigmoid, global_avgpool, dropout, tanh,
 #     softmax, identity (float; int8 without the softmax); rnn, lstm, gru,
@@ -127,6 +129,32 @@ mkdir -p noout
 expect_error "int8: a softmax that is not last is named" 1 "layer 12 \(softmax\) is not the last layer" \
     export kinds_a.safetensors --c noout --int8 --calibrate small.idx --labels smalll.idx
 check "the failed export wrote nothing" eval '[ -z "$(ls -A noout)" ]'
+
+# ---- stride-1 convs with padding (the shifted-plane loops of the export):
+# a padding as wide as the kernel (windows wholly over it), kernels 5, 1 and 2
+# (pad 1: the output grows), batchnorm folded in int8, 2 x 5 x 7 inputs ----
+python3 - <<'PY'
+import random
+random.seed(5)
+with open("pad.csv", "w") as f:
+    f.write(",".join("x%d" % i for i in range(70)) + ",label\n")
+    for r in range(300):
+        v = [random.gauss(0.5, 1) for _ in range(70)]
+        s = sum(v[:10]) - sum(v[30:40])
+        f.write(",".join("%.4f" % x for x in v) + ",%s\n" % ("abc"[0 if s < -2 else 1 if s < 2 else 2]))
+PY
+python3 "$X/to_f32.py" csv pad.csv pad.f32 --drop-last
+train_ok "padded stride-1 convs train" pad.csv --input-shape 2,5,7 --epochs 3 --seed 3 --threads 1 \
+    --arch "conv(3,3,1,3) relu conv(4,5,1,2) batchnorm relu conv(2,1,1,1) leaky_relu(0.1) conv(3,2,1,1) relu dense(3)" \
+    -o pad.safetensors
+export_c pad pad.safetensors --int8 --calibrate pad.csv
+"$BP" predict pad.safetensors pad.csv --proba -o pad.pred.csv
+./drv_pad pad.f32 >pad.float.txt
+./drv_pad pad.f32 int8 >pad.int8.txt
+san_ok pad pad.f32 70
+san_ok pad pad.f32 70 int8
+cmp_ok "pad: float against predict --proba within 1e-5" proba pad.float.txt pad.pred.csv --tol 1e-5
+cmp_ok "pad: int8 probabilities within 0.05 of predict --proba" proba pad.int8.txt pad.pred.csv --tol 0.05
 
 # ---- sequences: rnn, lstm, gru, dense on steps, last ----
 python3 - <<'PY'
