@@ -1294,21 +1294,27 @@ static bp_status gen_int8(sbuf *P, sbuf *F, const xnet *x, const char *name, con
                 char acc0[128], accf[128];
                 snprintf(acc0, sizeof acc0, "%s_bu[co]", p);
                 snprintf(accf, sizeof accf, "%s_b[co]", p);
+                /* With a fused relu a sum <= 0 gives z_out without the
+                 * requantization: M >= 0, so rq(acc <= 0) <= 0 and the
+                 * lower clamp z_out takes it (the same code, faster). */
+                char fast[64] = "";
+                if (relu) snprintf(fast, sizeof fast, "c <= 0 ? %d : ", lo8);
                 if (S == 1) {
                     gen_conv_s1(&body, 1, l, p, X, zin, accf);
                     sb_printf(&body,
-                              "                int32_t s = %d + %s_rq(cacc[oy * %d + ox], %s_m[co], %s_s[co]);\n"
+                              "                int32_t c = cacc[oy * %d + ox], s = %s%d + %s_rq(c, %s_m[co], %s_s[co]);\n"
                               "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
                               "            }\n    }\n",
-                              out.z, name, conv_geometry(l).Wp, p, p, Y, OH, OW, lo8, lo8);
+                              conv_geometry(l).Wp, fast, out.z, name, p, p, Y, OH, OW, lo8, lo8);
                 } else {
                     gen_conv_loops(&body, "int32_t", acc0, accf, C, H, W, l->out.dim[0], OH, OW,
                                    K, S, Pd, p, X, zin);
                     sb_printf(&body,
-                              "                s = %d + %s_rq(s, %s_m[co], %s_s[co]);\n"
+                              "                int32_t c = s;\n"
+                              "                s = %s%d + %s_rq(c, %s_m[co], %s_s[co]);\n"
                               "                %c[(co * %d + oy) * %d + ox] = (int8_t)(s < %d ? %d : s > 127 ? 127 : s);\n"
                               "            }\n",
-                              out.z, name, p, p, Y, OH, OW, lo8, lo8);
+                              fast, out.z, name, p, p, Y, OH, OW, lo8, lo8);
                 }
             }
             char t = X;
