@@ -198,16 +198,24 @@ int cli_text_loss(bp_net *net, int softmax_out, const int32_t *ids, size_t n, in
 /* eval on a text model                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* DATA as token ids of a text model's vocabulary (a character outside it
+ * is an error naming line and column). CLI_OK, or CLI_FAIL printed. */
+static int read_model_text(cli_text *t, const cli_model_info *mi, const char *data)
+{
+    char msg[768];
+    if (cli_text_read(t, data, mi->vocab.encoding, &mi->vocab, "; the model reads UTF-8 text", msg,
+                      sizeof msg))
+        return cli_fail(CLI_FAIL, "%s", msg);
+    cli_inputs_release();
+    return CLI_OK;
+}
+
 int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, const char *data,
                   int streams, int json)
 {
-    char msg[768];
     cli_text t;
-    if (cli_text_read(&t, data, mi->vocab.encoding, &mi->vocab,
-                      "; the model reads UTF-8 text", msg, sizeof msg))
-        return cli_fail(CLI_FAIL, "%s", msg);
-    cli_inputs_release();
-    int st;
+    int st = read_model_text(&t, mi, data);
+    if (st) return st;
     if (t.n < 2) {
         st = cli_fail(CLI_FAIL, "%s: %s: nothing to predict (a text of at least 2 characters is "
                       "needed)", cli_input_name(data), t.n ? "1 character" : "empty text");
@@ -243,13 +251,10 @@ int cli_eval_text(bp_net *net, const cli_model_info *mi, const char *model, cons
 
 int cli_predict_text(bp_net *net, const cli_model_info *mi, const char *data, int proba, FILE *f)
 {
-    char msg[768];
     cli_text t;
-    if (cli_text_read(&t, data, mi->vocab.encoding, &mi->vocab,
-                      "; the model reads UTF-8 text", msg, sizeof msg))
-        return cli_fail(CLI_FAIL, "%s", msg);
-    cli_inputs_release();
-    int T = bp_net_inputs(net), V = bp_net_outputs(net) / T, st = CLI_OK;
+    int st = read_model_text(&t, mi, data);
+    if (st) return st;
+    int T = bp_net_inputs(net), V = bp_net_outputs(net) / T;
     if (t.n < (size_t)T) {
         st = cli_fail(CLI_FAIL, "%s: %zu character%s; the model reads windows of %d (its "
                       "--seq-len), so there is nothing to predict", cli_input_name(data), t.n,
