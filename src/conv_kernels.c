@@ -402,27 +402,24 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
      * (bench/NOTES.md). Training keeps "any": its three passes share x
      * and dy in the layouts they choose. In bfloat16 the input is the
      * plan's layout in bf16 (converted by bp_k_to_bf16, no reorder). */
-    if (!p->training && (blk_x > 1 || blk_y > 1)) {
-        dnnl_memory_desc_t xt = blk_x > 1 ? x_plain : xi, yt = blk_y > 1 ? y_plain : y_any;
-        if (blk_x > 1) xt.data_type = it;
-        dnnl_convolution_desc_t td;
-        dnnl_primitive_desc_t tpd = NULL;
-        if (!dnnl_convolution_forward_desc_init(&td, dnnl_forward_inference,
-                                                dnnl_convolution_direct, &xt, &wi, &b_plain, &yt,
-                                                strides, pad_l, pad_r) &&
-            !dnnl_primitive_desc_create(&tpd, &td, attr, p->engine, NULL))
-            xi = xt, y_any = yt;
-        if (tpd) dnnl_primitive_desc_destroy(tpd);
-    }
-    /* Forward. */
+    int pin = !p->training && (blk_x > 1 || blk_y > 1);
+    dnnl_memory_desc_t xf = xi, yf = y_any; /* the forward's source and destination */
+    if (pin && blk_x > 1) xf = x_plain, xf.data_type = it;
+    if (pin && blk_y > 1) yf = y_plain;
+    /* Forward (pinned first; without a kernel for the plan's layout, "any"). */
     dnnl_convolution_desc_t fd;
-    if (dnnl_convolution_forward_desc_init(&fd,
-                                           p->training ? dnnl_forward_training
-                                                       : dnnl_forward_inference,
-                                           dnnl_convolution_direct, &xi, &wi, &b_plain,
-                                           &y_any, strides, pad_l, pad_r) ||
-        !pass_init(p, &p->fwd, &fd, attr, NULL, &fpd) ||
-        !port_init(p, &p->f_src, &x_plain, MD(fpd, dnnl_query_src_md), 1, attr) ||
+    for (;;) {
+        if (!dnnl_convolution_forward_desc_init(&fd,
+                                                p->training ? dnnl_forward_training
+                                                            : dnnl_forward_inference,
+                                                dnnl_convolution_direct, &xf, &wi, &b_plain, &yf,
+                                                strides, pad_l, pad_r) &&
+            pass_init(p, &p->fwd, &fd, attr, NULL, &fpd))
+            break;
+        if (!pin || fpd) goto fail; /* fpd made: a later step failed, not the layout */
+        pin = 0, xf = xi, yf = y_any;
+    }
+    if (!port_init(p, &p->f_src, &x_plain, MD(fpd, dnnl_query_src_md), 1, attr) ||
         !port_init(p, &p->f_w, &w_plain, MD(fpd, dnnl_query_weights_md), 1, attr) ||
         !port_init(p, &p->f_dst, &y_plain, MD(fpd, dnnl_query_dst_md), 0, attr) ||
         dnnl_memory_create(&p->f_bias, &b_plain, p->engine, DNNL_MEMORY_NONE))
