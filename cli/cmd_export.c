@@ -141,7 +141,6 @@ int cmd_export(int argc, char **argv)
         if ((st = cli_read_model_rows(net, &mi, a.model, a.calib, a.labels, a.target,
                                       CLI_TARGET_OPTIONAL, &ds)))
             goto done;
-        cli_inputs_release();
         opt.int8 = 1;
         opt.calib = ds.d.x;
         opt.calib_n = ds.d.n < a.calib_rows ? ds.d.n : a.calib_rows;
