@@ -52,7 +52,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1513,41 +1512,6 @@ static char *join(const char *dir, const char *name, const char *ext)
     return p;
 }
 
-/* Write buf to a new temporary file next to `path` (fsync'd, mode 0644);
- * its name into *tmp (malloc'd). */
-static bp_status write_temp(const char *path, const sbuf *buf, char **tmp, bp_error *err)
-{
-    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *t = malloc(n);
-    if (!t) return bp_fail(err, BP_ENOMEM, "bp_export_c: out of memory");
-    snprintf(t, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(t);
-    if (fd < 0) {
-        int e = errno;
-        free(t);
-        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", path, strerror(e));
-    }
-    const char *what = NULL;
-    size_t off = 0;
-    while (off < buf->n && !what) {
-        ssize_t k = write(fd, buf->p + off, buf->n - off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) what = "write failed";
-        else off += (size_t)k;
-    }
-    if (!what && fchmod(fd, 0644) != 0) what = "cannot set permissions";
-    if (!what && fsync(fd) != 0) what = "fsync failed";
-    int e = what ? errno : 0;
-    if (close(fd) != 0 && !what) what = "close failed", e = errno;
-    if (what) {
-        unlink(t);
-        free(t);
-        return bp_fail(err, BP_EIO, "%s: %s: %s", path, what, strerror(e));
-    }
-    *tmp = t;
-    return BP_OK;
-}
-
 /* Both temporaries written, then renamed into place: the .c first, then
  * the .h. If the second rename fails, the .c is put back as it was (from a
  * hard link made beforehand, or removed when there was none), so a
@@ -1556,8 +1520,8 @@ static bp_status write_pair(const char *cpath, const sbuf *cbuf, const char *hpa
                             const sbuf *hbuf, bp_error *err)
 {
     char *ct = NULL, *ht = NULL, *bak = NULL;
-    bp_status s = write_temp(cpath, cbuf, &ct, err);
-    if (s == BP_OK) s = write_temp(hpath, hbuf, &ht, err);
+    bp_status s = bp_write_temp(cpath, cpath, cbuf->p, cbuf->n, 0644, &ct, err);
+    if (s == BP_OK) s = bp_write_temp(hpath, hpath, hbuf->p, hbuf->n, 0644, &ht, err);
     if (s != BP_OK) goto done;
     struct stat st;
     int had_c = stat(cpath, &st) == 0;

@@ -31,6 +31,12 @@ char *bp_strdup(const char *s);
  * is untouched and no temporary file is left. BP_EIO "PATH: what: why",
  * BP_EINVAL for an empty path, BP_ENOMEM. Does not own `buf`. */
 bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, bp_error *err);
+/* The first half of that: `size` bytes into a new temporary file next to
+ * `path` ("PATH.tmp.XXXXXX"), given `mode`, fsync'd and closed; its
+ * malloc'd name in *tmp for the caller to rename (or unlink). On failure
+ * no file is left; messages name `shown`. BP_EIO, BP_ENOMEM. */
+bp_status bp_write_temp(const char *path, const char *shown, const void *buf, size_t size,
+                        unsigned mode, char **tmp, bp_error *err);
 
 /* ---- memory checks (src/mem.c) ----
  * Saturating arithmetic for size computations: UINT64_MAX means "does not

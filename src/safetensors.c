@@ -980,6 +980,37 @@ static void sync_parent_dir(const char *path)
     free(dir);
 }
 
+bp_status bp_write_temp(const char *path, const char *shown, const void *buf, size_t size,
+                        unsigned mode, char **tmp, bp_error *err)
+{
+    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *t = malloc(n);
+    if (!t) return bp_fail(err, BP_ENOMEM, "%s: out of memory", shown);
+    snprintf(t, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(t);
+    if (fd < 0) {
+        int e = errno;
+        free(t);
+        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", shown, strerror(e));
+    }
+    const char *what = NULL;
+    if (write_all(fd, buf, size) != 0) what = "write failed";
+    else if (fchmod(fd, (mode_t)mode) != 0) what = "cannot set permissions";
+    else if (fsync(fd) != 0) what = "fsync failed";
+    int e = what ? errno : 0;
+    if (close(fd) != 0 && !what) {
+        what = "close failed";
+        e = errno;
+    }
+    if (what) {
+        unlink(t);
+        free(t);
+        return bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e));
+    }
+    *tmp = t;
+    return BP_OK;
+}
+
 bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, bp_error *err)
 {
     if (!path || !*path) return bp_fail(err, BP_EINVAL, "empty path");
@@ -1003,41 +1034,20 @@ bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, b
         return what ? bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e)) : BP_OK;
     }
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) {
-        free(real);
-        return bp_fail(err, BP_ENOMEM, "%s: out of memory", shown);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        free(real);
-        return bp_fail(err, BP_EIO, "%s: cannot create a temporary file: %s", shown,
-                       strerror(e));
-    }
     /* mkstemp makes the file 0600; keep an existing model's mode, else 0644. */
-    mode_t mode = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (st.st_mode & 0777) : 0644;
-    const char *what = NULL;
-    if (write_all(fd, buf, size) != 0) what = "write failed";
-    else if (fchmod(fd, mode) != 0) what = "cannot set permissions";
-    else if (fsync(fd) != 0) what = "fsync failed";
-    int e = what ? errno : 0;
-    if (close(fd) != 0 && !what) {
-        what = "close failed";
-        e = errno;
+    unsigned mode = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (st.st_mode & 0777) : 0644;
+    char *tmp = NULL;
+    bp_status s = bp_write_temp(path, shown, buf, size, mode, &tmp, err);
+    if (s != BP_OK) {
+        free(real);
+        return s;
     }
-    if (!what && rename(tmp, path) != 0) {
-        what = "cannot rename the temporary file into place";
-        e = errno;
-    }
-    if (what) {
+    if (rename(tmp, path) != 0) {
+        int e = errno;
         unlink(tmp);
         free(tmp);
-        bp_fail(err, BP_EIO, "%s: %s: %s", shown, what, strerror(e));
+        bp_fail(err, BP_EIO, "%s: cannot rename the temporary file into place: %s", shown,
+                strerror(e));
         free(real);
         return BP_EIO;
     }
