@@ -235,21 +235,16 @@ static void xnet_free(xnet *x)
 /* The tensor "I.SUFFIX" copied to doubles; NULL if absent, *n its count. */
 static double *tensor_copy(bp_net *net, int layer, const char *suffix, size_t *n, int *bad)
 {
-    char want[48];
-    snprintf(want, sizeof want, "%d.%s", layer, suffix);
     bp_tensor t;
-    for (int j = 0; bp_net_tensor(net, j, &t); j++) {
-        if (strcmp(t.name, want) || t.dtype != BP_DTYPE_F32) continue;
-        double *v = bp_alloc_array(t.count ? t.count : 1, sizeof *v);
-        if (!v) return NULL;
-        for (size_t k = 0; k < t.count; k++) {
-            v[k] = (double)t.data[k];
-            if (!isfinite(v[k])) *bad = 1;
-        }
-        *n = t.count;
-        return v;
+    if (!bp_net_find_tensor(net, layer, suffix, &t) || t.dtype != BP_DTYPE_F32) return NULL;
+    double *v = bp_alloc_array(t.count ? t.count : 1, sizeof *v);
+    if (!v) return NULL;
+    for (size_t k = 0; k < t.count; k++) {
+        v[k] = (double)t.data[k];
+        if (!isfinite(v[k])) *bad = 1;
     }
-    return NULL;
+    *n = t.count;
+    return v;
 }
 
 static bp_status xnet_build(xnet *x, bp_net *net, bp_error *err)

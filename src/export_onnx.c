@@ -359,12 +359,8 @@ static void value_info(pb *b, int field, const char *name, int elem_type, const 
 /* The data of tensor "I.NAME" of the network (NULL when absent). */
 static const bp_real *tensor_of(bp_net *net, int i, const char *name)
 {
-    char want[40];
-    snprintf(want, sizeof want, "%d.%s", i, name);
     bp_tensor t;
-    for (int j = 0; bp_net_tensor(net, j, &t); j++)
-        if (t.layer == i && strcmp(t.name, want) == 0) return t.dtype == BP_DTYPE_F32 ? t.data : NULL;
-    return NULL;
+    return bp_net_find_tensor(net, i, name, &t) && t.dtype == BP_DTYPE_F32 ? t.data : NULL;
 }
 
 /* dense: y = x W^T + b. Gemm on [N, F]; MatMul with W^T and Add on [N, T, F]. */

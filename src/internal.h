@@ -31,6 +31,11 @@ char *bp_strdup(const char *s);
  * is untouched and no temporary file is left. BP_EIO "PATH: what: why",
  * BP_EINVAL for an empty path, BP_ENOMEM. Does not own `buf`. */
 bp_status bp_write_file_atomic(const char *path, const void *buf, size_t size, bp_error *err);
+/* Tensor "LAYER.NAME" of the network (a state_dict key, e.g. 3 and
+ * "running_mean") into *out, as bp_net_tensor gives it; 0 when the layer
+ * has no such tensor (src/net.c). */
+int bp_net_find_tensor(bp_net *net, int layer, const char *name, bp_tensor *out);
+
 /* The first half of that: `size` bytes into a new temporary file next to
  * `path` ("PATH.tmp.XXXXXX"), given `mode`, fsync'd and closed; its
  * malloc'd name in *tmp for the caller to rename (or unlink). On failure

@@ -733,6 +733,15 @@ int bp_net_tensor(bp_net *net, int j, bp_tensor *out)
     return 0;
 }
 
+int bp_net_find_tensor(bp_net *net, int layer, const char *name, bp_tensor *out)
+{
+    char want[48];
+    snprintf(want, sizeof want, "%d.%s", layer, name);
+    for (int j = 0; bp_net_tensor(net, j, out); j++)
+        if (out->layer == layer && strcmp(out->name, want) == 0) return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Metadata                                                                  */
 /* ------------------------------------------------------------------------ */
