@@ -7,7 +7,7 @@
  * GEMM's faster way).
  *
  *   gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10]
- *             [--reps R] [--min-time S]
+ *             [--reps R] [--min-time S] [--bf16]
  *
  * For each dense layer (in -> out, weight W [out, in], batch B), row-major:
  *   forward   Y [B, out]  = X [B, in] W^T          sgemm N,T  M=B   N=out K=in
@@ -21,6 +21,10 @@
  * whole sequence run back to back as a step would (best of --reps
  * repetitions, each at least --min-time seconds, after a warm-up).
  * Threads: omp_set_num_threads(N) (oneDNN's OpenMP runtime).
+ *
+ * --bf16: the ceiling of `--precision bf16` instead: the same GEMMs as
+ * matmul primitives on bfloat16 A and B with float32 C (what a bf16 dense
+ * layer runs; dnnl_sgemm has no bf16 form, so sgemm_gflops is 0).
  */
 #include "bench_common.h"
 
@@ -39,10 +43,12 @@ typedef struct gemm {
     int use_mm; /* run the matmul primitive instead of dnnl_sgemm */
     dnnl_primitive_t prim;
     dnnl_exec_arg_t args[3];
+    const uint16_t *Ab, *Bb; /* --bf16: A and B rounded to bfloat16 */
 } gemm;
 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
+static int bf16;
 
 /* Make the matmul primitive for g (row-major; transposes as "ba" layouts). */
 static void make_primitive(gemm *g)
@@ -52,12 +58,14 @@ static void make_primitive(gemm *g)
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd;
     dnnl_memory_t ma, mb, mc;
-    if (dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_f32, g->ta == 'T' ? dnnl_ba : dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, g->tb == 'T' ? dnnl_ba : dnnl_ab) ||
+    dnnl_data_type_t it = bf16 ? dnnl_bf16 : dnnl_f32;
+    if (dnnl_memory_desc_init_by_tag(&a, 2, da, it, g->ta == 'T' ? dnnl_ba : dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&b, 2, db, it, g->tb == 'T' ? dnnl_ba : dnnl_ab) ||
         dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab) ||
         dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c) ||
         dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) || dnnl_primitive_create(&g->prim, pd) ||
-        dnnl_memory_create(&ma, &a, engine, (void *)g->A) || dnnl_memory_create(&mb, &b, engine, (void *)g->B) ||
+        dnnl_memory_create(&ma, &a, engine, bf16 ? (void *)g->Ab : (void *)g->A) ||
+        dnnl_memory_create(&mb, &b, engine, bf16 ? (void *)g->Bb : (void *)g->B) ||
         dnnl_memory_create(&mc, &c, engine, g->C)) {
         fprintf(stderr, "gemm_rate: cannot make a matmul primitive for %s\n", g->what);
         exit(1);
@@ -97,6 +105,22 @@ static float *fill(size_t n, uint64_t *rng)
     return p;
 }
 
+/* p rounded to bfloat16 (to nearest even; the values are finite). */
+static uint16_t *to_bf16(const float *p, size_t n)
+{
+    uint16_t *q = malloc(n * sizeof *q);
+    if (!q) {
+        fprintf(stderr, "gemm_rate: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &p[i], sizeof u);
+        q[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+    return q;
+}
+
 /* Best rate (FLOP/s) of running gemms [lo, hi) (only `needed` ones if
  * needed_only) back to back, over reps repetitions of >= min_time. */
 static double time_seq(const gemm *g, int lo, int hi, int needed_only, int reps, double min_time,
@@ -131,6 +155,10 @@ int main(int argc, char **argv)
     double min_time = 0.3;
     const char *layers_arg = "784,2048,2048,10";
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bf16")) {
+            bf16 = 1;
+            continue;
+        }
         if (i + 1 >= argc) goto usage;
         const char *a = argv[i], *v = argv[++i];
         if (!strcmp(a, "--threads")) threads = atoi(v);
@@ -141,6 +169,11 @@ int main(int argc, char **argv)
         else goto usage;
     }
     if (threads < 1 || batch < 1 || reps < 1 || reps > BENCH_MAX_REPS) goto usage;
+    if (bf16 && !__builtin_cpu_supports("avx512bf16")) {
+        /* exit 3: run.sh's "skipped" (oneDNN would emulate bf16 slowly) */
+        fprintf(stderr, "gemm_rate: --bf16 needs a CPU with AVX512_BF16\n");
+        return 3;
+    }
 
     int width[64], nw = 0;
     for (const char *p = layers_arg; *p && nw < 64;) {
@@ -164,11 +197,11 @@ int main(int argc, char **argv)
         float *X = fill((size_t)batch * in, &rng), *W = fill((size_t)out * in, &rng);
         float *Y = fill((size_t)batch * out, &rng), *dY = fill((size_t)batch * out, &rng);
         float *dW = fill((size_t)out * in, &rng), *dX = fill((size_t)batch * in, &rng);
-        g[ng] = (gemm){'N', 'T', batch, out, in, X, W, Y, in, in, out, "", "Y = X W^T", 1, 0, NULL, {{0, NULL}}};
+        g[ng] = (gemm){'N', 'T', batch, out, in, X, W, Y, in, in, out, "", "Y = X W^T", 1, 0, NULL, {{0, NULL}}, NULL, NULL};
         snprintf(g[ng++].what, sizeof g[0].what, "L%d fwd", l + 1);
-        g[ng] = (gemm){'T', 'N', out, in, batch, dY, X, dW, out, in, in, "", "dW = dY^T X", 1, 0, NULL, {{0, NULL}}};
+        g[ng] = (gemm){'T', 'N', out, in, batch, dY, X, dW, out, in, in, "", "dW = dY^T X", 1, 0, NULL, {{0, NULL}}, NULL, NULL};
         snprintf(g[ng++].what, sizeof g[0].what, "L%d dW", l + 1);
-        g[ng] = (gemm){'N', 'N', batch, in, out, dY, W, dX, out, in, in, "", "dX = dY W", l > 0, 0, NULL, {{0, NULL}}};
+        g[ng] = (gemm){'N', 'N', batch, in, out, dY, W, dX, out, in, in, "", "dX = dY W", l > 0, 0, NULL, {{0, NULL}}, NULL, NULL};
         snprintf(g[ng++].what, sizeof g[0].what, "L%d dX", l + 1);
     }
 
@@ -177,32 +210,38 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < ng; i++) {
+        if (bf16) {
+            /* A is [M, K] (lda K) or, transposed, [K, M]; B is [K, N] or [N, K] */
+            g[i].Ab = to_bf16(g[i].A, (size_t)g[i].M * g[i].K);
+            g[i].Bb = to_bf16(g[i].B, (size_t)g[i].K * g[i].N);
+        }
         make_primitive(&g[i]);
-        double med, med_mm;
+        double med = 0, med_mm;
         g[i].use_mm = 0;
-        double best = time_seq(g, i, i + 1, 0, reps, min_time / 3, &med);
+        double best = bf16 ? 0 : time_seq(g, i, i + 1, 0, reps, min_time / 3, &med);
         g[i].use_mm = 1;
         double best_mm = time_seq(g, i, i + 1, 0, reps, min_time / 3, &med_mm);
         g[i].use_mm = best_mm > best;
-        printf("{\"prog\":\"gemm_rate\",\"lib\":\"%s\",\"threads\":%d,\"gemm\":\"%s\","
+        printf("{\"prog\":\"gemm_rate\",\"lib\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"gemm\":\"%s\","
                "\"op\":\"%s\",\"trans\":\"%c%c\",\"M\":%d,\"N\":%d,\"K\":%d,\"gflops\":%.2f,\"gflops_median\":%.2f,"
                "\"sgemm_gflops\":%.2f,\"matmul_gflops\":%.2f,\"needed\":%d}\n",
-               g[i].use_mm ? "matmul" : "dnnl_sgemm", threads, g[i].what, g[i].op, g[i].ta, g[i].tb, g[i].M,
+               g[i].use_mm ? "matmul" : "dnnl_sgemm", bf16 ? "bf16" : "f32", threads, g[i].what, g[i].op, g[i].ta, g[i].tb, g[i].M,
                g[i].N, g[i].K, (g[i].use_mm ? best_mm : best) * 1e-9, (g[i].use_mm ? med_mm : med) * 1e-9,
                best * 1e-9, best_mm * 1e-9, g[i].needed);
     }
     double med_all, med_need;
     double all = time_seq(g, 0, ng, 0, reps, min_time, &med_all);
     double need = time_seq(g, 0, ng, 1, reps, min_time, &med_need);
-    printf("{\"prog\":\"gemm_rate\",\"lib\":\"oneDNN best of sgemm/matmul per GEMM\",\"threads\":%d,\"gemm\":\"step\","
+    printf("{\"prog\":\"gemm_rate\",\"lib\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"gemm\":\"step\","
            "\"batch\":%d,\"layers\":\"%s\",\"step_flop\":%.0f,\"gflops\":%.2f,\"gflops_median\":%.2f,"
            "\"gflops_needed_only\":%.2f,\"rss_kb\":%ld}\n",
-           threads, batch, layers_arg, 6.0 * weights * batch, all * 1e-9, med_all * 1e-9,
+           bf16 ? "oneDNN matmul, bfloat16 A and B" : "oneDNN best of sgemm/matmul per GEMM",
+           bf16 ? "bf16" : "f32", threads, batch, layers_arg, 6.0 * weights * batch, all * 1e-9, med_all * 1e-9,
            need * 1e-9, bench_peak_rss_kb());
     return 0;
 
 usage:
     fprintf(stderr, "usage: gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10] "
-                    "[--reps R] [--min-time S]\n");
+                    "[--reps R] [--min-time S] [--bf16]\n");
     return 2;
 }

@@ -133,7 +133,11 @@ def main():
         return max(rows, key=lambda r: r[key]) if rows else None
 
     gemm = {r["threads"]: r for r in res.values()
-            if r.get("prog") == "gemm_rate" and r.get("gemm") == "step"}
+            if r.get("prog") == "gemm_rate" and r.get("gemm") == "step"
+            and r.get("precision", "f32") == "f32"}
+    gemm16 = {r["threads"]: r for r in res.values()
+              if r.get("prog") == "gemm_rate" and r.get("gemm") == "step"
+              and r.get("precision") == "bf16"}
     gemm2 = gemm.get(2, {}).get("gflops")
 
     print()
@@ -229,6 +233,20 @@ def main():
                       % ("oneDNN (best of sgemm, matmul), the step's GEMMs", t, "", "", "", "", g["gflops"],
                          fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
                          fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
+            for t in sorted(gemm16):
+                g = gemm16[t]
+                print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
+                      % ("oneDNN matmul in bf16, the step's GEMMs", t, "", "", "", "", g["gflops"],
+                         fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
+                         fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
+            if gemm16 and bp16:
+                g16 = gemm16.get(bp16["threads"])
+                g32 = gemm.get(bp16["threads"])
+                if g16 and g32:
+                    print("    bf16: the best row (%d thread%s) runs at %.0f%% of the bf16 GEMM rate; "
+                          "the GEMMs alone are %.2fx faster in bf16 than in float32"
+                          % (bp16["threads"], "s" if bp16["threads"] > 1 else "",
+                             100.0 * bp16["gflops"] / g16["gflops"], g16["gflops"] / g32["gflops"]))
             if 1 in gemm and 2 in gemm and gemm[2]["gflops"] < gemm[1]["gflops"]:
                 print("    WARNING: the 2-thread GEMM rate is below the 1-thread rate: the machine "
                       "was busy, so %gemm2 and the W3 target are not meaningful in this run")
