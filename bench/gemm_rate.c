@@ -8,6 +8,7 @@
  *
  *   gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10]
  *             [--reps R] [--min-time S] [--bf16]
+ *   gemm_rate --peak [--threads N] [--reps R] [--min-time S]
  *
  * For each dense layer (in -> out, weight W [out, in], batch B), row-major:
  *   forward   Y [B, out]  = X [B, in] W^T          sgemm N,T  M=B   N=out K=in
@@ -25,9 +26,15 @@
  * --bf16: the ceiling of `--precision bf16` instead: the same GEMMs as
  * matmul primitives on bfloat16 A and B with float32 C (what a bf16 dense
  * layer runs; dnnl_sgemm has no bf16 form, so sgemm_gflops is 0).
+ *
+ * --peak: the float32 ceiling of the cores themselves, no memory: every
+ * thread runs 12 independent chains of 512-bit fused multiply-adds (256-bit
+ * on a CPU without AVX-512) on registers; one line, "gemm":"fma_peak".
+ * Nothing float32 runs faster on this machine, GEMM or not.
  */
 #include "bench_common.h"
 
+#include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
@@ -105,6 +112,59 @@ static float *fill(size_t n, uint64_t *rng)
     return p;
 }
 
+/* --peak: FLOPs of `iters` rounds of 12 independent FMA chains, W lanes. */
+#define PEAK_CHAINS 12
+__attribute__((target("avx512f"))) static double fma_chains512(long iters, float seed)
+{
+    __m512 a[PEAK_CHAINS], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_set1_ps(seed + (float)k);
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_fmadd_ps(a[k], m, c);
+    __m512 s = a[0];
+    for (int k = 1; k < PEAK_CHAINS; k++) s = _mm512_add_ps(s, a[k]);
+    return (double)_mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) static double fma_chains256(long iters, float seed)
+{
+    __m256 a[PEAK_CHAINS], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_set1_ps(seed + (float)k);
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_fmadd_ps(a[k], m, c);
+    float v[8];
+    _mm256_storeu_ps(v, a[0]);
+    for (int k = 1; k < PEAK_CHAINS; k++) {
+        float w[8];
+        _mm256_storeu_ps(w, a[k]);
+        for (int j = 0; j < 8; j++) v[j] += w[j];
+    }
+    return (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]);
+}
+
+/* Best FLOP/s over reps repetitions of >= min_time, every thread in its own chains. */
+static double fma_peak(int threads, int reps, double min_time, double *median, int *lanes)
+{
+    int w512 = __builtin_cpu_supports("avx512f");
+    *lanes = w512 ? 16 : 8;
+    const long iters = 1L << 22;
+    double rate[BENCH_MAX_REPS], sink = 0;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        long it = 0;
+        double t0 = bench_now(), t;
+        do {
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+            sink += w512 ? fma_chains512(iters, (float)omp_get_thread_num())
+                         : fma_chains256(iters, (float)omp_get_thread_num());
+            it++;
+            t = bench_now() - t0;
+        } while (t < min_time);
+        if (r >= 0) rate[r] = 2.0 * PEAK_CHAINS * *lanes * (double)iters * threads * it / t;
+    }
+    if (sink == 42.0) fprintf(stderr, " "); /* keep the chains alive */
+    double best;
+    bench_stats(rate, reps, &best, median);
+    return best;
+}
+
 /* p rounded to bfloat16 (to nearest even; the values are finite). */
 static uint16_t *to_bf16(const float *p, size_t n)
 {
@@ -151,12 +211,16 @@ static double time_seq(const gemm *g, int lo, int hi, int needed_only, int reps,
 
 int main(int argc, char **argv)
 {
-    int threads = 1, batch = 256, reps = 3;
+    int threads = 1, batch = 256, reps = 3, peak = 0;
     double min_time = 0.3;
     const char *layers_arg = "784,2048,2048,10";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) {
             bf16 = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "--peak")) {
+            peak = 1;
             continue;
         }
         if (i + 1 >= argc) goto usage;
@@ -169,6 +233,15 @@ int main(int argc, char **argv)
         else goto usage;
     }
     if (threads < 1 || batch < 1 || reps < 1 || reps > BENCH_MAX_REPS) goto usage;
+    if (peak) {
+        double med;
+        int lanes;
+        double best = fma_peak(threads, reps, min_time, &med, &lanes);
+        printf("{\"prog\":\"gemm_rate\",\"lib\":\"FMA chains on registers, %d-bit\",\"precision\":\"f32\","
+               "\"threads\":%d,\"gemm\":\"fma_peak\",\"gflops\":%.2f,\"gflops_median\":%.2f,\"rss_kb\":%ld}\n",
+               lanes * 32, threads, best * 1e-9, med * 1e-9, bench_peak_rss_kb());
+        return 0;
+    }
     if (bf16 && !__builtin_cpu_supports("avx512bf16")) {
         /* exit 3: run.sh's "skipped" (oneDNN would emulate bf16 slowly) */
         fprintf(stderr, "gemm_rate: --bf16 needs a CPU with AVX512_BF16\n");
@@ -242,6 +315,7 @@ int main(int argc, char **argv)
 
 usage:
     fprintf(stderr, "usage: gemm_rate [--threads N] [--batch B] [--layers 784,2048,2048,10] "
-                    "[--reps R] [--min-time S] [--bf16]\n");
+                    "[--reps R] [--min-time S] [--bf16]\n"
+                    "       gemm_rate --peak [--threads N] [--reps R] [--min-time S]\n");
     return 2;
 }

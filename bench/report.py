@@ -139,6 +139,8 @@ def main():
               if r.get("prog") == "gemm_rate" and r.get("gemm") == "step"
               and r.get("precision") == "bf16"}
     gemm2 = gemm.get(2, {}).get("gflops")
+    peak = {r["threads"]: r["gflops"] for r in res.values()
+            if r.get("prog") == "gemm_rate" and r.get("gemm") == "fma_peak"}
 
     print()
     print("backprop benchmark (issue 4)  %s  %s, %s cores  load avg start %s, end %s"
@@ -261,6 +263,17 @@ def main():
                                                     for gd in gemm[t]["detail"]
                                                     if gd["gemm"] == d["gemm"]))
                     for d in gemm[min(gemm)]["detail"]))
+        if w == "W4" and peak and bp and tb:
+            need = 3.0 * tb[key] * bp["flop_per_sample"] * 1e-9
+            top = max(peak.values())  # the machine's: every core's chains
+            print("    float32 FMA peak of the cores (gemm_rate --peak, no memory): %s GFLOP/s; the best "
+                  "row runs at %.0f%% of the highest; 3x the best PyTorch row would need %.0f GFLOP/s "
+                  "(%.0f%% of it)" % (" / ".join("%.0f at %d thread%s" % (peak[t], t, "s" if t > 1 else "")
+                                                for t in sorted(peak)),
+                                      100.0 * bp["gflops"] / top, need, 100.0 * need / top))
+            if 1 in peak and 2 in peak and peak[2] < 1.5 * peak[1]:
+                print("    WARNING: the 2-thread peak is below 1.5x the 1-thread one: the machine was "
+                      "busy, so the peak is understated in this run")
         if w in CNN and gemm2:
             print("    %%gemm2: GFLOP/s as a share of the oneDNN GEMM rate at 2 threads (W3's "
                   "GEMMs, %.1f GFLOP/s)" % gemm2)

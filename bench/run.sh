@@ -241,8 +241,10 @@ for w in W1 W2 W3 W4 W5 W6 W7; do
   [ $w = W5 ] && extra=(--steps "$W5_STEPS")
   [ $w = W7 ] && extra=(--steps "$W7_STEPS")
   # The GEMM rate (W3's GEMMs): the yardstick of W3's and W5/W6's GFLOP/s.
-  if [ $GEMM_DONE = 0 ] && { [ $w = W3 ] || [ $w = W5 ] || [ $w = W6 ]; }; then
+  if [ $GEMM_DONE = 0 ] && { [ $w = W3 ] || [ $w = W4 ] || [ $w = W5 ] || [ $w = W6 ]; }; then
     for t in 1 2; do measure gemm_W3_t$t $t "$BUILD/gemm_rate" --threads $t --reps "$REPS"; done
+    # The cores' own float32 ceiling (FMA chains on registers): W4's yardstick.
+    for t in 1 2; do measure gemm_peak_t$t $t "$BUILD/gemm_rate" --peak --threads $t --reps "$REPS"; done
     # ... and in bfloat16 (what --precision bf16 multiplies with): W3 bf16's yardstick.
     if [ $DO_BF16 = 1 ]; then
       for t in 1 2; do
