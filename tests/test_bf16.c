@@ -1,6 +1,7 @@
 /* test_bf16.c - BP_PRECISION_BF16 (mixed precision):
  *   - bp_k_to_bf16 rounds to nearest, ties to even, keeps NaN a NaN, and
  *     agrees with an independent reference on a million random values;
+ *   - the elementwise kernels on bfloat16 activations equal scalar loops;
  *   - the bfloat16 matmul primitives (every transpose, with and without
  *     bias) equal the float product of the rounded inputs (to 1e-5 of the
  *     result's norm), and differ from the unrounded product by more than
@@ -9,6 +10,9 @@
  *     forward, backward data and backward weights: the same two checks;
  *   - a dense layer in a network: forward and backward (dW, db, dx) against
  *     the rounded reference;
+ *   - CNNs whose blocked activations are bfloat16 from conv to flatten
+ *     (check_cnn_chain): the planned slot types, and output, loss and
+ *     every parameter gradient against float32;
  *   - a trainer in bfloat16 against one in float32: the same step's weight
  *     gradients are close (within the cancellation a batch's sum allows)
  *     and not bit for bit equal, the saved
@@ -129,6 +133,65 @@ static void check_rounding(void)
           first < m ? y[first] : 0, first < m ? ref_round(x[first]) : 0);
     free(x);
     free(y);
+}
+
+/* The elementwise kernels of bfloat16 activations (relu, leaky_relu, their
+ * gradients, dropout's product, the column max) against scalar loops on
+ * the widened values and ref_round, bit for bit, on 300,000 values (split
+ * across the threads) with zeros of both signs, infinities and a NaN. */
+static void check_bf16_kernels(void)
+{
+    const size_t m = 300000;
+    uint16_t *x = malloc(m * 2), *dy = malloc(m * 2), *y = malloc(m * 2);
+    float *mask = malloc(m * sizeof *mask);
+    if (!x || !dy || !y || !mask) abort();
+    const uint16_t special[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x0001, 0x8001};
+    for (size_t k = 0; k < m; k++) {
+        float v = 8 * urand();
+        x[k] = k < 7 ? special[k] : ref_round(v);
+        dy[k] = ref_round(urand());
+        mask[k] = k % 3 ? 1.25f : 0;
+    }
+    const float a = 0.1f;
+    size_t bad[5] = {0, 0, 0, 0, 0};
+    bp_k_relu_bf16(y, x, m);
+    for (size_t k = 0; k < m; k++) bad[0] += y[k] != (bf16_value(x[k]) > 0 ? x[k] : 0);
+    bp_k_relu_grad_bf16(y, dy, x, m);
+    for (size_t k = 0; k < m; k++) bad[1] += y[k] != (bf16_value(x[k]) > 0 ? dy[k] : 0);
+    bp_k_leaky_relu_bf16(y, x, m, a);
+    for (size_t k = 0; k < m; k++) {
+        float v = bf16_value(x[k]);
+        uint16_t want = v > 0 ? x[k] : ref_round(a * v);
+        bad[2] += isnan(v) ? !isnan(bf16_value(y[k])) : y[k] != want;
+    }
+    bp_k_leaky_relu_grad_bf16(y, dy, x, m, a);
+    for (size_t k = 0; k < m; k++)
+        bad[3] += y[k] != (bf16_value(x[k]) > 0 ? dy[k] : ref_round(a * bf16_value(dy[k])));
+    bp_k_mul_bf16(y, dy, mask, m);
+    for (size_t k = 0; k < m; k++) bad[4] += y[k] != ref_round(bf16_value(dy[k]) * mask[k]);
+    const char *names[5] = {"relu", "relu gradient", "leaky_relu", "leaky_relu gradient",
+                            "dropout product"};
+    for (int i = 0; i < 5; i++)
+        CHECK(bad[i] == 0, "bf16 %s: %zu of %zu values differ from the reference", names[i],
+              bad[i], m);
+    /* column max over [n, d] = [300, 1000] (the relu diagnostics) */
+    const int n = 300, d = 1000;
+    float *acc = malloc(sizeof(float) * d);
+    if (!acc) abort();
+    for (int j = 0; j < d; j++) acc[j] = 0.5f;
+    bp_k_colmax_bf16(acc, dy, n, d);
+    size_t cbad = 0;
+    for (int j = 0; j < d; j++) {
+        float want = 0.5f;
+        for (int r = 0; r < n; r++) {
+            float v = bf16_value(dy[(size_t)r * d + j]);
+            want = want > v ? want : v;
+        }
+        cbad += acc[j] != want;
+    }
+    CHECK(cbad == 0, "bf16 column max: %zu of %d columns differ", cbad, d);
+    free(acc);
+    free(x), free(dy), free(y), free(mask);
 }
 
 /* ---- helpers for the products ---- */
@@ -485,18 +548,20 @@ static void check_trainer(void)
  * chain to bfloat16 (relative rounding 2^-9). Measured on AMD Zen 5,
  * relative to each tensor's norm: outputs 1.2e-3..4.8e-3 (2.9e-3 worst
  * without the chain, i.e. bf16 products on float activations), losses
- * within 1.2e-3, parameter gradients up to 6.7e-2 (5.7e-2 without the
+ * within 1.2e-3, parameter gradients up to 6.9e-2 (5.7e-2 without the
  * chain: the first conv's weight gradient, a sum that the batchnorm after
- * it makes cancel). The tolerances leave 4x and ~2x of margin; a
+ * it makes cancel; data sets other than this seed's gave up to 6.7e-2).
+ * The tolerances leave 4x and ~1.7x of margin; a
  * bfloat16 tensor read as float, a lost mask or a wrong layout gives O(1)
  * (checked once by scattering the flatten's gradient into each channel in
  * reverse order: gradients 0.14..1.4 of their norms). A conv
  * bias right before a batchnorm has a zero gradient but for rounding;
- * it is checked against its weight's gradient instead. */
+ * it is checked against its weight's gradient instead (measured 7e-5 to
+ * 1.1e-3 of it in bf16, 1e-7..4e-6 in f32). */
 #define TOL_CHAIN_OUT 2e-2
 #define TOL_CHAIN_LOSS 1e-2
 #define TOL_CHAIN_GRAD 0.12
-#define TOL_CANCELLED 1e-3
+#define TOL_CANCELLED 1e-2
 
 typedef struct chain_case {
     const char *spec;
@@ -533,6 +598,7 @@ static void check_cnn_chain(void)
     /* Images of 10 classes: a fixed random pattern per class plus as much
      * noise, so the batch's gradients add up rather than cancel. */
     const int n = 64, m = 2 * 12 * 12;
+    g_seed = 2024; /* the same data whatever ran before */
     bp_shape shape = {3, {2, 12, 12}};
     float *x = malloc(sizeof(float) * n * m), *y = malloc(sizeof(float) * n);
     float *pat = rnd((size_t)10 * m);
@@ -592,9 +658,10 @@ static void check_cnn_chain(void)
             double rb = gb[0] ? rel(gb[1], gb[0], L->n_params - nw) : 0;
             if (gb[0] && i + 1 < net[0]->n_layers && net[0]->layers[i + 1].kind == BP_BATCHNORM) {
                 /* A bias the batchnorm after it cancels: its gradient is 0
-                 * but for rounding (measured 4e-5..5e-4 of its weight's in
-                 * bf16, 4e-6 in f32). */
+                 * but for rounding. */
                 double z = norm(gb[1], L->n_params - nw) / norm(g[0], nw);
+                printf("  layer %d: cancelled bias gradient %g of the weight's (f32 %g)\n", i, z,
+                       norm(gb[0], L->n_params - nw) / norm(g[0], nw));
                 CHECK(z < TOL_CANCELLED, "%s: layer %d's bias before a batchnorm: gradient %g of "
                       "its weight's (tol %g)", spec, i, z, TOL_CANCELLED);
                 rb = 0;
@@ -781,6 +848,7 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "ONEDNN_MAX_CPU_ISA=AVX512_CORE '%s' --no-bf16", argv[0]);
     int rc = system(cmd);
     CHECK(rc == 0, "the refusal checks under ONEDNN_MAX_CPU_ISA=AVX512_CORE passed (status %d)", rc);
+    check_bf16_kernels();
     check_matmul();
     check_conv();
     check_dense_layer();
