@@ -242,7 +242,11 @@ struct bp_net {
  * It plans the slot's layouts first (bp_layer.blk_in / blk_out): from a
  * conv to the layer that needs plain data (a flatten, a dense, the output),
  * activations stay in the convolutions' blocked layout, so no layer between
- * reorders. Allocates; never called inside a training step. */
+ * reorders; with BP_PRECISION_BF16 those blocked activations are bfloat16
+ * (bp_layer.bf_in / bf_out) where every layer that reads them takes it.
+ * When a layer cannot make its objects for bfloat16, the slot is planned
+ * again with float activations; when not for a blocked layout, plain.
+ * Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
 /* Make every prepared slot again, for the same batch sizes (after a change
  * of what the slots depend on: precision, synchronized batchnorm).
