@@ -38,8 +38,12 @@ static void flatten_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real 
     int C, S;
     flatten_dims(L, &C, &S);
     if (bp_bf_in(net, L, n, t)) {
-        /* The end of a bf16 network's bfloat16 chain: widened to float. */
+        /* The end of a bf16 network's bfloat16 chain: widened to float,
+         * the samples split across the threads (memory-bound, as the
+         * elementwise kernels: ELEM_GRAIN in src/kernels.c). */
         const uint16_t *xh = (const uint16_t *)(const void *)x;
+        int t_n = bp_threads_for((double)n * L->in, 65536.0);
+#pragma omp parallel for num_threads(t_n) schedule(static) if (t_n > 1)
         for (int b = 0; b < n; b++)
             for (int c = 0; c < C; c++) {
                 const uint16_t *xc = xh + bp_blk_at(blk, C, S, b, c, 0);
@@ -75,7 +79,10 @@ static void flatten_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dpa
     int C, S;
     flatten_dims(L, &C, &S);
     if (bp_bf_in(net, L, n, 1)) {
-        /* dx bfloat16: each value rounded (to nearest even). */
+        /* dx bfloat16: each value rounded (to nearest even); split as the
+         * forward. */
+        int t_n = bp_threads_for((double)n * L->in, 65536.0);
+#pragma omp parallel for num_threads(t_n) schedule(static) if (t_n > 1)
         for (int b = 0; b < n; b++)
             for (int c = 0; c < C; c++) {
                 size_t o = bp_blk_at(blk, C, S, b, c, 0);
