@@ -669,7 +669,8 @@ static void check_cnn_chain(void)
             CHECK(rw < TOL_CHAIN_GRAD && rb < TOL_CHAIN_GRAD && rw > 0, "%s: layer %d (%s) "
                   "gradients, bf16 against f32: weight %g, bias %g of the norm (tol %g, and not "
                   "equal)", spec, i, bp_layer_name(L->kind), rw, rb, TOL_CHAIN_GRAD);
-            if (rw > worst) worst = rw, snprintf(worst_name, sizeof worst_name, "layer %d weight", i);
+            if (rw > worst)
+                worst = rw, snprintf(worst_name, sizeof worst_name, "layer %d weight", i);
             if (rb > worst) worst = rb, snprintf(worst_name, sizeof worst_name, "layer %d bias", i);
         }
         printf("bf16 chain, %s: output %g, worst gradient %g of the norm from f32 (%s)\n", spec,

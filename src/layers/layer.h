@@ -75,7 +75,12 @@ typedef enum bp_blk_kind { BP_BLK_PLAIN = 0, BP_BLK_KEEP, BP_BLK_MAKE, BP_BLK_EN
  *   END:  either input type, float output (flatten, global_avgpool).
  * A slot's plan (bp_net_prepare) gives a layer a bfloat16 input only when
  * its table takes one; bp_bf_in / bp_bf_out say what a pass has. */
-typedef enum bp_bf16_kind { BP_BF16_NONE = 0, BP_BF16_KEEP, BP_BF16_MAKE, BP_BF16_END } bp_bf16_kind;
+typedef enum bp_bf16_kind {
+    BP_BF16_NONE = 0,
+    BP_BF16_KEEP,
+    BP_BF16_MAKE,
+    BP_BF16_END
+} bp_bf16_kind;
 
 struct bp_layer_ops {
     const char *word;      /* spec word */

@@ -237,5 +237,6 @@ const bp_layer_ops bp_avgpool_ops = {
 
 const bp_layer_ops bp_global_avgpool_ops = {
     .word = "global_avgpool", .kind = BP_GLOBAL_AVGPOOL, .usage = "global_avgpool",
-    .shape = gap_shape, .layout = BP_BLK_END, .bf16 = BP_BF16_END, .forward = gap_forward, .backward = gap_backward,
+    .shape = gap_shape, .layout = BP_BLK_END, .bf16 = BP_BF16_END,
+    .forward = gap_forward, .backward = gap_backward,
 };
