@@ -115,8 +115,14 @@ int bp_set_threads(int n);
  * products (activations, weights, output gradients) are rounded to
  * bfloat16 (8 bits of mantissa, float32's range) and the products
  * accumulate in float32; weights (the master copy), gradients, optimizer
- * state, losses, reductions, batch norm, pooling and activation functions
- * stay float32, and models are saved in float32. It needs a CPU with the
+ * state, losses and reductions stay float32, and models are saved in
+ * float32. In a convolutional network the activations from a convolution
+ * to the layer that returns to plain data (flatten, global_avgpool) are
+ * stored in bfloat16, forward and backward, where the prepared path keeps
+ * them in oneDNN's blocked layout: batch norm (its statistics and
+ * parameters float32), pooling, relu, leaky_relu and dropout read and
+ * write bfloat16 there (a chain that meets another layer, sigmoid say,
+ * stays float32). Elsewhere activations are float32. It needs a CPU with the
  * AVX512_BF16 instructions (bp_bf16_supported) and the float build. Only
  * the prepared fast paths take bfloat16: the batch sizes prepared by
  * bp_trainer_create (its max batch), bp_fit (its batch sizes) and

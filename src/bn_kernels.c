@@ -125,6 +125,12 @@ bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double
     (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training, (void)blk;
     return NULL;
 }
+bp_bn_prim *bp_bn_prim_create_bf16(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk, int relu)
+{
+    (void)ctx, (void)N, (void)C, (void)S, (void)eps, (void)training, (void)blk, (void)relu;
+    return NULL;
+}
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
                              const bp_real *x, const bp_real *gamma, const bp_real *beta,
                              bp_real *running_mean, bp_real *running_var, double momentum)
@@ -196,9 +202,11 @@ void bp_bn_prim_free(bp_bn_prim *p)
 }
 
 static bp_bn_prim *bn_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
-                             int blk, int relu)
+                             int blk, int relu, int bf16)
 {
-    if (!ctx || N < 1 || C < 1 || S < 1 || (blk > 1 && S == 1)) return NULL;
+    if (!ctx || N < 1 || C < 1 || S < 1 || (blk > 1 && S == 1) || (bf16 && blk == 1) ||
+        (bf16 && !bp_bf16_supported()))
+        return NULL;
     bp_bn_prim *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->ctx = ctx;
@@ -217,7 +225,7 @@ static bp_bn_prim *bn_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, 
                      (relu ? (unsigned)dnnl_fuse_norm_relu : 0u);
     dnnl_batch_normalization_desc_t fdesc, bdesc;
     if ((S == 1 ? dnnl_memory_desc_init_by_tag(&xmd, 2, xd, dnnl_f32, dnnl_nc)
-                : !bp_act_md(&xmd, N, C, S, 1, blk)) ||
+                : !bp_act_md_t(&xmd, N, C, S, 1, blk, bf16)) ||
         dnnl_memory_desc_init_by_tag(&cmd, 1, cd, dnnl_f32, dnnl_a) ||
         !(attr = bp_dnnl_user_scratch_attr()) ||
         dnnl_batch_normalization_forward_desc_init(
@@ -274,13 +282,19 @@ fail:
 bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps, int training,
                               int blk)
 {
-    return bn_create(ctx, N, C, S, eps, training, blk, 0);
+    return bn_create(ctx, N, C, S, eps, training, blk, 0, 0);
 }
 
 bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
                                    int training, int blk)
 {
-    return bn_create(ctx, N, C, S, eps, training, blk, 1);
+    return bn_create(ctx, N, C, S, eps, training, blk, 1, 0);
+}
+
+bp_bn_prim *bp_bn_prim_create_bf16(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk, int relu)
+{
+    return bn_create(ctx, N, C, S, eps, training, blk, relu != 0, 1);
 }
 
 /* oneDNN takes non-const handles; it only reads what is passed as const. */

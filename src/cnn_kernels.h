@@ -56,15 +56,24 @@ void bp_conv_backward_ref(bp_real *dx, bp_real *dw, bp_real *db, const bp_real *
 int bp_conv_block(bp_gemm_ctx *ctx);
 
 typedef struct bp_conv_prim bp_conv_prim;
+/* The bf16 argument of bp_conv_prim_create: flags. */
+enum {
+    BP_CONV_BF16 = 1,   /* products on bfloat16 x, w and dy */
+    BP_CONV_BF16_X = 2, /* x and dx are the caller's bfloat16 tensors (with BP_CONV_BF16) */
+    BP_CONV_BF16_Y = 4  /* y and dy are the caller's bfloat16 tensors (with BP_CONV_BF16) */
+};
 /* training: also prepare the backward (weights, and data when need_dx).
  * blk_x: layout of x and dx (1 or a block dividing C); blk_y: of y and dy
- * (1 or a block dividing OC). bf16: the passes read x, w and dy rounded to
- * bfloat16 and accumulate and write y, dx, dw and db in float
- * (BP_PRECISION_BF16); the caller's tensors stay float either way, and the
- * backward may read x as the last forward rounded it (the trainer's
- * order: the backward of the batch the forward just ran). NULL
- * when unavailable (double build, oneDNN failure, a block that does not
- * divide its channels, bf16 where bp_bf16_supported() is 0). */
+ * (1 or a block dividing OC). bf16 & BP_CONV_BF16: the passes read x, w and
+ * dy rounded to bfloat16 and accumulate in float (BP_PRECISION_BF16); the
+ * caller's x and dx are float (rounded inside), or bfloat16 with
+ * BP_CONV_BF16_X (uint16_t values behind the bp_real pointers, read and
+ * written as they are); y and dy likewise with BP_CONV_BF16_Y (y rounded
+ * from the float accumulation); dw and db are float. The backward may
+ * read x as the last forward rounded it (the trainer's order: the
+ * backward of the batch the forward just ran). NULL when unavailable
+ * (double build, oneDNN failure, a block that does not divide its
+ * channels, bf16 where bp_bf16_supported() is 0). */
 bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int training,
                                   int need_dx, int blk_x, int blk_y, int bf16);
 /* Same contracts as the reference loops; return 1 on success, 0 if nothing
@@ -106,6 +115,10 @@ typedef struct bp_pool_prim bp_pool_prim;
  * C). NULL when unavailable. */
 bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
                                   int blk);
+/* The same on bfloat16 x, y, dx and dy (uint16_t values behind the bp_real
+ * pointers; blocked layouts only, blk > 1). NULL where unavailable. */
+bp_pool_prim *bp_pool_prim_create_bf16(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max,
+                                       int training, int blk);
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x);
 int bp_pool_prim_backward(bp_pool_prim *p, bp_real *dx, const bp_real *dy);
 void bp_pool_prim_free(bp_pool_prim *p);
@@ -151,6 +164,12 @@ bp_bn_prim *bp_bn_prim_create(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
  * the primitive: run the backward after the forward of the same batch). */
 bp_bn_prim *bp_bn_prim_create_relu(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
                                    int training, int blk);
+/* Either of those (relu) on bfloat16 x, y, dx and dy (uint16_t values
+ * behind the bp_real pointers; blocked layouts only, blk > 1): the
+ * statistics, gamma, beta, their gradients and the running statistics
+ * stay float. NULL where unavailable. */
+bp_bn_prim *bp_bn_prim_create_bf16(bp_gemm_ctx *ctx, int N, int C, int S, double eps,
+                                   int training, int blk, int relu);
 int bp_bn_prim_forward_train(bp_bn_prim *p, bp_real *y, bp_real *mean, bp_real *invstd,
                              const bp_real *x, const bp_real *gamma, const bp_real *beta,
                              bp_real *running_mean, bp_real *running_var, double momentum);
@@ -179,8 +198,10 @@ dnnl_primitive_attr_t bp_dnnl_user_scratch_attr(void);
 int bp_dnnl_run(bp_gemm_ctx *ctx, int threads, dnnl_primitive_t prim, int nargs,
                 const dnnl_exec_arg_t *args);
 /* *md = an f32 activation [N, C, H, W] in layout blk (1: nchw; 8, 16:
- * nChw8c, nChw16c). Returns 0 for another blk or a oneDNN failure. */
+ * nChw8c, nChw16c). Returns 0 for another blk or a oneDNN failure.
+ * bp_act_md_t: the same in bfloat16 where bf16 != 0. */
 int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk);
+int bp_act_md_t(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk, int bf16);
 dnnl_stream_t bp_gemm_ctx_stream(bp_gemm_ctx *ctx);
 #endif
 

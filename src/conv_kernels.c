@@ -158,13 +158,19 @@ void bp_conv_prim_free(bp_conv_prim *p) { (void)p; }
 
 #else
 
-int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk)
+int bp_act_md_t(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk, int bf16)
 {
     dnnl_dims_t d = {N, C, H, W};
     dnnl_format_tag_t tag = blk == 1 ? dnnl_nchw : blk == 8 ? dnnl_nChw8c
                           : blk == 16 ? dnnl_nChw16c : dnnl_format_tag_undef;
     if (tag == dnnl_format_tag_undef || C % blk) return 0;
-    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag) == dnnl_success;
+    return dnnl_memory_desc_init_by_tag(md, 4, d, bf16 ? dnnl_bf16 : dnnl_f32, tag) ==
+           dnnl_success;
+}
+
+int bp_act_md(dnnl_memory_desc_t *md, int N, int C, int H, int W, int blk)
+{
+    return bp_act_md_t(md, N, C, H, W, blk, 0);
 }
 
 /* The layout oneDNN picks for the output of a typical hidden convolution
@@ -341,6 +347,9 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
                                   int need_dx, int blk_x, int blk_y, int bf16)
 {
     if (!ctx || !g || (bf16 && !bp_bf16_supported())) return NULL;
+    /* Bfloat16 tensors of the caller's, only with bfloat16 products. */
+    int bf_x = (bf16 & BP_CONV_BF16_X) != 0, bf_y = (bf16 & BP_CONV_BF16_Y) != 0;
+    if ((bf_x || bf_y) && !(bf16 & BP_CONV_BF16)) return NULL;
     bp_conv_geom gg = *g;
     if (!bp_conv_geom_init(&gg) || gg.OH != g->OH || gg.OW != g->OW) return NULL;
     bp_conv_prim *p = calloc(1, sizeof *p);
@@ -375,20 +384,24 @@ bp_conv_prim *bp_conv_prim_create(bp_gemm_ctx *ctx, const bp_conv_geom *g, int t
      * (H - K + pad_l + pad_r) / s + 1 = OH exactly. */
     dnnl_dims_t pad_r = {(gg.OH - 1) * gg.stride + gg.K - gg.H - gg.pad,
                          (gg.OW - 1) * gg.stride + gg.K - gg.W - gg.pad};
-    /* x_plain, y_plain: the caller's layouts (plain, or blocked by blk_x / blk_y). */
+    /* x_plain, y_plain: the caller's layouts (plain, or blocked by blk_x /
+     * blk_y) and types (float, or bfloat16: bf_x, bf_y). */
     /* The passes' own layouts (any: oneDNN chooses). Outputs x_any (dx),
-     * w_any (dw), y_any (y) are float; the inputs xi (x), wi (w) and yi
-     * (dy) are bfloat16 in bfloat16 precision (the ports' reorders round
-     * the caller's floats into them), else the same as the outputs. */
+     * w_any (dw), y_any (y) are float, or bfloat16 where the caller's are;
+     * the inputs xi (x), wi (w) and yi (dy) are bfloat16 in bfloat16
+     * precision (the ports round the caller's floats into them), else the
+     * same as the outputs. */
     dnnl_memory_desc_t x_plain, w_plain, b_plain, y_plain, x_any, w_any, y_any, xi, wi, yi;
     dnnl_data_type_t it = bf16 ? dnnl_bf16 : dnnl_f32;
-    if (!bp_act_md(&x_plain, gg.N, gg.C, gg.H, gg.W, blk_x) ||
+    if (!bp_act_md_t(&x_plain, gg.N, gg.C, gg.H, gg.W, blk_x, bf_x) ||
         dnnl_memory_desc_init_by_tag(&w_plain, 4, dw, dnnl_f32, dnnl_oihw) ||
         dnnl_memory_desc_init_by_tag(&b_plain, 1, db, dnnl_f32, dnnl_a) ||
-        !bp_act_md(&y_plain, gg.N, gg.OC, gg.OH, gg.OW, blk_y) ||
-        dnnl_memory_desc_init_by_tag(&x_any, 4, dx, dnnl_f32, dnnl_format_tag_any) ||
+        !bp_act_md_t(&y_plain, gg.N, gg.OC, gg.OH, gg.OW, blk_y, bf_y) ||
+        dnnl_memory_desc_init_by_tag(&x_any, 4, dx, bf_x ? dnnl_bf16 : dnnl_f32,
+                                     dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&w_any, 4, dw, dnnl_f32, dnnl_format_tag_any) ||
-        dnnl_memory_desc_init_by_tag(&y_any, 4, dy, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&y_any, 4, dy, bf_y ? dnnl_bf16 : dnnl_f32,
+                                     dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&xi, 4, dx, it, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&wi, 4, dw, it, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&yi, 4, dy, it, dnnl_format_tag_any))

@@ -152,6 +152,13 @@ typedef struct bp_layer {
      * [n, C/B, H, W, B], channel c at block c / B, lane c % B. Without a
      * slot (batch size not prepared) everything is plain. */
     int blk_in[BP_MM_SLOTS], blk_out[BP_MM_SLOTS];
+    /* Element type of its input and output in each prepared slot: 0 =
+     * float (bp_real), 1 = bfloat16 (uint16_t: the high half of a float's
+     * bits; the float-sized buffer half used). A bf16 network's slots keep
+     * blocked activations in bfloat16 from a conv to the layer that ends
+     * the chain (bp_net_prepare's plan; layer.h, bp_bf16_kind). Without a
+     * slot everything is float. */
+    unsigned char bf_in[BP_MM_SLOTS], bf_out[BP_MM_SLOTS];
     /* 1: the layer before computes this one in the slot (ops->fused_next):
      * its passes are skipped, its output is its input (bp_net_forward_ws) */
     unsigned char skip[BP_MM_SLOTS];
@@ -235,7 +242,11 @@ struct bp_net {
  * It plans the slot's layouts first (bp_layer.blk_in / blk_out): from a
  * conv to the layer that needs plain data (a flatten, a dense, the output),
  * activations stay in the convolutions' blocked layout, so no layer between
- * reorders. Allocates; never called inside a training step. */
+ * reorders; with BP_PRECISION_BF16 those blocked activations are bfloat16
+ * (bp_layer.bf_in / bf_out) where every layer that reads them takes it.
+ * When a layer cannot make its objects for bfloat16, the slot is planned
+ * again with float activations; when not for a blocked layout, plain.
+ * Allocates; never called inside a training step. */
 void bp_net_prepare(bp_net *net, int n, int training);
 /* Make every prepared slot again, for the same batch sizes (after a change
  * of what the slots depend on: precision, synchronized batchnorm).

@@ -151,6 +151,106 @@ void bp_k_to_bf16(uint16_t *y, const float *x, size_t m)
 {
     SPLIT(m, to_bf16_span(y + a, x + a, b - a));
 }
+
+/* bfloat16 <-> float for the bf16 kernels below: widening is exact;
+ * narrowing rounds as to_bf16_span does. */
+static inline float bf16_wide(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline uint16_t bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t q = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+}
+
+static BP_HOT void relu_bf16_span(uint16_t *y, const uint16_t *x, size_t m)
+{
+    for (size_t k = 0; k < m; k++) y[k] = bf16_wide(x[k]) > 0 ? x[k] : 0;
+}
+
+void bp_k_relu_bf16(uint16_t *y, const uint16_t *x, size_t m)
+{
+    SPLIT(m, relu_bf16_span(y + a, x + a, b - a));
+}
+
+static BP_HOT void relu_grad_bf16_span(uint16_t *dx, const uint16_t *dy, const uint16_t *x,
+                                       size_t m)
+{
+    for (size_t k = 0; k < m; k++) dx[k] = bf16_wide(x[k]) > 0 ? dy[k] : 0;
+}
+
+void bp_k_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m)
+{
+    SPLIT(m, relu_grad_bf16_span(dx + a, dy + a, x + a, b - a));
+}
+
+static BP_HOT void leaky_relu_bf16_span(uint16_t *y, const uint16_t *x, size_t m, float s)
+{
+    for (size_t k = 0; k < m; k++) {
+        float v = bf16_wide(x[k]);
+        y[k] = v > 0 ? x[k] : bf16_round(s * v);
+    }
+}
+
+void bp_k_leaky_relu_bf16(uint16_t *y, const uint16_t *x, size_t m, float s)
+{
+    SPLIT(m, leaky_relu_bf16_span(y + a, x + a, b - a, s));
+}
+
+static BP_HOT void leaky_relu_grad_bf16_span(uint16_t *dx, const uint16_t *dy, const uint16_t *x,
+                                             size_t m, float s)
+{
+    for (size_t k = 0; k < m; k++)
+        dx[k] = bf16_wide(x[k]) > 0 ? dy[k] : bf16_round(s * bf16_wide(dy[k]));
+}
+
+void bp_k_leaky_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m,
+                               float s)
+{
+    SPLIT(m, leaky_relu_grad_bf16_span(dx + a, dy + a, x + a, b - a, s));
+}
+
+static BP_HOT void mul_bf16_span(uint16_t *y, const uint16_t *x, const float *mask, size_t m)
+{
+    for (size_t k = 0; k < m; k++) y[k] = bf16_round(bf16_wide(x[k]) * mask[k]);
+}
+
+void bp_k_mul_bf16(uint16_t *y, const uint16_t *x, const float *mask, size_t m)
+{
+    SPLIT(m, mul_bf16_span(y + a, x + a, mask + a, b - a));
+}
+
+static BP_HOT void colmax_bf16_span(float *restrict acc, const uint16_t *restrict a, int n, int d,
+                                    size_t j0, size_t j1)
+{
+    for (int r = 0; r < n; r++) {
+        const uint16_t *ar = a + (size_t)r * d;
+        for (size_t j = j0; j < j1; j++) {
+            float v = bf16_wide(ar[j]);
+            acc[j] = acc[j] > v ? acc[j] : v;
+        }
+    }
+}
+
+void bp_k_colmax_bf16(float *acc, const uint16_t *a, int n, int d)
+{
+    /* As bp_k_colmax: split by columns. */
+    int t_n = bp_threads_for((double)n * d, ELEM_GRAIN);
+    if (t_n <= 1 || d < 16 * t_n) {
+        colmax_bf16_span(acc, a, n, d, 0, (size_t)d);
+        return;
+    }
+#pragma omp parallel for num_threads(t_n) schedule(static)
+    for (int t = 0; t < t_n; t++)
+        colmax_bf16_span(acc, a, n, d, (size_t)d * t / t_n, (size_t)d * (t + 1) / t_n);
+}
 #endif
 
 static BP_HOT void leaky_relu_span(bp_real *y, const bp_real *x, size_t m, bp_real s)

@@ -39,6 +39,19 @@ int bp_k_all_finite(const bp_real *x, size_t m);                   /* 1: no NaN 
 #ifndef BP_DOUBLE
 /* y = x rounded to bfloat16 (to nearest, ties to even; NaN stays NaN). */
 void bp_k_to_bf16(uint16_t *y, const float *x, size_t m);
+/* The elementwise layers on bfloat16 activations (a bf16 network's blocked
+ * chain, layer.h): the float kernels' equations on the values widened to
+ * float, each result rounded to bfloat16 as bp_k_to_bf16 (relu and its
+ * gradient only select values, so they round nothing); the dropout mask
+ * and the slope stay float. bp_k_colmax_bf16: bp_k_colmax of a bfloat16
+ * a [n, d] into the float acc [d]. */
+void bp_k_relu_bf16(uint16_t *y, const uint16_t *x, size_t m);
+void bp_k_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m);
+void bp_k_leaky_relu_bf16(uint16_t *y, const uint16_t *x, size_t m, float a);
+void bp_k_leaky_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m,
+                               float a);
+void bp_k_mul_bf16(uint16_t *y, const uint16_t *x, const float *mask, size_t m);
+void bp_k_colmax_bf16(float *acc, const uint16_t *a, int n, int d);
 #endif
 
 /* Recurrent cells (src/layers/recurrent.c): one sample, one step, units

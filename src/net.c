@@ -944,9 +944,53 @@ static void release_slot(bp_net *net, int q)
         bp_layer *L = &net->layers[i];
         if (L->ops->release) L->ops->release(L, q);
         L->blk_in[q] = L->blk_out[q] = 1;
+        L->bf_in[q] = L->bf_out[q] = 0;
         L->skip[q] = 0;
     }
     net->mm_batch[q] = net->mm_training[q] = net->mm_threads[q] = 0;
+}
+
+/* The element types of slot q's activations (after its layouts are
+ * planned): with bf16, bfloat16 on blocked data wherever every layer that
+ * reads it takes it. Going backwards, ok[i] says whether layer i's output
+ * may be bfloat16: the next layer takes it and, if it keeps the type
+ * (KEEP), may itself output bfloat16; an END or MAKE layer takes it and
+ * decides its own output. Then forwards: a MAKE layer (conv) outputs
+ * bfloat16 where ok[i] and its output is blocked, a KEEP layer passes its
+ * input's type on, the others output float. So a chain that meets a layer
+ * without bfloat16 (sigmoid, a synchronized batchnorm: its prepare
+ * refuses, and bp_net_prepare plans again without) stays float from the
+ * conv that starts it, as without bf16. bf_out holds ok[i] in between. */
+static void plan_types(bp_net *net, int q, int bf16)
+{
+    int nl = net->n_layers;
+    for (int i = nl - 1; i >= 0; i--) {
+        int ok = 0;
+        if (bf16 && i + 1 < nl && net->layers[i].blk_out[q] > 1) {
+            const bp_layer *next = &net->layers[i + 1];
+            bp_bf16_kind k = next->ops->bf16;
+            ok = k == BP_BF16_MAKE || k == BP_BF16_END || (k == BP_BF16_KEEP && next->bf_out[q]);
+        }
+        net->layers[i].bf_out[q] = (unsigned char)ok;
+    }
+    int in = 0;
+    for (int i = 0; i < nl; i++) {
+        bp_layer *L = &net->layers[i];
+        int out = 0;
+        if (L->ops->bf16 == BP_BF16_KEEP) out = in;
+        else if (L->ops->bf16 == BP_BF16_MAKE) out = L->bf_out[q] && L->blk_out[q] > 1;
+        L->bf_in[q] = (unsigned char)in;
+        L->bf_out[q] = (unsigned char)out;
+        in = out;
+    }
+}
+
+/* Whether slot q's plan holds a bfloat16 activation. */
+static int slot_has_bf16(const bp_net *net, int q)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].bf_out[q]) return 1;
+    return 0;
 }
 
 /* The layouts of slot q for channel block B (1: plain everywhere). Going
@@ -957,7 +1001,7 @@ static void release_slot(bp_net *net, int q)
  * Then forwards: a MAKE layer (conv) outputs blocked data where ok[i] and
  * B divides its channels, a KEEP layer passes its input's layout on, the
  * others output plain data. blk_out holds ok[i] between the two passes. */
-static void plan_layouts(bp_net *net, int q, int B)
+static void plan_layouts(bp_net *net, int q, int B, int bf16)
 {
     int nl = net->n_layers;
     for (int i = nl - 1; i >= 0; i--) {
@@ -981,6 +1025,7 @@ static void plan_layouts(bp_net *net, int q, int B)
         L->blk_out[q] = out;
         in = out;
     }
+    plan_types(net, q, bf16);
 }
 
 /* Run every layer's prepare for slot q; returns 0 when a layer on a
@@ -1071,15 +1116,26 @@ void bp_net_prepare(bp_net *net, int n, int training)
         if (!net->gemm) return;
     }
     if (!net->cblk) net->cblk = bp_conv_block(net->gemm);
-    if (fresh) plan_layouts(net, slot, net->cblk);
+    int bf16 = net->precision == BP_PRECISION_BF16;
+    if (fresh) plan_layouts(net, slot, net->cblk, bf16);
     net->mm_batch[slot] = n;
     net->mm_training[slot] = training;
     net->mm_threads[slot] = threads;
     if (prepare_layers(net, slot, n, training)) return;
+    /* A primitive for a bfloat16 activation could not be made: the same
+     * layouts in float, as without bfloat16 activations. */
+    if (slot_has_bf16(net, slot)) {
+        release_slot(net, slot);
+        plan_layouts(net, slot, net->cblk, 0);
+        net->mm_batch[slot] = n;
+        net->mm_training[slot] = training;
+        net->mm_threads[slot] = threads;
+        if (prepare_layers(net, slot, n, training)) return;
+    }
     /* A primitive for a blocked layout could not be made: plain layouts
      * for the whole slot, as the layers' reference paths expect. */
     release_slot(net, slot);
-    plan_layouts(net, slot, 1);
+    plan_layouts(net, slot, 1, 0);
     net->mm_batch[slot] = n;
     net->mm_training[slot] = training;
     net->mm_threads[slot] = threads;

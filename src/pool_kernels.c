@@ -152,6 +152,12 @@ bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int m
     (void)ctx, (void)g, (void)max, (void)training, (void)blk;
     return NULL;
 }
+bp_pool_prim *bp_pool_prim_create_bf16(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max,
+                                       int training, int blk)
+{
+    (void)ctx, (void)g, (void)max, (void)training, (void)blk;
+    return NULL;
+}
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x)
 {
     (void)p, (void)y, (void)x;
@@ -190,10 +196,11 @@ void bp_pool_prim_free(bp_pool_prim *p)
     free(p);
 }
 
-bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
-                                  int blk)
+static bp_pool_prim *pool_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
+                                 int blk, int bf16)
 {
-    if (!ctx || g->OH < 1 || g->OW < 1) return NULL;
+    if (!ctx || g->OH < 1 || g->OW < 1 || (bf16 && (blk == 1 || !bp_bf16_supported())))
+        return NULL;
     bp_pool_prim *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->ctx = ctx;
@@ -212,8 +219,8 @@ bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int m
     dnnl_alg_kind_t alg = max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
     dnnl_prop_kind_t prop = training ? dnnl_forward_training : dnnl_forward_inference;
     dnnl_pooling_desc_t fdesc, bdesc;
-    if (!bp_act_md(&xmd, g->N, g->C, g->H, g->W, blk) ||
-        !bp_act_md(&ymd, g->N, g->C, g->OH, g->OW, blk) ||
+    if (!bp_act_md_t(&xmd, g->N, g->C, g->H, g->W, blk, bf16) ||
+        !bp_act_md_t(&ymd, g->N, g->C, g->OH, g->OW, blk, bf16) ||
         !(attr = bp_dnnl_user_scratch_attr()) ||
         dnnl_pooling_forward_desc_init(&fdesc, prop, alg, &xmd, &ymd, strides, kernel, pad, pad) ||
         dnnl_primitive_desc_create(&fpd, &fdesc, attr, eng, NULL))
@@ -253,6 +260,18 @@ fail:
     if (p->threads != old) omp_set_num_threads(old);
     bp_pool_prim_free(p);
     return NULL;
+}
+
+bp_pool_prim *bp_pool_prim_create(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max, int training,
+                                  int blk)
+{
+    return pool_create(ctx, g, max, training, blk, 0);
+}
+
+bp_pool_prim *bp_pool_prim_create_bf16(bp_gemm_ctx *ctx, const bp_pool_geom *g, int max,
+                                       int training, int blk)
+{
+    return pool_create(ctx, g, max, training, blk, 1);
 }
 
 int bp_pool_prim_forward(bp_pool_prim *p, bp_real *y, const bp_real *x)

@@ -430,13 +430,15 @@ bp_status bp_trainer_set_comm(bp_trainer *tr, const bp_comm *comm, bp_error *err
 /* Backward                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Index of the first layer (forward order) with a non-finite output, or -1. */
+/* Index of the first layer (forward order) with a non-finite output of a
+ * training pass, or -1 (a bf16 network's slot may hold it in bfloat16). */
 static int first_nonfinite_layer(const bp_net *net, int n)
 {
     for (int i = 0; i < net->n_layers; i++) {
         size_t m = (size_t)n * net->layers[i].out;
+        int bf = bp_bf_out(net, &net->layers[i], n, 1);
         for (size_t k = 0; k < m; k++)
-            if (!isfinite(net->act[i][k])) return i;
+            if (!isfinite(bp_act_get(net->act[i], bf, k))) return i;
     }
     return -1;
 }
@@ -529,6 +531,13 @@ static bp_status forward_backward(bp_trainer *tr, const bp_real *x, const bp_rea
     for (int i = 0; i < net->n_layers; i++) {
         if (net->layers[i].kind != BP_RELU) continue;
         int u = net->layers[i].out;
+#ifndef BP_DOUBLE
+        if (bp_bf_out(net, &net->layers[i], n, 1)) {
+            bp_k_colmax_bf16(tr->active + tr->active_off[i],
+                             (const uint16_t *)(const void *)net->act[i], n, u);
+            continue;
+        }
+#endif
         bp_k_colmax(tr->active + tr->active_off[i], net->act[i], n, u);
     }
     /* Backward through each layer's table, from the logits down to the

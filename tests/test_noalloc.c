@@ -78,18 +78,25 @@ static void run_shaped(bp_shape shape, const char *spec, bp_optimizer opt, bp_lo
     bp_train_step(tr, x, y, batch, &loss_v, &err); /* warm-up */
     /* A CNN with 16 or 32 channels runs its convolutions' blocked layout
      * where the engine prefers one: what is counted is that path. */
-    int blocked = 0;
+    int blocked = 0, bf16_acts = 0;
     for (int i = 0; i < net->n_layers; i++)
-        for (int q = 0; q < BP_MM_SLOTS; q++)
+        for (int q = 0; q < BP_MM_SLOTS; q++) {
             blocked |= net->mm_batch[q] == batch && net->layers[i].blk_out[q] > 1;
+            bf16_acts |= net->mm_batch[q] == batch && net->layers[i].bf_out[q];
+        }
     if (shape.rank == 3 && net->cblk > 1)
         CHECK(blocked, "%s: runs on the blocked layout (engine block %d)", spec, net->cblk);
+    /* In bf16, the blocked activations are bfloat16 (from conv to flatten). */
+    if (blocked && g_precision == BP_PRECISION_BF16)
+        CHECK(bf16_acts, "%s: bf16 keeps its blocked activations in bfloat16", spec);
     counted_steps(tr, x, y, batch);
     CHECK(allocations == 0, "%s, %s, batch %d, %d thread(s): %ld allocations in 20 steps", spec,
           bp_optimizer_name(opt), batch, threads, allocations);
     printf("  %-52.52s %-8s batch %3d, %d thread(s)%s%s: libbackprop %ld, GEMM/OpenMP libraries "
            "%ld allocations in 20 steps\n", spec, bp_optimizer_name(opt), batch, threads,
-           blocked ? ", blocked" : "", g_precision == BP_PRECISION_BF16 ? ", bf16" : "",
+           blocked ? ", blocked" : "",
+           g_precision == BP_PRECISION_BF16 ? (bf16_acts ? ", bf16 (activations too)" : ", bf16")
+                                            : "",
            allocations, foreign);
     free(x);
     free(y);
@@ -229,13 +236,16 @@ int main(void)
      * is larger than of a full one (1 of 8); the batch buffers hold it. */
     run_dist(bp_shape_flat(64), "dense(16) relu dense(4)", 0, 1, 2, 5, 8, 15);
     /* bfloat16 products (where the CPU has them): the rounding of weights,
-     * activations and gradients into the slots' buffers allocates nothing. */
+     * activations and gradients into the slots' buffers allocates nothing,
+     * nor do the CNNs' bfloat16 activations (conv to flatten / global_avgpool). */
     if (bp_bf16_supported()) {
         g_precision = BP_PRECISION_BF16;
         run("dense(128) relu dropout(0.2) dense(64) tanh dense(10)", BP_ADAM,
             BP_LOSS_CROSS_ENTROPY, 128, 2);
         run_shaped(img, cnn, BP_ADAM, BP_LOSS_CROSS_ENTROPY, 32, 1);
         run_shaped(img, cnn, BP_ADAM, BP_LOSS_CROSS_ENTROPY, 32, 2);
+        run_shaped(img, "conv(16,3) leaky_relu(0.1) global_avgpool dense(4) tanh", BP_MOMENTUM,
+                   BP_LOSS_MSE, 16, 2);
     } else {
         printf("  no AVX512_BF16 on this CPU: the bf16 cases cannot run\n");
     }

@@ -23,7 +23,10 @@ static bp_status same_shape(bp_layer *L, int col, bp_error *err)
 static size_t sign_kinks(const bp_net *net, const bp_layer *L, const bp_real *x, int n,
                          unsigned char *sig)
 {
-    (void)net; /* any layout: the signature is elementwise */
+    /* Any layout: the signature is elementwise. Float data: the gradient
+     * check runs in float32 (bp_gradcheck), so no slot it uses holds
+     * bfloat16. */
+    (void)net;
     size_t m = (size_t)n * L->in;
     if (L->kind == BP_LEAKY_RELU && L->param == 1) return 0; /* the identity */
     if (sig)
@@ -75,9 +78,21 @@ static void tanh_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp, co
     if (dx) bp_k_tanh_grad(dx, dy, y, M);
 }
 
+/* relu and leaky_relu on a bf16 network's blocked chain take bfloat16
+ * x, y, dx and dy (uint16_t values behind the bp_real pointers) where the
+ * slot says so (bp_bf_in); the double build has none. */
+#define BF16(p) ((uint16_t *)(void *)(p))
+#define BF16C(p) ((const uint16_t *)(const void *)(p))
+
 /* relu: y = max(0, x) */
 static void relu_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
 {
+#ifndef BP_DOUBLE
+    if (bp_bf_in(net, L, n, t)) {
+        bp_k_relu_bf16(BF16(y), BF16C(x), M);
+        return;
+    }
+#endif
     (void)net, (void)t;
     bp_k_relu(y, x, M);
 }
@@ -86,7 +101,14 @@ static void relu_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp, co
                           const bp_real *x, const bp_real *y, int n)
 {
     (void)net, (void)dp, (void)y;
-    if (dx) bp_k_relu_grad(dx, dy, x, M);
+    if (!dx) return;
+#ifndef BP_DOUBLE
+    if (bp_bf_in(net, L, n, 1)) {
+        bp_k_relu_grad_bf16(BF16(dx), BF16C(dy), BF16C(x), M);
+        return;
+    }
+#endif
+    bp_k_relu_grad(dx, dy, x, M);
 }
 
 /* leaky_relu(a): y = x > 0 ? x : a x */
@@ -102,6 +124,12 @@ static bp_status leaky_check(const bp_layer_desc *d, int col, bp_error *err)
 }
 static void leaky_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
 {
+#ifndef BP_DOUBLE
+    if (bp_bf_in(net, L, n, t)) {
+        bp_k_leaky_relu_bf16(BF16(y), BF16C(x), M, (float)L->param);
+        return;
+    }
+#endif
     (void)net, (void)t;
     bp_k_leaky_relu(y, x, M, (bp_real)L->param);
 }
@@ -110,7 +138,14 @@ static void leaky_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp, c
                            const bp_real *x, const bp_real *y, int n)
 {
     (void)net, (void)dp, (void)y;
-    if (dx) bp_k_leaky_relu_grad(dx, dy, x, M, (bp_real)L->param);
+    if (!dx) return;
+#ifndef BP_DOUBLE
+    if (bp_bf_in(net, L, n, 1)) {
+        bp_k_leaky_relu_grad_bf16(BF16(dx), BF16C(dy), BF16C(x), M, (float)L->param);
+        return;
+    }
+#endif
+    bp_k_leaky_relu_grad(dx, dy, x, M, (bp_real)L->param);
 }
 
 /* softmax over the last dimension: y_i = exp(x_i) / sum_j exp(x_j) */
@@ -139,7 +174,9 @@ static void softmax_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dp,
 #undef M
 
 /* The elementwise ones take any layout (BP_BLK_KEEP); softmax reads rows
- * along the last dimension, so plain data only. */
+ * along the last dimension, so plain data only. relu and leaky_relu take
+ * bfloat16 activations too (BP_BF16_KEEP); identity, sigmoid and tanh end
+ * a bf16 network's bfloat16 chain before them (float only). */
 #define ACT(name_, word_, usage_, kind_, fwd, bwd, ...)                                      \
     const bp_layer_ops name_ = {.word = word_, .kind = kind_, .usage = usage_,               \
                                 .shape = same_shape, .forward = fwd, .backward = bwd, __VA_ARGS__}
@@ -150,8 +187,8 @@ ACT(bp_sigmoid_ops, "sigmoid", "sigmoid", BP_SIGMOID, sigmoid_forward, sigmoid_b
     .layout = BP_BLK_KEEP);
 ACT(bp_tanh_ops, "tanh", "tanh", BP_TANH, tanh_forward, tanh_backward, .layout = BP_BLK_KEEP);
 ACT(bp_relu_ops, "relu", "relu", BP_RELU, relu_forward, relu_backward, .kinks = sign_kinks,
-    .layout = BP_BLK_KEEP);
+    .layout = BP_BLK_KEEP, .bf16 = BP_BF16_KEEP);
 ACT(bp_leaky_relu_ops, "leaky_relu", "leaky_relu(a)", BP_LEAKY_RELU, leaky_forward,
     leaky_backward, .real_arg = 1, .real_def = 0.01, .check = leaky_check, .kinks = sign_kinks,
-    .layout = BP_BLK_KEEP);
+    .layout = BP_BLK_KEEP, .bf16 = BP_BF16_KEEP);
 ACT(bp_softmax_ops, "softmax", "softmax", BP_SOFTMAX, softmax_forward, softmax_backward);

@@ -16,7 +16,9 @@
  * batch's mean and invstd [C] each for the backward. The forward runs on
  * oneDNN's batch-normalization primitive; the backward too on a blocked
  * input (after a conv, nChw{B}c: oneDNN's JIT kernels), and on the
- * reference loop on a plain one (faster there, see bn_backward).
+ * reference loop on a plain one (faster there, see bn_backward). In a bf16
+ * network's slot its blocked x, y, dx and dy may be bfloat16 (oneDNN's
+ * bf16 batch normalization; statistics and parameters stay float).
  *
  * Synchronized (data-parallel training with sync_batchnorm, net->comm):
  * the sums behind mean, var, dbeta and dgamma are summed over the ranks,
@@ -223,7 +225,10 @@ static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, i
         if (!f) return 0;
         L->fast[slot] = f;
     }
-    int C = bn_channels(L), S = bn_spatial(L), blk = L->blk_in[slot];
+    int C = bn_channels(L), S = bn_spatial(L), blk = L->blk_in[slot], bf = L->bf_in[slot];
+    /* Synchronized statistics are loops of this file on float data: a
+     * bfloat16 slot is refused (bp_net_prepare plans it again in float). */
+    if (bf && net->sync_bn) return 0;
     if (!f->infer) {
         /* A relu right after, on the same blocked layout: oneDNN applies it
          * in the same pass (dnnl_fuse_norm_relu), and the relu layer's own
@@ -234,12 +239,14 @@ static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, i
         const bp_layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
         f->relu = blk > 1 && next && next->kind == BP_RELU && next->blk_in[slot] == blk &&
                   !net->sync_bn;
-        f->infer = f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 0, blk)
-                           : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
+        f->infer = bf ? bp_bn_prim_create_bf16(net->gemm, n, C, S, BN_EPS, 0, blk, f->relu)
+                   : f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 0, blk)
+                   : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
     }
     if (training)
-        f->train = f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 1, blk)
-                           : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
+        f->train = bf ? bp_bn_prim_create_bf16(net->gemm, n, C, S, BN_EPS, 1, blk, f->relu)
+                   : f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 1, blk)
+                   : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
     f->training = training;
     return f->infer && (!training || f->train);
 }
@@ -313,15 +320,15 @@ static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
         /* With the relu fused, y is its output and dy its gradient: the
          * relu passes dy where y > 0. */
         bn_fast *f = bn_fast_for(net, L, n, 1);
-        int relu = f && f->relu;
+        int relu = f && f->relu, bf = bp_bf_in(net, L, n, 1); /* x, y, dx, dy alike */
         for (int c = 0; c < C; c++) {
             double r = 1 / sqrt((double)L->buf[C + c] + BN_EPS), sg = 0, sb = 0;
             for (int b = 0; b < n; b++)
                 for (int k = 0; k < S; k++) {
                     size_t o = bp_blk_at(blk, C, S, b, c, k);
-                    bp_real g = relu && !(y[o] > 0) ? 0 : dy[o];
-                    if (dx) dx[o] = (bp_real)(g * L->w[c] * r);
-                    sg += (double)g * (x[o] - L->buf[c]) * r;
+                    bp_real g = relu && !(bp_act_get(y, bf, o) > 0) ? 0 : bp_act_get(dy, bf, o);
+                    if (dx) bp_act_set(dx, bf, o, (bp_real)(g * L->w[c] * r));
+                    sg += (double)g * (bp_act_get(x, bf, o) - L->buf[c]) * r;
                     sb += g;
                 }
             if (dgamma) dgamma[c] = (bp_real)sg;
@@ -353,7 +360,7 @@ static void bn_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
 
 const bp_layer_ops bp_batchnorm_ops = {
     .word = "batchnorm", .kind = BP_BATCHNORM, .usage = "batchnorm",
-    .parametric = 1, .layout = BP_BLK_KEEP,
+    .parametric = 1, .layout = BP_BLK_KEEP, .bf16 = BP_BF16_KEEP,
     .shape = bn_shape, .tensors = bn_tensors, .init = bn_init, .ws_bytes = bn_ws,
     .prepare = bn_prepare, .release = bn_release, .fused_next = bn_fused_next,
     .forward = bn_forward, .backward = bn_backward,

@@ -7,7 +7,10 @@
  * OH = (H + 2 pad - K) / s + 1. The fast path is oneDNN's convolution
  * (src/conv_kernels.c), prepared per batch size; the reference loop is the
  * definition and the double build's path. Its output starts the blocked
- * layout (nChw{B}c) where the slot's plan keeps the next layers blocked.
+ * layout (nChw{B}c) where the slot's plan keeps the next layers blocked,
+ * in bfloat16 where a bf16 network's plan keeps them so; it reads a
+ * bfloat16 input (and writes a bfloat16 dx) where the layer before
+ * outputs one.
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -88,8 +91,12 @@ static int conv_prepare(bp_net *net, bp_layer *L, int slot, int n, int training,
     }
     bp_conv_prim_free(f->prim);
     bp_conv_geom g = conv_geom(L, n);
+    int bf16 = net->precision == BP_PRECISION_BF16
+                   ? BP_CONV_BF16 | (L->bf_in[slot] ? BP_CONV_BF16_X : 0) |
+                         (L->bf_out[slot] ? BP_CONV_BF16_Y : 0)
+                   : 0;
     f->prim = bp_conv_prim_create(net->gemm, &g, training, need_dx, L->blk_in[slot],
-                                  L->blk_out[slot], net->precision == BP_PRECISION_BF16);
+                                  L->blk_out[slot], bf16);
     f->training = training && f->prim;
     return f->prim != NULL;
 }
@@ -111,7 +118,9 @@ static conv_fast *conv_fast_for(const bp_net *net, const bp_layer *L, int n, int
     return q < 0 ? NULL : L->fast[q];
 }
 
-/* x and y in the slot's layouts (plain, or nChw{B}c between blocked layers). */
+/* x and y in the slot's layouts (plain, or nChw{B}c between blocked layers)
+ * and types (bfloat16 where the slot keeps them so: blocked, so always on
+ * the primitive). */
 static void conv_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n,
                          int training)
 {
@@ -149,7 +158,7 @@ const bp_layer_ops bp_conv_ops = {
     .word = "conv", .kind = BP_CONV, .usage = "conv(C,K[,stride[,pad]])",
     .n_int_min = 2, .n_int_max = 4,
     .int_slot = {BP_ARG_UNITS, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD},
-    .parametric = 1, .layout = BP_BLK_MAKE,
+    .parametric = 1, .layout = BP_BLK_MAKE, .bf16 = BP_BF16_MAKE,
     .check = conv_check, .shape = conv_shape, .tensors = conv_tensors, .init = conv_init,
     .prepare = conv_prepare, .release = conv_release,
     .forward = conv_forward, .backward = conv_backward,

@@ -40,6 +40,8 @@
 
 #include "../internal.h"
 
+#include <string.h>
+
 /* What the integer arguments of a spec word fill, in order. */
 enum { BP_ARG_UNITS = 1, BP_ARG_KERNEL, BP_ARG_STRIDE, BP_ARG_PAD, BP_ARG_VOCAB };
 
@@ -61,6 +63,24 @@ typedef struct bp_tensor_spec {
  *          and B divides its channels (conv);
  *   END:   any input layout, plain output (flatten, global_avgpool). */
 typedef enum bp_blk_kind { BP_BLK_PLAIN = 0, BP_BLK_KEEP, BP_BLK_MAKE, BP_BLK_END } bp_blk_kind;
+
+/* How a layer meets bfloat16 activations (ops->bf16) in a bf16 network's
+ * slot, where they live only on blocked data (between a conv and the layer
+ * that ends the chain):
+ *   NONE: float input and output (the default);
+ *   KEEP: a bfloat16 input gives a bfloat16 output, and its backward takes
+ *         a bfloat16 dy and writes a bfloat16 dx (batchnorm, pooling,
+ *         relu, leaky_relu, dropout);
+ *   MAKE: either input type, either output type, as the plan says (conv);
+ *   END:  either input type, float output (flatten, global_avgpool).
+ * A slot's plan (bp_net_prepare) gives a layer a bfloat16 input only when
+ * its table takes one; bp_bf_in / bp_bf_out say what a pass has. */
+typedef enum bp_bf16_kind {
+    BP_BF16_NONE = 0,
+    BP_BF16_KEEP,
+    BP_BF16_MAKE,
+    BP_BF16_END
+} bp_bf16_kind;
 
 struct bp_layer_ops {
     const char *word;      /* spec word */
@@ -85,6 +105,7 @@ struct bp_layer_ops {
     /* Bytes of per-batch workspace for `batch` samples. NULL: none. */
     uint64_t (*ws_bytes)(const bp_layer *L, int batch);
     bp_blk_kind layout;
+    bp_bf16_kind bf16;
     /* Fast-path objects for batches of n samples in `slot`, for the layouts
      * planned there. Returns 1, or 0 when it could not make them (the slot
      * then falls back to plain layouts). NULL: none. */
@@ -137,6 +158,42 @@ static inline int bp_blk_out(const bp_net *net, const bp_layer *L, int n, int tr
 {
     int q = bp_net_slot(net, n, training);
     return q < 0 ? 1 : L->blk_out[q];
+}
+/* Whether a layer's input and output in a pass over n samples are
+ * bfloat16 (1) or float (0). */
+static inline int bp_bf_in(const bp_net *net, const bp_layer *L, int n, int training)
+{
+    int q = bp_net_slot(net, n, training);
+    return q < 0 ? 0 : L->bf_in[q];
+}
+static inline int bp_bf_out(const bp_net *net, const bp_layer *L, int n, int training)
+{
+    int q = bp_net_slot(net, n, training);
+    return q < 0 ? 0 : L->bf_out[q];
+}
+/* Value k of an activation of either type (bf: bfloat16), and storing v
+ * there (rounded to nearest even in bfloat16, as bp_k_to_bf16): for the
+ * loops that walk an activation element by element. */
+static inline bp_real bp_act_get(const void *a, int bf, size_t k)
+{
+    if (!bf) return ((const bp_real *)a)[k];
+    uint32_t u = (uint32_t)((const uint16_t *)a)[k] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return (bp_real)f;
+}
+static inline void bp_act_set(void *a, int bf, size_t k, bp_real v)
+{
+    if (!bf) {
+        ((bp_real *)a)[k] = v;
+        return;
+    }
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    ((uint16_t *)a)[k] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u
+                                        ? (u >> 16) | 0x40u
+                                        : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 /* Whether ops->release(L, slot) frees slot q (slot -1: every slot). */
 static inline int bp_slot_selected(int q, int slot) { return slot < 0 || q == slot; }

@@ -10,8 +10,9 @@
  * Average pooling runs on oneDNN's pooling primitive (src/pool_kernels.c);
  * max pooling too on blocked data (nChw{B}c, after a conv), and on its
  * reference loop on plain data, where that was faster (pool_prepare),
- * keeping the argmax in the layer's workspace. global_avgpool takes either
- * layout and returns plain [n, C].
+ * keeping the argmax in the layer's workspace; in a bf16 network's slot
+ * both take bfloat16 blocked data (oneDNN's bf16 pooling). global_avgpool
+ * takes either layout and type and returns plain float [n, C].
  */
 #include "layer.h"
 #include "../cnn_kernels.h"
@@ -76,7 +77,9 @@ static int pool_prepare(bp_net *net, bp_layer *L, int slot, int n, int training,
     }
     bp_pool_prim_free(f->prim);
     bp_pool_geom g = pool_geom(L, n);
-    f->prim = bp_pool_prim_create(net->gemm, &g, L->kind == BP_MAXPOOL, training, blk);
+    f->prim = L->bf_in[slot]
+                  ? bp_pool_prim_create_bf16(net->gemm, &g, L->kind == BP_MAXPOOL, training, blk)
+                  : bp_pool_prim_create(net->gemm, &g, L->kind == BP_MAXPOOL, training, blk);
     f->training = training && f->prim;
     return f->prim != NULL;
 }
@@ -173,8 +176,9 @@ static bp_status gap_shape(bp_layer *L, int col, bp_error *err)
     return BP_OK;
 }
 
-/* x in the slot's layout, y [n, C] plain. A blocked x's mean is the same
- * sum: over each channel's S values, found B apart. */
+/* x in the slot's layout, y [n, C] plain float. A blocked x's mean is the
+ * same sum: over each channel's S values, found B apart (bfloat16 ones in
+ * a bf16 network's slot: the chain of bfloat16 activations ends here). */
 static void gap_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, int n, int t)
 {
     int C = L->in_shape.dim[0], S = L->in_shape.dim[1] * L->in_shape.dim[2];
@@ -183,16 +187,17 @@ static void gap_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real *x, 
         bp_global_avgpool_forward_ref(y, x, n, C, L->in_shape.dim[1], L->in_shape.dim[2]);
         return;
     }
+    int bf = bp_bf_in(net, L, n, t);
     for (int b = 0; b < n; b++)
         for (int c = 0; c < C; c++) {
-            const bp_real *xp = x + bp_blk_at(blk, C, S, b, c, 0);
+            size_t o = bp_blk_at(blk, C, S, b, c, 0);
             double acc = 0;
-            for (int k = 0; k < S; k++) acc += xp[(size_t)k * blk];
+            for (int k = 0; k < S; k++) acc += bp_act_get(x, bf, o + (size_t)k * blk);
             y[(size_t)b * C + c] = (bp_real)(acc / S);
         }
 }
 
-/* dx[n,c,h,w] = dy[n,c] / (H W) */
+/* dx[n,c,h,w] = dy[n,c] / (H W) (dx in x's layout and type) */
 static void gap_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
                          const bp_real *dy, const bp_real *x, const bp_real *y, int n)
 {
@@ -204,11 +209,12 @@ static void gap_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dparam,
         bp_global_avgpool_backward_ref(dx, dy, n, C, L->in_shape.dim[1], L->in_shape.dim[2]);
         return;
     }
+    int bf = bp_bf_in(net, L, n, 1);
     for (int b = 0; b < n; b++)
         for (int c = 0; c < C; c++) {
-            bp_real *dp = dx + bp_blk_at(blk, C, S, b, c, 0);
+            size_t o = bp_blk_at(blk, C, S, b, c, 0);
             bp_real v = (bp_real)(dy[(size_t)b * C + c] / (double)S);
-            for (int k = 0; k < S; k++) dp[(size_t)k * blk] = v;
+            for (int k = 0; k < S; k++) bp_act_set(dx, bf, o + (size_t)k * blk, v);
         }
 }
 
@@ -216,6 +222,7 @@ const bp_layer_ops bp_maxpool_ops = {
     .word = "maxpool", .kind = BP_MAXPOOL, .usage = "maxpool(K[,stride])",
     .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
     .check = pool_check, .shape = pool_shape, .ws_bytes = maxpool_ws, .layout = BP_BLK_KEEP,
+    .bf16 = BP_BF16_KEEP,
     .prepare = pool_prepare, .release = pool_release,
     .forward = pool_forward, .backward = pool_backward, .kinks = maxpool_kinks,
 };
@@ -223,12 +230,13 @@ const bp_layer_ops bp_maxpool_ops = {
 const bp_layer_ops bp_avgpool_ops = {
     .word = "avgpool", .kind = BP_AVGPOOL, .usage = "avgpool(K[,stride])",
     .n_int_min = 1, .n_int_max = 2, .int_slot = {BP_ARG_KERNEL, BP_ARG_STRIDE},
-    .check = pool_check, .shape = pool_shape, .layout = BP_BLK_KEEP,
+    .check = pool_check, .shape = pool_shape, .layout = BP_BLK_KEEP, .bf16 = BP_BF16_KEEP,
     .prepare = pool_prepare, .release = pool_release,
     .forward = pool_forward, .backward = pool_backward,
 };
 
 const bp_layer_ops bp_global_avgpool_ops = {
     .word = "global_avgpool", .kind = BP_GLOBAL_AVGPOOL, .usage = "global_avgpool",
-    .shape = gap_shape, .layout = BP_BLK_END, .forward = gap_forward, .backward = gap_backward,
+    .shape = gap_shape, .layout = BP_BLK_END, .bf16 = BP_BF16_END,
+    .forward = gap_forward, .backward = gap_backward,
 };
