@@ -934,7 +934,9 @@ int bp_net_slot(const bp_net *net, int n, int training)
 
 void bp_layer_fail(bp_real *a, size_t m)
 {
-    for (size_t k = 0; a && k < m; k++) a[k] = (bp_real)NAN;
+    /* All bits set is a NaN as a float, a double and a bfloat16 alike, so
+     * a buffer holding a bf16 chain's values reads NaN everywhere too. */
+    if (a) memset(a, 0xff, m * sizeof *a);
 }
 
 /* Free every layer's objects of slot q and the slot itself. */

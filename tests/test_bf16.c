@@ -829,6 +829,20 @@ static void check_refusals(int expect_supported)
     bp_net_free(net);
 }
 
+/* A failed primitive's outputs (bp_layer_fail) read NaN whether the
+ * buffer holds float activations or a bf16 chain's. */
+static void check_layer_fail(void)
+{
+    bp_real buf[8];
+    for (int k = 0; k < 8; k++) buf[k] = 1;
+    bp_layer_fail(buf, 8);
+    int nan_f = 1, nan_b = 1;
+    for (size_t k = 0; k < 8; k++) nan_f &= isnan(bp_act_get(buf, 0, k));
+    for (size_t k = 0; k < 8 * sizeof(bp_real) / 2; k++) nan_b &= isnan(bp_act_get(buf, 1, k));
+    CHECK(nan_f, "bp_layer_fail: every value NaN read as bp_real");
+    CHECK(nan_b, "bp_layer_fail: every value NaN read as bfloat16");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--no-bf16")) {
@@ -838,6 +852,7 @@ int main(int argc, char **argv)
     }
     int ok = bp_bf16_supported();
     check_rounding();
+    check_layer_fail();
     if (!ok) {
         printf("this CPU lacks AVX512_BF16: the bf16 numerics cannot run; checking the "
                "refusals instead\n");

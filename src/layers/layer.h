@@ -201,8 +201,9 @@ static inline int bp_slot_selected(int q, int slot) { return slot < 0 || q == sl
 /* A slot's primitives are made for its layouts and thread count and
  * allocate nothing when they run, so they do not fail; if one did on a
  * blocked tensor (where no reference loop can take over), the layer fills
- * its outputs with NaN (NULL ones skipped) and the trainer stops on the
- * non-finite values, naming the layer. */
+ * its outputs with NaN (NULL ones skipped; all bits set, so a bf16 chain's
+ * buffer reads NaN too) and the trainer stops on the non-finite values,
+ * naming the layer. */
 void bp_layer_fail(bp_real *a, size_t m);
 /* Index of value (c, s) of sample b in an activation [n, C, S] stored with
  * channel block blk (1: plain, S = H*W). */
