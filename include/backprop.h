@@ -122,7 +122,9 @@ int bp_set_threads(int n);
  * them in oneDNN's blocked layout: batch norm (its statistics and
  * parameters float32), pooling, relu, leaky_relu and dropout read and
  * write bfloat16 there (a chain that meets another layer, sigmoid say,
- * stays float32). Elsewhere activations are float32. It needs a CPU with the
+ * stays float32, and under synchronized batch norm, bp_train_config's
+ * sync_batchnorm with a communicator, a slot's activations all stay
+ * float32). Elsewhere activations are float32. It needs a CPU with the
  * AVX512_BF16 instructions (bp_bf16_supported) and the float build. Only
  * the prepared fast paths take bfloat16: the batch sizes prepared by
  * bp_trainer_create (its max batch), bp_fit (its batch sizes) and
