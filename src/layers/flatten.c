@@ -57,6 +57,8 @@ static void flatten_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real 
             }
         return;
     }
+    int t_n = bp_threads_for((double)n * L->in, 65536.0); /* as the bf16 path */
+#pragma omp parallel for num_threads(t_n) schedule(static) if (t_n > 1)
     for (int b = 0; b < n; b++)
         for (int c = 0; c < C; c++) {
             const bp_real *xc = x + bp_blk_at(blk, C, S, b, c, 0);
@@ -91,6 +93,8 @@ static void flatten_backward(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dpa
             }
         return;
     }
+    int t_n = bp_threads_for((double)n * L->in, 65536.0);
+#pragma omp parallel for num_threads(t_n) schedule(static) if (t_n > 1)
     for (int b = 0; b < n; b++)
         for (int c = 0; c < C; c++) {
             bp_real *dc = dx + bp_blk_at(blk, C, S, b, c, 0);
