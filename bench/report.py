@@ -229,18 +229,14 @@ def main():
                                         "steps_per_s", "us_per_step", "gflops", "peak_rss_kb",
                                         "rates")})
         if w == "W3":
-            for t in sorted(gemm):
-                g = gemm[t]
-                print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
-                      % ("oneDNN (best of sgemm, matmul), the step's GEMMs", t, "", "", "", "", g["gflops"],
-                         fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
-                         fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
-            for t in sorted(gemm16):
-                g = gemm16[t]
-                print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
-                      % ("oneDNN matmul in bf16, the step's GEMMs", t, "", "", "", "", g["gflops"],
-                         fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
-                         fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
+            for title, rates in (("oneDNN (best of sgemm, matmul), the step's GEMMs", gemm),
+                                 ("oneDNN matmul in bf16, the step's GEMMs", gemm16)):
+                for t in sorted(rates):
+                    g = rates[t]
+                    print("  %-30s %3d  %12s %11s %10s %8s %8.1f %7s %8s"
+                          % (title, t, "", "", "", "", g["gflops"],
+                             fmt(100.0 * g["gflops"] / gemm2, ".0f", 6) + "%" if gemm2 else "-",
+                             fmt(g.get("rss_kb", 0) / 1024.0, ".0f", 8)))
             if gemm16 and bp16:
                 g16 = gemm16.get(bp16["threads"])
                 g32 = gemm.get(bp16["threads"])
