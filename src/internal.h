@@ -10,6 +10,26 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* bfloat16 <-> float, the one definition (bp_k_to_bf16, the bf16 kernels,
+ * a bf16 chain's element loops): widening is exact; rounding is to nearest
+ * even, and a NaN stays a (quiet) NaN. */
+static inline float bp_bf16_wide(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline uint16_t bp_bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t q = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+}
 
 /* Fill *err (if non-NULL) with a printf-style message and return `code`.
  * The one way every library function reports a failure. */

@@ -138,13 +138,7 @@ void bp_k_relu(bp_real *y, const bp_real *x, size_t m)
  * it vectorizes on every instruction set. */
 static BP_HOT void to_bf16_span(uint16_t *restrict y, const float *restrict x, size_t m)
 {
-    for (size_t k = 0; k < m; k++) {
-        uint32_t u;
-        memcpy(&u, &x[k], sizeof u);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t q = (u >> 16) | 0x40u;
-        y[k] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
-    }
+    for (size_t k = 0; k < m; k++) y[k] = bp_bf16_round(x[k]);
 }
 
 void bp_k_to_bf16(uint16_t *y, const float *x, size_t m)
@@ -152,27 +146,9 @@ void bp_k_to_bf16(uint16_t *y, const float *x, size_t m)
     SPLIT(m, to_bf16_span(y + a, x + a, b - a));
 }
 
-/* bfloat16 <-> float for the bf16 kernels below: widening is exact;
- * narrowing rounds as to_bf16_span does. */
-static inline float bf16_wide(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-static inline uint16_t bf16_round(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t q = (u >> 16) | 0x40u;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
-}
-
 static BP_HOT void relu_bf16_span(uint16_t *y, const uint16_t *x, size_t m)
 {
-    for (size_t k = 0; k < m; k++) y[k] = bf16_wide(x[k]) > 0 ? x[k] : 0;
+    for (size_t k = 0; k < m; k++) y[k] = bp_bf16_wide(x[k]) > 0 ? x[k] : 0;
 }
 
 void bp_k_relu_bf16(uint16_t *y, const uint16_t *x, size_t m)
@@ -183,7 +159,7 @@ void bp_k_relu_bf16(uint16_t *y, const uint16_t *x, size_t m)
 static BP_HOT void relu_grad_bf16_span(uint16_t *dx, const uint16_t *dy, const uint16_t *x,
                                        size_t m)
 {
-    for (size_t k = 0; k < m; k++) dx[k] = bf16_wide(x[k]) > 0 ? dy[k] : 0;
+    for (size_t k = 0; k < m; k++) dx[k] = bp_bf16_wide(x[k]) > 0 ? dy[k] : 0;
 }
 
 void bp_k_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m)
@@ -194,8 +170,8 @@ void bp_k_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, si
 static BP_HOT void leaky_relu_bf16_span(uint16_t *y, const uint16_t *x, size_t m, float s)
 {
     for (size_t k = 0; k < m; k++) {
-        float v = bf16_wide(x[k]);
-        y[k] = v > 0 ? x[k] : bf16_round(s * v);
+        float v = bp_bf16_wide(x[k]);
+        y[k] = v > 0 ? x[k] : bp_bf16_round(s * v);
     }
 }
 
@@ -208,7 +184,7 @@ static BP_HOT void leaky_relu_grad_bf16_span(uint16_t *dx, const uint16_t *dy, c
                                              size_t m, float s)
 {
     for (size_t k = 0; k < m; k++)
-        dx[k] = bf16_wide(x[k]) > 0 ? dy[k] : bf16_round(s * bf16_wide(dy[k]));
+        dx[k] = bp_bf16_wide(x[k]) > 0 ? dy[k] : bp_bf16_round(s * bp_bf16_wide(dy[k]));
 }
 
 void bp_k_leaky_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t *x, size_t m,
@@ -219,7 +195,7 @@ void bp_k_leaky_relu_grad_bf16(uint16_t *dx, const uint16_t *dy, const uint16_t 
 
 static BP_HOT void mul_bf16_span(uint16_t *y, const uint16_t *x, const float *mask, size_t m)
 {
-    for (size_t k = 0; k < m; k++) y[k] = bf16_round(bf16_wide(x[k]) * mask[k]);
+    for (size_t k = 0; k < m; k++) y[k] = bp_bf16_round(bp_bf16_wide(x[k]) * mask[k]);
 }
 
 void bp_k_mul_bf16(uint16_t *y, const uint16_t *x, const float *mask, size_t m)
@@ -233,7 +209,7 @@ static BP_HOT void colmax_bf16_span(float *restrict acc, const uint16_t *restric
     for (int r = 0; r < n; r++) {
         const uint16_t *ar = a + (size_t)r * d;
         for (size_t j = j0; j < j1; j++) {
-            float v = bf16_wide(ar[j]);
+            float v = bp_bf16_wide(ar[j]);
             acc[j] = acc[j] > v ? acc[j] : v;
         }
     }

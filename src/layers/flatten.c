@@ -48,12 +48,7 @@ static void flatten_forward(bp_net *net, bp_layer *L, bp_real *y, const bp_real 
             for (int c = 0; c < C; c++) {
                 const uint16_t *xc = xh + bp_blk_at(blk, C, S, b, c, 0);
                 bp_real *yc = y + ((size_t)b * C + c) * S;
-                for (int s = 0; s < S; s++) {
-                    uint32_t u = (uint32_t)xc[(size_t)s * blk] << 16;
-                    float f;
-                    memcpy(&f, &u, sizeof f);
-                    yc[s] = (bp_real)f;
-                }
+                for (int s = 0; s < S; s++) yc[s] = (bp_real)bp_bf16_wide(xc[(size_t)s * blk]);
             }
         return;
     }

@@ -176,11 +176,7 @@ static inline int bp_bf_out(const bp_net *net, const bp_layer *L, int n, int tra
  * loops that walk an activation element by element. */
 static inline bp_real bp_act_get(const void *a, int bf, size_t k)
 {
-    if (!bf) return ((const bp_real *)a)[k];
-    uint32_t u = (uint32_t)((const uint16_t *)a)[k] << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return (bp_real)f;
+    return bf ? (bp_real)bp_bf16_wide(((const uint16_t *)a)[k]) : ((const bp_real *)a)[k];
 }
 static inline void bp_act_set(void *a, int bf, size_t k, bp_real v)
 {
@@ -188,12 +184,7 @@ static inline void bp_act_set(void *a, int bf, size_t k, bp_real v)
         ((bp_real *)a)[k] = v;
         return;
     }
-    float f = (float)v;
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    ((uint16_t *)a)[k] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u
-                                        ? (u >> 16) | 0x40u
-                                        : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    ((uint16_t *)a)[k] = bp_bf16_round((float)v);
 }
 /* Whether ops->release(L, slot) frees slot q (slot -1: every slot). */
 static inline int bp_slot_selected(int q, int slot) { return slot < 0 || q == slot; }
