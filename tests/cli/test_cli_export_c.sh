@@ -74,6 +74,12 @@ san_ok() {
     head -c $((200 * $3 * 4)) "$2" >san.f32
     check "$1: ${4:-float} code clean under ASan + UBSan (200 samples)" eval "./drv_${1}_san san.f32 ${4:-} >/dev/null"
 }
+# drive NAME SAMPLES.f32 INPUTS [int8]: drv_NAME's outputs into NAME.float.txt
+# (NAME.int8.txt with int8), then san_ok on the same samples.
+drive() {
+    ./drv_$1 "$2" ${4:-} >"$1.${4:-float}.txt"
+    san_ok "$@"
+}
 # within NAME OUT: the comparison line in OUT passed (compare.py's status)
 cmp_ok() { local name=$1; shift; local r; r=$(python3 "$X/compare.py" "$@"); local s=$?
     echo "$name: $r"; if [ $s -eq 0 ]; then ok "$name ($r)"; else bad "$name ($r)"; fi; }
@@ -88,10 +94,8 @@ train_ok "CNN trains" tr.idx --labels trl.idx --seed 1 --threads 1 -o cnn.safete
 for m in mlp cnn; do
     export_c $m $m.safetensors --int8 --calibrate small.idx --labels smalll.idx --calibrate-rows 1000
     "$BP" predict $m.safetensors "$F/t10k-images-idx3-ubyte.gz" --proba -o $m.pred.csv
-    ./drv_$m test.f32 >$m.float.txt
-    ./drv_$m test.f32 int8 >$m.int8.txt
-    san_ok $m test.f32 784
-    san_ok $m test.f32 784 int8
+    drive $m test.f32 784
+    drive $m test.f32 784 int8
     cmp_ok "$m: ${m}_predict against predict --proba on 10,000 images, within 1e-5" \
         proba $m.float.txt $m.pred.csv --tol 1e-5
     fa=$(acc_of $m.float.txt) qa=$(acc_of $m.int8.txt)
@@ -118,9 +122,8 @@ for m in kinds_a kinds_b; do
     ./drv_$m test.f32 >$m.float.txt
     cmp_ok "$m: float against predict --proba on 10,000 images" proba $m.float.txt $m.pred.csv --tol 1e-5
 done
-./drv_kinds_b test.f32 int8 >kinds_b.int8.txt
 san_ok kinds_a test.f32 784
-san_ok kinds_b test.f32 784 int8
+drive kinds_b test.f32 784 int8
 fa=$(acc_of kinds_b.float.txt) qa=$(acc_of kinds_b.int8.txt)
 echo "kinds_b: test accuracy float $fa, int8 $qa"
 check "kinds_b: int8 (tables for leaky_relu, sigmoid, tanh, relu; avgpools) within 3 points of float" \
@@ -149,10 +152,8 @@ train_ok "padded stride-1 convs train" pad.csv --input-shape 2,5,7 --epochs 3 --
     -o pad.safetensors
 export_c pad pad.safetensors --int8 --calibrate pad.csv
 "$BP" predict pad.safetensors pad.csv --proba -o pad.pred.csv
-./drv_pad pad.f32 >pad.float.txt
-./drv_pad pad.f32 int8 >pad.int8.txt
-san_ok pad pad.f32 70
-san_ok pad pad.f32 70 int8
+drive pad pad.f32 70
+drive pad pad.f32 70 int8
 cmp_ok "pad: float against predict --proba within 1e-5" proba pad.float.txt pad.pred.csv --tol 1e-5
 cmp_ok "pad: int8 probabilities within 0.05 of predict --proba" proba pad.int8.txt pad.pred.csv --tol 0.05
 
@@ -180,8 +181,7 @@ train_ok "sequence model trains" seq.csv --input-shape 6,3 --arch "rnn(6) dense(
     --epochs 3 --seed 4 --threads 1 -o seq.safetensors
 export_c seq seq.safetensors
 "$BP" predict seq.safetensors seq.csv --proba -o seq.pred.csv
-./drv_seq seq.f32 >seq.float.txt
-san_ok seq seq.f32 18
+drive seq seq.f32 18
 cmp_ok "seq: rnn, dense on steps, lstm, gru, last against predict --proba" proba seq.float.txt seq.pred.csv --tol 1e-5
 expect_error "int8: a recurrent layer is named" 1 "layer 0 \(rnn\)" \
     export seq.safetensors --c noout --int8 --calibrate seq.csv
@@ -191,10 +191,8 @@ train_ok "regression model trains" reg.csv --task regress --normalize standard -
     --arch "dense(16) tanh dense(8) leaky_relu(0.05)" --epochs 30 --seed 5 --threads 1 -o reg.safetensors
 export_c reg reg.safetensors --int8 --calibrate reg.csv
 "$BP" predict reg.safetensors reg.csv -o reg.pred.csv
-./drv_reg reg.f32 >reg.float.txt
-./drv_reg reg.f32 int8 >reg.int8.txt
-san_ok reg reg.f32 4
-san_ok reg reg.f32 4 int8
+drive reg reg.f32 4
+drive reg reg.f32 4 int8
 cmp_ok "reg: float predictions in the targets' units against predict (relative 1e-5)" regress reg.float.txt reg.pred.csv --tol 1e-5
 cmp_ok "reg: int8 predictions within 5% of predict's" regress reg.int8.txt reg.pred.csv --tol 0.05
 
@@ -224,8 +222,7 @@ check "a dense(8) relu dense(4) softmax network is made" "$REF" --make "dense(8)
 export_c sm sm.safetensors --int8 --calibrate sm.csv
 "$REF" sm.safetensors sm.f32 >sm.ref.txt
 ./drv_sm sm.f32 >sm.float.txt
-./drv_sm sm.f32 int8 >sm.int8.txt
-san_ok sm sm.f32 6 int8
+drive sm sm.f32 6 int8
 cmp_ok "sm: float probabilities against bp_forward" raw sm.float.txt sm.ref.txt --tol 1e-5
 cmp_ok "sm: int8 probabilities (softmax without libm) within 0.03 of float" raw sm.int8.txt sm.float.txt --tol 0.03
 check "sm: int8 probabilities sum to 1" python3 -c '
@@ -261,8 +258,7 @@ check "a network with a tiny hidden layer and a large bias is made" \
 export_c tiny tiny.safetensors --int8 --calibrate sm.csv
 "$REF" tiny.safetensors sm.f32 >tiny.ref.txt
 ./drv_tiny sm.f32 >tiny.float.txt
-./drv_tiny sm.f32 int8 >tiny.int8.txt
-san_ok tiny sm.f32 6 int8
+drive tiny sm.f32 6 int8
 cmp_ok "tiny: int8 outputs (the bias kept) within 0.01 of float" raw tiny.int8.txt tiny.float.txt --tol 0.01
 
 expect_error "--c DIR that does not exist" 1 "not a directory" export mlp.safetensors --c nowhere
