@@ -1099,6 +1099,16 @@ bp_precision bp_net_precision(const bp_net *net)
     return net ? net->precision : BP_PRECISION_F32;
 }
 
+/* Slot q holds batches of n (training or not) for `threads`, on the
+ * layouts and types planned there: prepare_layers' answer. */
+static int make_slot(bp_net *net, int q, int n, int training, int threads)
+{
+    net->mm_batch[q] = n;
+    net->mm_training[q] = training;
+    net->mm_threads[q] = threads;
+    return prepare_layers(net, q, n, training);
+}
+
 void bp_net_prepare(bp_net *net, int n, int training)
 {
     if (n < 1) return;
@@ -1120,28 +1130,19 @@ void bp_net_prepare(bp_net *net, int n, int training)
     if (!net->cblk) net->cblk = bp_conv_block(net->gemm);
     int bf16 = net->precision == BP_PRECISION_BF16;
     if (fresh) plan_layouts(net, slot, net->cblk, bf16);
-    net->mm_batch[slot] = n;
-    net->mm_training[slot] = training;
-    net->mm_threads[slot] = threads;
-    if (prepare_layers(net, slot, n, training)) return;
+    if (make_slot(net, slot, n, training, threads)) return;
     /* A primitive for a bfloat16 activation could not be made: the same
      * layouts in float, as without bfloat16 activations. */
     if (slot_has_bf16(net, slot)) {
         release_slot(net, slot);
         plan_layouts(net, slot, net->cblk, 0);
-        net->mm_batch[slot] = n;
-        net->mm_training[slot] = training;
-        net->mm_threads[slot] = threads;
-        if (prepare_layers(net, slot, n, training)) return;
+        if (make_slot(net, slot, n, training, threads)) return;
     }
     /* A primitive for a blocked layout could not be made: plain layouts
      * for the whole slot, as the layers' reference paths expect. */
     release_slot(net, slot);
     plan_layouts(net, slot, 1, 0);
-    net->mm_batch[slot] = n;
-    net->mm_training[slot] = training;
-    net->mm_threads[slot] = threads;
-    prepare_layers(net, slot, n, training);
+    make_slot(net, slot, n, training, threads);
 }
 
 const bp_real *bp_net_forward_ws(bp_net *net, const bp_real *x, int n, int training)
