@@ -215,6 +215,16 @@ static void bn_backward_sync(bp_net *net, bp_layer *L, bp_real *dx, bp_real *dga
             }
 }
 
+/* The primitive for the slot's layout (blk) and type (bf: bfloat16), the
+ * relu after it fused or not, for training or inference. */
+static bp_bn_prim *bn_prim(bp_net *net, int n, int C, int S, int training, int blk, int bf,
+                           int relu)
+{
+    if (bf) return bp_bn_prim_create_bf16(net->gemm, n, C, S, BN_EPS, training, blk, relu);
+    return relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, training, blk)
+                : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, training, blk);
+}
+
 static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, int need_dx)
 {
     (void)need_dx;
@@ -239,14 +249,10 @@ static int bn_prepare(bp_net *net, bp_layer *L, int slot, int n, int training, i
         const bp_layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
         f->relu = blk > 1 && next && next->kind == BP_RELU && next->blk_in[slot] == blk &&
                   !net->sync_bn;
-        f->infer = bf ? bp_bn_prim_create_bf16(net->gemm, n, C, S, BN_EPS, 0, blk, f->relu)
-                   : f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 0, blk)
-                   : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 0, blk);
+        f->infer = bn_prim(net, n, C, S, 0, blk, bf, f->relu);
     }
     if (training)
-        f->train = bf ? bp_bn_prim_create_bf16(net->gemm, n, C, S, BN_EPS, 1, blk, f->relu)
-                   : f->relu ? bp_bn_prim_create_relu(net->gemm, n, C, S, BN_EPS, 1, blk)
-                   : bp_bn_prim_create(net->gemm, n, C, S, BN_EPS, 1, blk);
+        f->train = bn_prim(net, n, C, S, 1, blk, bf, f->relu);
     f->training = training;
     return f->infer && (!training || f->train);
 }
